@@ -1,0 +1,306 @@
+//! The compiled, typed configuration: what the rest of the gateway reads.
+//! Every value here has been checked; nothing downstream re-parses text.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub admin: AdminSettings,
+    pub metrics: MetricsSettings,
+    pub store: StoreSettings,
+    pub redis: Option<RedisSettings>,
+    pub auth: AuthSettings,
+    pub plans: BTreeMap<String, Plan>,
+    pub services: BTreeMap<String, Arc<Service>>,
+    pub routes: Vec<Arc<Route>>,
+    pub logging: LoggingSettings,
+}
+
+impl Config {
+    /// The one-line summary `check-config` prints.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: ok ({} routes, {} services, {} plans, {} external issuers; proxy on {}, admin on {}, metrics on {})",
+            self.source.display(),
+            self.routes.len(),
+            self.services.len(),
+            self.plans.len(),
+            self.auth.issuers.len(),
+            self.server
+                .listen
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            self.admin.listen,
+            self.metrics.listen,
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: Vec<SocketAddr>,
+    pub max_header_bytes: usize,
+    pub header_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub threads: usize,
+}
+
+/// An address block, `10.0.0.0/8` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
+            if prefix == 0 {
+                0
+            } else {
+                bits >> (width - prefix)
+            }
+        }
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u32::from(net) as u128, self.prefix, 32)
+                    == masked(u32::from(ip) as u128, self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(u128::from(net), self.prefix, 128) == masked(u128::from(ip), self.prefix, 128)
+            }
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => self.contains(IpAddr::V4(v4)),
+                None => false,
+            },
+            (IpAddr::V6(_), IpAddr::V4(_)) => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    pub token_env: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub url: StoreUrl,
+    pub cache: CacheSettings,
+    pub pepper_env: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub max_entries: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub api_key: ApiKeySettings,
+    pub tokens: TokenSettings,
+    pub issuers: Vec<ExternalIssuer>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeySettings {
+    /// Lower-case header name.
+    pub header: http::HeaderName,
+    pub default_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    Es256,
+    EdDsa,
+    Rs256,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub ttl: Duration,
+    pub algorithm: SigningAlgorithm,
+    pub leeway: Duration,
+}
+
+/// Algorithms an external issuer may use; HMAC is not among them, since a
+/// JWKS only publishes public keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    Rs256,
+    Rs384,
+    Rs512,
+    Ps256,
+    Ps384,
+    Ps512,
+    Es256,
+    Es384,
+    EdDsa,
+}
+
+impl JwtAlgorithm {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "RS256" => Self::Rs256,
+            "RS384" => Self::Rs384,
+            "RS512" => Self::Rs512,
+            "PS256" => Self::Ps256,
+            "PS384" => Self::Ps384,
+            "PS512" => Self::Ps512,
+            "ES256" => Self::Es256,
+            "ES384" => Self::Es384,
+            "EdDSA" => Self::EdDsa,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExternalIssuer {
+    pub name: String,
+    pub issuer: String,
+    pub jwks_url: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<JwtAlgorithm>,
+    pub client_claim: String,
+    pub leeway: Duration,
+}
+
+/// Requests allowed per period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u64,
+    pub per: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaPeriod {
+    Day,
+    Month,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub count: u64,
+    pub per: QuotaPeriod,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub name: String,
+    pub rate: Option<Rate>,
+    pub quota: Option<Quota>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub upstreams: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub retries: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    Jwt,
+    ApiKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthPolicy {
+    Public,
+    /// Accepted credential kinds, in the order they are tried.
+    Required(Vec<CredentialKind>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    /// Lower-case host without port.
+    pub host: Option<String>,
+    pub path: PathMatch,
+    /// Empty means every method.
+    pub methods: Vec<Method>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirectResponse {
+    pub status: http::StatusCode,
+    pub body: bytes::Bytes,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteTarget {
+    Service(Arc<Service>),
+    Respond(DirectResponse),
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub target: RouteTarget,
+    pub auth: AuthPolicy,
+    pub scopes: Vec<String>,
+    pub forward_authorization: bool,
+}
+
+impl Route {
+    pub fn service_name(&self) -> &str {
+        match &self.target {
+            RouteTarget::Service(s) => &s.name,
+            RouteTarget::Respond(_) => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingSettings {
+    pub format: LogFormat,
+    pub level: String,
+}

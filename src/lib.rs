@@ -1,0 +1,10 @@
+//! Tollgate: an API gateway on Pingora that lets a request reach an
+//! upstream only with a valid credential of a subscribed consumer client.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod control;
+pub mod proxy;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,76 @@
+//! The `tollgate` binary: parse arguments, load the configuration, run.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tollgate::config::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "An API gateway that lets only subscribed clients through")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, default_value = "config/tollgate.yaml")]
+        config: PathBuf,
+        /// Overrides `logging.format` of the configuration.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+    },
+    /// Check a configuration file: a summary and exit 0, or every error and exit 2.
+    CheckConfig {
+        #[arg(long, default_value = "config/tollgate.yaml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match config::load(&config) {
+            Ok(c) => {
+                println!("{}", c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config, log_format } => {
+            let config = match config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::from(2);
+                }
+            };
+            let format = match log_format {
+                Some(LogFormatArg::Json) => LogFormat::Json,
+                Some(LogFormatArg::Pretty) => LogFormat::Pretty,
+                None => config.logging.format,
+            };
+            tollgate::telemetry::logging::init(format, &config.logging.level);
+            match tollgate::server::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tollgate: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The request the upstream receives: the normalized path, hop-by-hop and
+//! client-sent identity headers removed, credentials stripped, and the
+//! gateway's own `X-Request-Id`, `X-Forwarded-*` and `X-Consumer-*` set.
+
+use std::net::IpAddr;
+
+use http::HeaderName;
+use pingora::http::RequestHeader;
+
+use crate::config::IpNet;
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+];
+
+/// Headers the gateway adds after authentication.
+#[derive(Debug, Default, Clone)]
+pub struct Identity {
+    pub consumer_id: String,
+    pub consumer_name: String,
+    pub subscription_id: String,
+}
+
+pub struct ForwardContext<'a> {
+    /// Normalized path plus the raw query, if any.
+    pub path_and_query: &'a str,
+    pub request_id: &'a str,
+    pub peer: Option<IpAddr>,
+    pub trusted_proxies: &'a [IpNet],
+    pub api_key_header: &'a HeaderName,
+    pub keep_authorization: bool,
+    pub identity: Option<&'a Identity>,
+}
+
+pub fn rewrite_upstream_request(req: &mut RequestHeader, fx: &ForwardContext<'_>) -> pingora::Result<()> {
+    if let Ok(uri) = fx.path_and_query.parse::<http::Uri>() {
+        req.set_uri(uri);
+    }
+
+    // Headers named by the client's Connection header are hop-by-hop too
+    // (`Connection: X-Consumer-Id` must not strip the gateway's own header).
+    let listed: Vec<String> = req
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "upgrade")
+        .collect();
+    let upgrade = req
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.to_ascii_lowercase().contains("upgrade")));
+    for name in listed.iter().map(String::as_str).chain(HOP_BY_HOP.iter().copied()) {
+        req.remove_header(name);
+    }
+    if upgrade && req.headers.contains_key(http::header::UPGRADE) {
+        req.insert_header(http::header::CONNECTION, "upgrade")?;
+    }
+
+    let consumer: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-consumer-"))
+        .cloned()
+        .collect();
+    for name in consumer {
+        req.remove_header(&name);
+    }
+    req.remove_header("x-subscription-id");
+    req.remove_header(fx.api_key_header);
+    if !fx.keep_authorization {
+        req.remove_header(&http::header::AUTHORIZATION);
+    }
+
+    let trusted = fx
+        .peer
+        .is_some_and(|ip| fx.trusted_proxies.iter().any(|n| n.contains(ip)));
+    let peer = fx.peer.map(|ip| ip.to_string()).unwrap_or_default();
+    let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if trusted && !prev.trim().is_empty() => format!("{prev}, {peer}"),
+        _ => peer,
+    };
+    req.insert_header("x-forwarded-for", xff)?;
+    let proto_ok = trusted
+        && req
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p == "http" || p == "https");
+    if !proto_ok {
+        req.insert_header("x-forwarded-proto", "http")?;
+    }
+    req.insert_header("x-request-id", fx.request_id)?;
+
+    if let Some(id) = fx.identity {
+        req.insert_header("x-consumer-id", id.consumer_id.as_str())?;
+        req.insert_header("x-consumer-name", id.consumer_name.as_str())?;
+        req.insert_header("x-subscription-id", id.subscription_id.as_str())?;
+    }
+    Ok(())
+}
+
+/// A client's `X-Request-Id` is kept when it is short printable ASCII.
+pub fn acceptable_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/a//b", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn ctx<'a>(h: &'a HeaderName, trusted: &'a [IpNet], id: Option<&'a Identity>) -> ForwardContext<'a> {
+        ForwardContext {
+            path_and_query: "/a/b?x=1",
+            request_id: "rid",
+            peer: Some("10.1.1.1".parse().unwrap()),
+            trusted_proxies: trusted,
+            api_key_header: h,
+            keep_authorization: false,
+            identity: id,
+        }
+    }
+
+    #[test]
+    fn strips_client_identity_and_credentials() {
+        let h = HeaderName::from_static("x-api-key");
+        let mut r = request(&[
+            ("x-consumer-id", "evil"),
+            ("X-Consumer-Name", "evil"),
+            ("connection", "X-Consumer-Id, x-foo"),
+            ("x-foo", "1"),
+            ("x-api-key", "tg_secret"),
+            ("authorization", "Bearer t"),
+            ("x-forwarded-for", "1.2.3.4"),
+        ]);
+        let id = Identity {
+            consumer_id: "c1".into(),
+            consumer_name: "n".into(),
+            subscription_id: "s1".into(),
+        };
+        rewrite_upstream_request(&mut r, &ctx(&h, &[], Some(&id))).unwrap();
+        assert_eq!(r.uri.to_string(), "/a/b?x=1");
+        assert_eq!(r.headers.get_all("x-consumer-id").iter().count(), 1);
+        assert_eq!(r.headers.get("x-consumer-id").unwrap(), "c1");
+        assert_eq!(r.headers.get("x-consumer-name").unwrap(), "n");
+        assert!(r.headers.get("x-foo").is_none());
+        assert!(r.headers.get("connection").is_none());
+        assert!(r.headers.get("x-api-key").is_none());
+        assert!(r.headers.get("authorization").is_none());
+        // untrusted peer: the client's X-Forwarded-For is replaced
+        assert_eq!(r.headers.get("x-forwarded-for").unwrap(), "10.1.1.1");
+        assert_eq!(r.headers.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(r.headers.get("x-request-id").unwrap(), "rid");
+    }
+
+    #[test]
+    fn trusted_proxy_chain_is_extended() {
+        let h = HeaderName::from_static("x-api-key");
+        let trusted = [crate::config::IpNet {
+            addr: "10.0.0.0".parse().unwrap(),
+            prefix: 8,
+        }];
+        let mut r = request(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")]);
+        rewrite_upstream_request(&mut r, &ctx(&h, &trusted, None)).unwrap();
+        assert_eq!(r.headers.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.1.1.1");
+        assert_eq!(r.headers.get("x-forwarded-proto").unwrap(), "https");
+        assert!(r.headers.get("x-consumer-id").is_none());
+    }
+
+    #[test]
+    fn request_ids() {
+        assert!(acceptable_request_id(b"abc-123"));
+        assert!(!acceptable_request_id(b""));
+        assert!(!acceptable_request_id(b"a b"));
+        assert!(!acceptable_request_id(&[b'a'; 200]));
+    }
+}

@@ -1,0 +1,150 @@
+//! Every answer the gateway writes itself instead of the upstream's: one
+//! enum of causes and one function that maps a cause to status, JSON body
+//! and headers (SPEC §4's table).
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use pingora::http::ResponseHeader;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    BadRequest(&'static str),
+    NotFound,
+    MethodNotAllowed(Vec<Method>),
+    HeaderTooLarge,
+    MissingCredentials,
+    /// A credential was presented and refused; the description says why
+    /// and never echoes the credential.
+    InvalidToken(&'static str),
+    BadGateway,
+    GatewayTimeout,
+    Internal,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::NotFound => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Rejection::MissingCredentials | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Rejection::BadGateway => StatusCode::BAD_GATEWAY,
+            Rejection::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `error` code of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::BadRequest(_) => "bad_request",
+            Rejection::NotFound => "not_found",
+            Rejection::MethodNotAllowed(_) => "method_not_allowed",
+            Rejection::HeaderTooLarge => "request_header_fields_too_large",
+            Rejection::MissingCredentials => "missing_credentials",
+            Rejection::InvalidToken(_) => "invalid_token",
+            Rejection::BadGateway => "bad_gateway",
+            Rejection::GatewayTimeout => "gateway_timeout",
+            Rejection::Internal => "internal_error",
+        }
+    }
+
+    pub fn description(&self) -> &'static str {
+        match self {
+            Rejection::BadRequest(why) => why,
+            Rejection::NotFound => "no route matches this request",
+            Rejection::MethodNotAllowed(_) => "the route does not accept this method",
+            Rejection::HeaderTooLarge => "request head too large",
+            Rejection::MissingCredentials => "this route needs a credential",
+            Rejection::InvalidToken(why) => why,
+            Rejection::BadGateway => "the upstream service refused or failed",
+            Rejection::GatewayTimeout => "the upstream service did not answer in time",
+            Rejection::Internal => "internal error",
+        }
+    }
+
+    /// Whether the connection should be closed after this answer.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Rejection::BadRequest(_) | Rejection::HeaderTooLarge)
+    }
+
+    /// Status, headers and JSON body of the answer.
+    pub fn to_response(&self, request_id: &str) -> pingora::Result<(ResponseHeader, Bytes)> {
+        let body = serde_json::to_vec(&Body {
+            error: self.code(),
+            error_description: self.description(),
+        })
+        .map(Bytes::from)
+        .unwrap_or_else(|_| Bytes::from_static(b"{\"error\":\"internal_error\"}"));
+        let mut headers: Vec<(HeaderName, String)> = vec![
+            (http::header::CONTENT_TYPE, "application/json".into()),
+            (http::header::CACHE_CONTROL, "no-store".into()),
+        ];
+        match self {
+            Rejection::MissingCredentials => headers.push((
+                http::header::WWW_AUTHENTICATE,
+                "Bearer realm=\"tollgate\"".into(),
+            )),
+            Rejection::InvalidToken(why) => headers.push((
+                http::header::WWW_AUTHENTICATE,
+                format!("Bearer realm=\"tollgate\", error=\"invalid_token\", error_description=\"{why}\""),
+            )),
+            Rejection::MethodNotAllowed(allowed) => headers.push((
+                http::header::ALLOW,
+                allowed
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+            _ => {}
+        }
+        if self.closes_connection() {
+            headers.push((http::header::CONNECTION, "close".into()));
+        }
+        if !request_id.is_empty() {
+            headers.push((HeaderName::from_static("x-request-id"), request_id.into()));
+        }
+        let mut resp = ResponseHeader::build(self.status(), Some(headers.len() + 1))?;
+        for (name, value) in headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                let _ = resp.insert_header(name, v);
+            }
+        }
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        Ok((resp, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_token_answer_matches_the_spec() {
+        let (resp, body) = Rejection::InvalidToken("unknown key").to_response("rid-1").unwrap();
+        assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            resp.headers.get("www-authenticate").unwrap(),
+            "Bearer realm=\"tollgate\", error=\"invalid_token\", error_description=\"unknown key\""
+        );
+        assert_eq!(resp.headers.get("x-request-id").unwrap(), "rid-1");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], "invalid_token");
+        assert_eq!(v["error_description"], "unknown key");
+    }
+
+    #[test]
+    fn method_not_allowed_lists_methods() {
+        let (resp, _) = Rejection::MethodNotAllowed(vec![Method::GET, Method::POST]).to_response("").unwrap();
+        assert_eq!(resp.headers.get("allow").unwrap(), "GET, POST");
+    }
+}

@@ -1,0 +1,139 @@
+//! Assembles one gateway process: binds the listeners (reporting bind
+//! errors before anything starts), builds the Pingora server with the
+//! proxy, admin and metrics services, and drains in-flight requests on
+//! SIGTERM before exiting 0.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::config::Config;
+use crate::control::{self, AdminState, HttpListenerService};
+use crate::proxy::conn::{GuardedApp, HeadLimits};
+use crate::proxy::{Gateway, InFlight, Snapshot};
+use crate::telemetry::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, what, source })
+}
+
+/// Build everything and run until SIGTERM/SIGINT; never returns on success.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let config = Arc::new(config);
+    let admin_listener = bind(config.admin.listen, "admin")?;
+    let metrics_listener = bind(config.metrics.listen, "metrics")?;
+    for addr in &config.server.listen {
+        // Pingora binds the proxy listeners itself once running; try each
+        // first so that a taken or forbidden port is a clear error here.
+        drop(bind(*addr, "proxy")?);
+    }
+
+    let metrics = Arc::new(Metrics::new()?);
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(config.clone())));
+    let inflight = Arc::new(InFlight::default());
+
+    let shutdown_secs = config.server.shutdown_timeout.as_secs_f64().ceil() as u64;
+    let conf = ServerConf {
+        threads: config.server.threads,
+        // Pingora sleeps this long after SIGTERM; the drain service below
+        // exits as soon as the last in-flight request has finished.
+        grace_period_seconds: Some(shutdown_secs.max(1)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let gateway = Gateway {
+        state: snapshot.clone(),
+        metrics: metrics.clone(),
+        inflight: inflight.clone(),
+    };
+    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let app = GuardedApp {
+        inner: Arc::new(proxy),
+        limits: HeadLimits {
+            max_bytes: config.server.max_header_bytes,
+            timeout: config.server.header_timeout,
+        },
+    };
+    let mut proxy_service = Service::new("tollgate proxy".to_string(), app);
+    for addr in &config.server.listen {
+        proxy_service.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy_service);
+
+    let admin = control::admin_router(AdminState {
+        snapshot: snapshot.clone(),
+    });
+    server.add_service(background_service(
+        "admin",
+        HttpListenerService::new("admin", admin_listener, admin),
+    ));
+    server.add_service(background_service(
+        "metrics",
+        HttpListenerService::new("metrics", metrics_listener, control::metrics_router(metrics)),
+    ));
+    server.add_service(background_service(
+        "drain",
+        Drain {
+            inflight,
+            timeout: config.server.shutdown_timeout,
+        },
+    ));
+
+    tracing::info!(
+        config = %config.source.display(),
+        routes = config.routes.len(),
+        services = config.services.len(),
+        proxy = ?config.server.listen,
+        admin = %config.admin.listen,
+        metrics = %config.metrics.listen,
+        "tollgate starting"
+    );
+    server.run_forever()
+}
+
+/// After SIGTERM, waits for in-flight requests (listeners are already
+/// closed by Pingora) and exits as soon as there are none.
+struct Drain {
+    inflight: Arc<InFlight>,
+    timeout: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+        let started = Instant::now();
+        while self.inflight.count() > 0 && started.elapsed() < self.timeout {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.inflight.count();
+        // let the last answers leave the socket buffers
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tracing::info!(in_flight_left = left, waited_ms = started.elapsed().as_millis() as u64, "shutdown complete");
+        std::process::exit(0);
+    }
+}

@@ -1,0 +1,6 @@
+//! Metrics registry and logging setup.
+
+pub mod logging;
+pub mod metrics;
+
+pub use metrics::Metrics;
