@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tollgate::config::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "An API gateway that lets only subscribed clients through")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "An API gateway that lets only subscribed clients through"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -91,7 +91,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
     ));
     server.add_service(background_service(
         "metrics",
-        HttpListenerService::new("metrics", metrics_listener, control::metrics_router(metrics)),
+        HttpListenerService::new(
+            "metrics",
+            metrics_listener,
+            control::metrics_router(metrics),
+        ),
     ));
     server.add_service(background_service(
         "drain",
@@ -133,7 +137,11 @@ impl BackgroundService for Drain {
         let left = self.inflight.count();
         // let the last answers leave the socket buffers
         tokio::time::sleep(Duration::from_millis(100)).await;
-        tracing::info!(in_flight_left = left, waited_ms = started.elapsed().as_millis() as u64, "shutdown complete");
+        tracing::info!(
+            in_flight_left = left,
+            waited_ms = started.elapsed().as_millis() as u64,
+            "shutdown complete"
+        );
         std::process::exit(0);
     }
 }

@@ -28,7 +28,9 @@ pub fn authenticate(
             .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ")),
     });
     if presented {
-        Err(Rejection::InvalidToken("credential verification is not available on this node"))
+        Err(Rejection::InvalidToken(
+            "credential verification is not available on this node",
+        ))
     } else {
         Err(Rejection::MissingCredentials)
     }

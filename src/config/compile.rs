@@ -178,7 +178,9 @@ impl Compiler {
             Err(_) => {
                 self.err(
                     path,
-                    format!("invalid listen address `{text}`: expected IP:PORT such as 127.0.0.1:8080"),
+                    format!(
+                        "invalid listen address `{text}`: expected IP:PORT such as 127.0.0.1:8080"
+                    ),
                 );
                 None
             }
@@ -204,7 +206,10 @@ impl Compiler {
                 }
                 Some(name) => self.err_key(
                     &root.key(name),
-                    format!("unknown section `{name}`, expected one of {}", SECTIONS.join(", ")),
+                    format!(
+                        "unknown section `{name}`, expected one of {}",
+                        SECTIONS.join(", ")
+                    ),
                 ),
                 None => self.err(&root, "section names must be strings"),
             }
@@ -258,7 +263,10 @@ impl Compiler {
         let raw: RawServer = self.section(v, path)?;
         let listen_texts = raw.listen.unwrap_or_else(|| vec!["127.0.0.1:8080".into()]);
         if listen_texts.is_empty() {
-            self.err(&path.key("listen"), "at least one listen address is required");
+            self.err(
+                &path.key("listen"),
+                "at least one listen address is required",
+            );
         }
         let listen = listen_texts
             .iter()
@@ -327,9 +335,7 @@ impl Compiler {
 
     fn env_name(&mut self, name: &str, path: &NodePath) {
         let ok = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit());
         if !ok {
             self.err(
@@ -363,13 +369,19 @@ impl Compiler {
         } else {
             self.err(
                 &path.key("url"),
-                format!("unsupported store url `{url_text}`: expected sqlite://PATH or postgres://…"),
+                format!(
+                    "unsupported store url `{url_text}`: expected sqlite://PATH or postgres://…"
+                ),
             );
             StoreUrl::Sqlite(PathBuf::new())
         };
         let cp = path.key("cache");
         let cache = CacheSettings {
-            ttl: self.duration(raw.cache.ttl.as_deref(), &cp.key("ttl"), Duration::from_secs(30)),
+            ttl: self.duration(
+                raw.cache.ttl.as_deref(),
+                &cp.key("ttl"),
+                Duration::from_secs(30),
+            ),
             negative_ttl: self.duration(
                 raw.cache.negative_ttl.as_deref(),
                 &cp.key("negative_ttl"),
@@ -446,7 +458,9 @@ impl Compiler {
             other => {
                 self.err(
                     &tp.key("algorithm"),
-                    format!("unsupported signing algorithm `{other}`: expected ES256, EdDSA or RS256"),
+                    format!(
+                        "unsupported signing algorithm `{other}`: expected ES256, EdDSA or RS256"
+                    ),
                 );
                 SigningAlgorithm::Es256
             }
@@ -455,9 +469,17 @@ impl Compiler {
         let tokens = TokenSettings {
             issuer: raw.tokens.issuer.unwrap_or(default_issuer),
             audience: raw.tokens.audience.unwrap_or_else(|| "tollgate".into()),
-            ttl: self.duration(raw.tokens.ttl.as_deref(), &tp.key("ttl"), Duration::from_secs(3600)),
+            ttl: self.duration(
+                raw.tokens.ttl.as_deref(),
+                &tp.key("ttl"),
+                Duration::from_secs(3600),
+            ),
             algorithm,
-            leeway: self.leeway(raw.tokens.leeway.as_deref(), &tp.key("leeway"), leeway_default),
+            leeway: self.leeway(
+                raw.tokens.leeway.as_deref(),
+                &tp.key("leeway"),
+                leeway_default,
+            ),
         };
 
         let mut issuers = Vec::new();
@@ -465,7 +487,10 @@ impl Compiler {
         for (i, iss) in raw.issuers.into_iter().enumerate() {
             let ip = path.key("issuers").index(i);
             if iss.name.is_empty() || !names.insert(iss.name.clone()) {
-                self.err(&ip.key("name"), format!("issuer name `{}` is empty or repeated", iss.name));
+                self.err(
+                    &ip.key("name"),
+                    format!("issuer name `{}` is empty or repeated", iss.name),
+                );
             }
             if iss.issuer.is_empty() {
                 self.err(&ip.key("issuer"), "must not be empty");
@@ -586,7 +611,10 @@ impl Compiler {
                 continue;
             };
             if raw.upstreams.is_empty() {
-                self.err(&sp.key("upstreams"), "at least one upstream target is required");
+                self.err(
+                    &sp.key("upstreams"),
+                    "at least one upstream target is required",
+                );
             }
             let mut upstreams = Vec::new();
             for (i, t) in raw.upstreams.iter().enumerate() {
@@ -645,7 +673,10 @@ impl Compiler {
                 continue;
             };
             if raw.name.is_empty() || !names.insert(raw.name.clone()) {
-                self.err(&rp.key("name"), format!("route name `{}` is empty or repeated", raw.name));
+                self.err(
+                    &rp.key("name"),
+                    format!("route name `{}` is empty or repeated", raw.name),
+                );
             }
             if let Some(route) = self.route(raw, &rp, services) {
                 routes.push(Arc::new(route));
@@ -681,7 +712,10 @@ impl Compiler {
                 && h.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
             if !valid {
-                self.err(&mp.key("host"), format!("invalid host `{h}` (no port, no scheme)"));
+                self.err(
+                    &mp.key("host"),
+                    format!("invalid host `{h}` (no port, no scheme)"),
+                );
                 None
             } else {
                 Some(h)
@@ -715,7 +749,9 @@ impl Compiler {
                     None
                 }
             },
-            (None, Some(r)) => self.respond(r, &rp.key("respond")).map(RouteTarget::Respond),
+            (None, Some(r)) => self
+                .respond(r, &rp.key("respond"))
+                .map(RouteTarget::Respond),
             (Some(_), Some(_)) => {
                 self.err(rp, "set either `service` or `respond`, not both");
                 None
@@ -751,7 +787,10 @@ impl Compiler {
             Ok(n) => {
                 self.err(
                     path,
-                    format!("`{p}` is not in normalized form; write `{}`", n.trim_end_matches('/').max("/")),
+                    format!(
+                        "`{p}` is not in normalized form; write `{}`",
+                        n.trim_end_matches('/').max("/")
+                    ),
                 );
                 None
             }
@@ -784,7 +823,9 @@ impl Compiler {
                     match item.as_str().and_then(kind) {
                         Some(k) if !kinds.contains(&k) => kinds.push(k),
                         Some(_) => self.err(&path.index(i), "repeated credential kind"),
-                        None => self.err(&path.index(i), format!("unknown credential kind: {HINT}")),
+                        None => {
+                            self.err(&path.index(i), format!("unknown credential kind: {HINT}"))
+                        }
                     }
                 }
                 (kinds.len() == items.len()).then_some(AuthPolicy::Required(kinds))
@@ -800,7 +841,10 @@ impl Compiler {
         let status = match http::StatusCode::from_u16(raw.status) {
             Ok(s) if (200..600).contains(&raw.status) => Some(s),
             _ => {
-                self.err(&path.key("status"), format!("invalid status {}", raw.status));
+                self.err(
+                    &path.key("status"),
+                    format!("invalid status {}", raw.status),
+                );
                 None
             }
         };
@@ -818,7 +862,10 @@ impl Compiler {
             let v = http::HeaderValue::from_str(&value);
             match (n, v) {
                 (Ok(n), Ok(v)) => headers.push((n, v)),
-                _ => self.err(&path.key("headers").key(name.clone()), format!("invalid header `{name}`")),
+                _ => self.err(
+                    &path.key("headers").key(name.clone()),
+                    format!("invalid header `{name}`"),
+                ),
             }
         }
         Some(DirectResponse {
@@ -834,13 +881,19 @@ impl Compiler {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
             other => {
-                self.err(&path.key("format"), format!("unknown log format `{other}`: expected pretty or json"));
+                self.err(
+                    &path.key("format"),
+                    format!("unknown log format `{other}`: expected pretty or json"),
+                );
                 LogFormat::Pretty
             }
         };
         let level = raw.level.unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-            self.err(&path.key("level"), format!("invalid log level or filter `{level}`"));
+            self.err(
+                &path.key("level"),
+                format!("invalid log level or filter `{level}`"),
+            );
         }
         Some(LoggingSettings { format, level })
     }
@@ -899,13 +952,17 @@ fn resolve_target(t: &str) -> Result<SocketAddr, String> {
         return Ok(a);
     }
     if t.contains("://") {
-        return Err(format!("upstream `{t}` must be HOST:PORT, without a scheme"));
+        return Err(format!(
+            "upstream `{t}` must be HOST:PORT, without a scheme"
+        ));
     }
     match t.to_socket_addrs() {
         Ok(mut addrs) => addrs
             .next()
             .ok_or_else(|| format!("upstream `{t}` resolves to no address")),
-        Err(e) => Err(format!("upstream `{t}` is not a HOST:PORT that resolves: {e}")),
+        Err(e) => Err(format!(
+            "upstream `{t}` is not a HOST:PORT that resolves: {e}"
+        )),
     }
 }
 
@@ -963,9 +1020,15 @@ mod tests {
     #[test]
     fn minimal_config_compiles_with_defaults() {
         let c = compile("routes: []\n", Path::new("t.yaml")).expect("compiles");
-        assert_eq!(c.server.listen, vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            c.server.listen,
+            vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(c.auth.api_key.default_ttl, Duration::from_secs(15 * 86400));
-        assert_eq!(c.store.url, StoreUrl::Sqlite(PathBuf::from("data/tollgate.db")));
+        assert_eq!(
+            c.store.url,
+            StoreUrl::Sqlite(PathBuf::from("data/tollgate.db"))
+        );
     }
 
     #[test]
@@ -1017,9 +1080,21 @@ plans:
     fn wrong_types_and_unknown_sections() {
         let errs = errors("metrics: 5\nfrobnicate: {}\nserver: { max_header_bytes: lots }\n");
         assert_eq!(errs.len(), 3, "{errs:#?}");
-        assert!(errs[0].starts_with("t.yaml:1:10: metrics: invalid type"), "{}", errs[0]);
-        assert!(errs[1].starts_with("t.yaml:2:1: frobnicate: unknown section"), "{}", errs[1]);
-        assert!(errs[2].contains("server.max_header_bytes: invalid type"), "{}", errs[2]);
+        assert!(
+            errs[0].starts_with("t.yaml:1:10: metrics: invalid type"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[1].starts_with("t.yaml:2:1: frobnicate: unknown section"),
+            "{}",
+            errs[1]
+        );
+        assert!(
+            errs[2].contains("server.max_header_bytes: invalid type"),
+            "{}",
+            errs[2]
+        );
     }
 
     #[test]
@@ -1042,10 +1117,22 @@ plans:
 
     #[test]
     fn rates_quotas_and_cidrs() {
-        assert_eq!(parse_rate("10/s"), Some(Rate { count: 10, per: Duration::from_secs(1) }));
-        assert_eq!(parse_rate("5/min").map(|r| r.per), Some(Duration::from_secs(60)));
+        assert_eq!(
+            parse_rate("10/s"),
+            Some(Rate {
+                count: 10,
+                per: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            parse_rate("5/min").map(|r| r.per),
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(parse_rate("0/s"), None);
-        assert_eq!(parse_quota("10000/day").map(|q| q.per), Some(QuotaPeriod::Day));
+        assert_eq!(
+            parse_quota("10000/day").map(|q| q.per),
+            Some(QuotaPeriod::Day)
+        );
         assert_eq!(parse_quota("7/month").map(|q| q.count), Some(7));
         let net = parse_ipnet("10.0.0.0/8").unwrap();
         assert!(net.contains("10.1.2.3".parse().unwrap()));

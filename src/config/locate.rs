@@ -106,8 +106,14 @@ impl PositionIndex {
 }
 
 enum Frame {
-    Map { path: NodePath, pending_key: Option<String> },
-    Seq { path: NodePath, next: usize },
+    Map {
+        path: NodePath,
+        pending_key: Option<String>,
+    },
+    Seq {
+        path: NodePath,
+        next: usize,
+    },
 }
 
 #[derive(Default)]

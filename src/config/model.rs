@@ -78,7 +78,8 @@ impl IpNet {
                     == masked(u32::from(ip) as u128, self.prefix, 32)
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                masked(u128::from(net), self.prefix, 128) == masked(u128::from(ip), self.prefix, 128)
+                masked(u128::from(net), self.prefix, 128)
+                    == masked(u128::from(ip), self.prefix, 128)
             }
             (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
                 Some(v4) => self.contains(IpAddr::V4(v4)),

@@ -37,7 +37,11 @@ pub struct GuardedApp<A> {
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let stream: Stream = if stream.as_any().is::<HeadGuard>() {
             stream
         } else {
@@ -53,7 +57,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
 
 enum Phase {
     /// Reading the first head: bytes seen so far, the last three of them.
-    Head { seen: usize, tail: [u8; 3] },
+    Head {
+        seen: usize,
+        tail: [u8; 3],
+    },
     Passthrough,
     Failed,
 }
@@ -67,7 +74,9 @@ pub struct HeadGuard {
 
 impl std::fmt::Debug for HeadGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HeadGuard").field("inner", &self.inner).finish()
+        f.debug_struct("HeadGuard")
+            .field("inner", &self.inner)
+            .finish()
     }
 }
 
@@ -156,7 +165,11 @@ impl AsyncRead for HeadGuard {
 }
 
 impl AsyncWrite for HeadGuard {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

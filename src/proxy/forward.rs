@@ -37,7 +37,10 @@ pub struct ForwardContext<'a> {
     pub identity: Option<&'a Identity>,
 }
 
-pub fn rewrite_upstream_request(req: &mut RequestHeader, fx: &ForwardContext<'_>) -> pingora::Result<()> {
+pub fn rewrite_upstream_request(
+    req: &mut RequestHeader,
+    fx: &ForwardContext<'_>,
+) -> pingora::Result<()> {
     if let Ok(uri) = fx.path_and_query.parse::<http::Uri>() {
         req.set_uri(uri);
     }
@@ -57,8 +60,15 @@ pub fn rewrite_upstream_request(req: &mut RequestHeader, fx: &ForwardContext<'_>
         .headers
         .get_all(http::header::CONNECTION)
         .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.to_ascii_lowercase().contains("upgrade")));
-    for name in listed.iter().map(String::as_str).chain(HOP_BY_HOP.iter().copied()) {
+        .any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.to_ascii_lowercase().contains("upgrade"))
+        });
+    for name in listed
+        .iter()
+        .map(String::as_str)
+        .chain(HOP_BY_HOP.iter().copied())
+    {
         req.remove_header(name);
     }
     if upgrade && req.headers.contains_key(http::header::UPGRADE) {
@@ -84,7 +94,11 @@ pub fn rewrite_upstream_request(req: &mut RequestHeader, fx: &ForwardContext<'_>
         .peer
         .is_some_and(|ip| fx.trusted_proxies.iter().any(|n| n.contains(ip)));
     let peer = fx.peer.map(|ip| ip.to_string()).unwrap_or_default();
-    let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match req
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
         Some(prev) if trusted && !prev.trim().is_empty() => format!("{prev}, {peer}"),
         _ => peer,
     };
@@ -125,7 +139,11 @@ mod tests {
         r
     }
 
-    fn ctx<'a>(h: &'a HeaderName, trusted: &'a [IpNet], id: Option<&'a Identity>) -> ForwardContext<'a> {
+    fn ctx<'a>(
+        h: &'a HeaderName,
+        trusted: &'a [IpNet],
+        id: Option<&'a Identity>,
+    ) -> ForwardContext<'a> {
         ForwardContext {
             path_and_query: "/a/b?x=1",
             request_id: "rid",
@@ -176,9 +194,15 @@ mod tests {
             addr: "10.0.0.0".parse().unwrap(),
             prefix: 8,
         }];
-        let mut r = request(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")]);
+        let mut r = request(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+        ]);
         rewrite_upstream_request(&mut r, &ctx(&h, &trusted, None)).unwrap();
-        assert_eq!(r.headers.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.1.1.1");
+        assert_eq!(
+            r.headers.get("x-forwarded-for").unwrap(),
+            "1.2.3.4, 10.1.1.1"
+        );
         assert_eq!(r.headers.get("x-forwarded-proto").unwrap(), "https");
         assert!(r.headers.get("x-consumer-id").is_none());
     }

@@ -92,13 +92,20 @@ pub struct RequestCtx {
 }
 
 impl Gateway {
-    async fn reject(&self, session: &mut Session, ctx: &RequestCtx, r: Rejection) -> pingora::Result<bool> {
+    async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        r: Rejection,
+    ) -> pingora::Result<bool> {
         let (resp, body) = r.to_response(&ctx.request_id)?;
         if r.closes_connection() {
             session.set_keepalive(None);
         }
         let head_only = session.req_header().method == http::Method::HEAD;
-        session.write_response_header(Box::new(resp), head_only).await?;
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
         if !head_only {
             session.write_response_body(Some(body), true).await?;
         }
@@ -118,18 +125,33 @@ impl Gateway {
         resp.insert_header(http::header::CONTENT_LENGTH, d.body.len())?;
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         let head_only = session.req_header().method == http::Method::HEAD || d.body.is_empty();
-        session.write_response_header(Box::new(resp), head_only).await?;
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
         if !head_only {
-            session.write_response_body(Some(d.body.clone()), true).await?;
+            session
+                .write_response_body(Some(d.body.clone()), true)
+                .await?;
         }
         Ok(true)
     }
 
     /// Steps up to the upstream; `Err` is the answer to send instead.
-    fn admit(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Arc<Route>, Rejection> {
+    fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Arc<Route>, Rejection> {
         let config = &ctx.snapshot.config;
-        if head_size(req) > config.server.max_header_bytes {
+        let req = session.req_header();
+        let raw_head = session.as_downstream().to_h1_raw();
+        if raw_head.len() > config.server.max_header_bytes {
             return Err(Rejection::HeaderTooLarge);
+        }
+        // RFC 9112 §6.1: both framings at once may be request smuggling.
+        // Pingora drops Content-Length in that case, so look at the raw head.
+        if req.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && contains_ignore_case(&raw_head, b"\ncontent-length:")
+        {
+            return Err(Rejection::BadRequest(
+                "conflicting Content-Length and Transfer-Encoding",
+            ));
         }
         if req.headers.get_all(http::header::HOST).iter().count() > 1 {
             return Err(Rejection::BadRequest("more than one Host header"));
@@ -153,7 +175,9 @@ impl Gateway {
             .route(host.as_deref(), &ctx.path, &req.method)
         {
             RouteDecision::Matched(r) => r.clone(),
-            RouteDecision::MethodNotAllowed(allowed) => return Err(Rejection::MethodNotAllowed(allowed)),
+            RouteDecision::MethodNotAllowed(allowed) => {
+                return Err(Rejection::MethodNotAllowed(allowed))
+            }
             RouteDecision::NotFound => return Err(Rejection::NotFound),
         };
         ctx.span.record("route", route.name.as_str());
@@ -166,14 +190,10 @@ impl Gateway {
     }
 }
 
-/// Request line plus header fields, as they were on the wire (close enough).
-fn head_size(req: &RequestHeader) -> usize {
-    let line = req.method.as_str().len() + req.uri.to_string().len() + 12;
-    req.headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + line
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn has_body(req: &RequestHeader) -> bool {
@@ -205,14 +225,19 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
-        let req = session.req_header();
-        ctx.request_id = match req.headers.get("x-request-id") {
-            Some(v) if acceptable_request_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        ctx.request_id = match session.req_header().headers.get("x-request-id") {
+            Some(v) if acceptable_request_id(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
             _ => uuid::Uuid::new_v4().to_string(),
         };
         ctx.span.record("request_id", ctx.request_id.as_str());
-        let route = match self.admit(req, ctx) {
+        let route = match self.admit(session, ctx) {
             Ok(route) => route,
             Err(rejection) => return self.reject(session, ctx, rejection).await,
         };
@@ -222,7 +247,11 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
         let service = match ctx.route.as_ref().map(|r| &r.target) {
             Some(RouteTarget::Service(s)) => s.clone(),
             _ => return Error::e_explain(ErrorType::InternalError, "no service route"),
@@ -281,7 +310,9 @@ impl ProxyHttp for Gateway {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let (Some(addr), Some(RouteTarget::Service(s))) = (ctx.tried.last(), ctx.route.as_ref().map(|r| &r.target)) {
+        if let (Some(addr), Some(RouteTarget::Service(s))) =
+            (ctx.tried.last(), ctx.route.as_ref().map(|r| &r.target))
+        {
             if let Some(pool) = ctx.snapshot.upstreams.get(&s.name) {
                 pool.mark_up(*addr);
             }
@@ -298,13 +329,15 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         // Nothing reached the upstream yet, so another target is safe.
         let retry = match (ctx.tried.last(), ctx.route.as_ref().map(|r| &r.target)) {
-            (Some(addr), Some(RouteTarget::Service(s))) => match ctx.snapshot.upstreams.get(&s.name) {
-                Some(pool) => {
-                    pool.mark_down(*addr);
-                    ctx.tried.len() <= s.retries && pool.has_untried(&ctx.tried)
+            (Some(addr), Some(RouteTarget::Service(s))) => {
+                match ctx.snapshot.upstreams.get(&s.name) {
+                    Some(pool) => {
+                        pool.mark_down(*addr);
+                        ctx.tried.len() <= s.retries && pool.has_untried(&ctx.tried)
+                    }
+                    None => false,
                 }
-                None => false,
-            },
+            }
             _ => false,
         };
         e.set_retry(retry);
@@ -357,19 +390,27 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let rejection = match (e.esource(), e.etype()) {
             (_, ErrorType::HTTPStatus(code)) if *code >= 500 => Some(Rejection::BadGateway),
-            (ErrorSource::Upstream, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
-                Some(Rejection::GatewayTimeout)
-            }
+            (
+                ErrorSource::Upstream,
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ) => Some(Rejection::GatewayTimeout),
             (ErrorSource::Upstream, _) => Some(Rejection::BadGateway),
             (
                 ErrorSource::Downstream,
                 ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
             ) => None,
             (ErrorSource::Downstream, _) => Some(Rejection::BadRequest("malformed request")),
-            (ErrorSource::Internal | ErrorSource::Unset, ErrorType::ConnectNoRoute) => Some(Rejection::BadGateway),
+            (ErrorSource::Internal | ErrorSource::Unset, ErrorType::ConnectNoRoute) => {
+                Some(Rejection::BadGateway)
+            }
             (ErrorSource::Internal | ErrorSource::Unset, _) => Some(Rejection::Internal),
         };
         let mut code = 0;
@@ -424,4 +465,3 @@ impl ProxyHttp for Gateway {
         );
     }
 }
-

@@ -15,7 +15,9 @@ impl fmt::Display for PathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PathError::NotAbsolute => f.write_str("the path must start with `/`"),
-            PathError::BadPercentEncoding => f.write_str("the path has a malformed percent-encoding"),
+            PathError::BadPercentEncoding => {
+                f.write_str("the path has a malformed percent-encoding")
+            }
             PathError::ForbiddenByte(b) => write!(f, "the path contains the byte 0x{b:02x}"),
         }
     }
@@ -144,7 +146,10 @@ mod tests {
         assert_eq!(normalize_path(b"admin"), Err(PathError::NotAbsolute));
         assert_eq!(normalize_path(b"/a%zz"), Err(PathError::BadPercentEncoding));
         assert_eq!(normalize_path(b"/a%2"), Err(PathError::BadPercentEncoding));
-        assert_eq!(normalize_path(b"/a\\..\\admin"), Err(PathError::ForbiddenByte(b'\\')));
+        assert_eq!(
+            normalize_path(b"/a\\..\\admin"),
+            Err(PathError::ForbiddenByte(b'\\'))
+        );
         assert_eq!(normalize_path(b"/a\x00"), Err(PathError::ForbiddenByte(0)));
     }
 }

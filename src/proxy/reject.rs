@@ -130,7 +130,9 @@ mod tests {
 
     #[test]
     fn invalid_token_answer_matches_the_spec() {
-        let (resp, body) = Rejection::InvalidToken("unknown key").to_response("rid-1").unwrap();
+        let (resp, body) = Rejection::InvalidToken("unknown key")
+            .to_response("rid-1")
+            .unwrap();
         assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
         assert_eq!(
             resp.headers.get("www-authenticate").unwrap(),
@@ -144,7 +146,9 @@ mod tests {
 
     #[test]
     fn method_not_allowed_lists_methods() {
-        let (resp, _) = Rejection::MethodNotAllowed(vec![Method::GET, Method::POST]).to_response("").unwrap();
+        let (resp, _) = Rejection::MethodNotAllowed(vec![Method::GET, Method::POST])
+            .to_response("")
+            .unwrap();
         assert_eq!(resp.headers.get("allow").unwrap(), "GET, POST");
     }
 }

@@ -31,7 +31,11 @@ impl Router {
                 PathMatch::Exact(p) => (true, p.len()),
                 PathMatch::Prefix(p) => (false, p.len()),
             };
-            (Reverse(r.matcher.host.is_some()), Reverse(exact), Reverse(len))
+            (
+                Reverse(r.matcher.host.is_some()),
+                Reverse(exact),
+                Reverse(len),
+            )
         });
         Router { routes }
     }
@@ -134,14 +138,22 @@ mod tests {
             route("short", None, PathMatch::Prefix("/a".into()), &[]),
             route("long", None, PathMatch::Prefix("/a/b".into()), &[]),
             route("exact", None, PathMatch::Exact("/a/b".into()), &[]),
-            route("hosted", Some("api.example.com"), PathMatch::Prefix("/".into()), &[]),
+            route(
+                "hosted",
+                Some("api.example.com"),
+                PathMatch::Prefix("/".into()),
+                &[],
+            ),
         ]);
         let get = Method::GET;
         assert_eq!(name(r.route(None, "/a/b", &get)), "exact");
         assert_eq!(name(r.route(None, "/a/b/c", &get)), "long");
         assert_eq!(name(r.route(None, "/a/bc", &get)), "short");
         assert_eq!(name(r.route(None, "/ab", &get)), "root");
-        assert_eq!(name(r.route(Some("api.example.com"), "/a/b", &get)), "hosted");
+        assert_eq!(
+            name(r.route(Some("api.example.com"), "/a/b", &get)),
+            "hosted"
+        );
     }
 
     #[test]
@@ -152,7 +164,10 @@ mod tests {
         ]);
         assert_eq!(name(r.route(None, "/o", &Method::GET)), "get");
         assert_eq!(name(r.route(None, "/o", &Method::POST)), "post");
-        assert_eq!(name(r.route(None, "/o", &Method::DELETE)), "405 [POST, GET]");
+        assert_eq!(
+            name(r.route(None, "/o", &Method::DELETE)),
+            "405 [POST, GET]"
+        );
         assert_eq!(name(r.route(None, "/x", &Method::GET)), "404");
         assert_eq!(name(r.route(None, "/ox", &Method::GET)), "404");
     }

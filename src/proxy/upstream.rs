@@ -118,7 +118,9 @@ mod tests {
     fn pool(n: u16) -> UpstreamPool {
         UpstreamPool::new(Arc::new(Service {
             name: "s".into(),
-            upstreams: (1..=n).map(|p| SocketAddr::from(([127, 0, 0, 1], p))).collect(),
+            upstreams: (1..=n)
+                .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+                .collect(),
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
             retries: 1,
@@ -133,7 +135,10 @@ mod tests {
         p.mark_down(SocketAddr::from(([127, 0, 0, 1], 2)));
         let picks: Vec<u16> = (0..4).map(|_| p.pick(&[]).unwrap().port()).collect();
         assert!(!picks.contains(&2), "{picks:?}");
-        let tried = [SocketAddr::from(([127, 0, 0, 1], 1)), SocketAddr::from(([127, 0, 0, 1], 3))];
+        let tried = [
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            SocketAddr::from(([127, 0, 0, 1], 3)),
+        ];
         // only a down target is left: it is still offered
         assert_eq!(p.pick(&tried).unwrap().port(), 2);
         p.mark_up(SocketAddr::from(([127, 0, 0, 1], 2)));

@@ -20,7 +20,10 @@ impl Metrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("tollgate_requests_total", "Requests answered, by route, service and status"),
+            Opts::new(
+                "tollgate_requests_total",
+                "Requests answered, by route, service and status",
+            ),
             &["route", "service", "status"],
         )?;
         let request_duration = HistogramVec::new(

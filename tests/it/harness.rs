@@ -1,0 +1,460 @@
+//! Test harness: real upstream servers and real gateway processes on
+//! 127.0.0.1, readiness by polling, teardown by guard. Every loop here is
+//! bounded in count and time.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// A port that was free a moment ago (the gateway binds it by number).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A port where nothing listens: bound then released.
+pub fn closed_port() -> u16 {
+    free_port()
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers.get_all(name).iter().count()
+    }
+}
+
+#[derive(Clone)]
+struct UpstreamState {
+    name: String,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+}
+
+/// An HTTP upstream on 127.0.0.1:0 that records what it receives.
+/// `/slow/MS` answers after MS milliseconds; `/status/N` answers N;
+/// anything else answers 200 with `{"upstream": NAME, "uri": URI}`.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    pub fn start(name: &str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = UpstreamState {
+            name: name.to_string(),
+            seen: seen.clone(),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let app = axum::Router::new().fallback(record).with_state(state);
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+        });
+        Upstream {
+            addr,
+            seen,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn target(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests().len()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn record(State(state): State<UpstreamState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let uri = parts.uri.to_string();
+    if let Ok(mut seen) = state.seen.lock() {
+        seen.push(Recorded {
+            method: parts.method.to_string(),
+            uri: uri.clone(),
+            headers: parts.headers.clone(),
+            body,
+        });
+    }
+    let path = parts.uri.path();
+    if let Some(ms) = path
+        .strip_prefix("/slow/")
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+    {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+        return (status, "status").into_response();
+    }
+    axum::Json(serde_json::json!({"upstream": state.name, "uri": uri})).into_response()
+}
+
+/// A `tollgate serve` process with its own config and ports.
+pub struct Gateway {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub metrics: SocketAddr,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tollgate")
+}
+
+pub struct GatewayBuilder {
+    body: String,
+    extra_args: Vec<String>,
+    env: BTreeMap<String, String>,
+}
+
+impl Gateway {
+    /// `body` is YAML for everything but `server.listen`, `admin` and
+    /// `metrics`, which the harness fills in; it may contain a `server:`
+    /// block only via `SERVER_EXTRA` (indented lines placed under `server:`).
+    pub fn builder(body: &str) -> GatewayBuilder {
+        GatewayBuilder {
+            body: body.to_string(),
+            extra_args: Vec::new(),
+            env: BTreeMap::new(),
+        }
+    }
+
+    pub fn start(body: &str) -> Gateway {
+        Self::builder(body).start()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy, path)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("stdout.log")
+    }
+
+    pub fn logs(&self) -> String {
+        let out = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let err = std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default();
+        format!("{out}{err}")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{sig}"), self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Wait (bounded) for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn metrics_text(&self) -> String {
+        http_get(&format!("http://{}/metrics", self.metrics)).2
+    }
+}
+
+impl GatewayBuilder {
+    pub fn arg(mut self, a: &str) -> Self {
+        self.extra_args.push(a.to_string());
+        self
+    }
+
+    pub fn start(self) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let (server_extra, rest) = split_server_extra(&self.body);
+        let yaml = format!(
+            "server:\n  listen: [\"{proxy}\"]\n  shutdown_timeout: 10s\n{server_extra}admin:\n  listen: {admin}\nmetrics:\n  listen: {metrics}\nstore:\n  url: sqlite://{}/tollgate.db\n{rest}",
+            dir.path().display()
+        );
+        let config = dir.path().join("tollgate.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("log");
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .args(&self.extra_args)
+            .env("TOLLGATE_ADMIN_TOKEN", "test-admin-token")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn tollgate");
+        let mut gw = Gateway {
+            proxy,
+            admin,
+            metrics,
+            dir,
+            child: Some(child),
+        };
+        gw.wait_ready();
+        gw
+    }
+}
+
+/// Lines of `body` under a leading `SERVER_EXTRA:` marker go under `server:`.
+fn split_server_extra(body: &str) -> (String, String) {
+    let mut extra = String::new();
+    let mut rest = String::new();
+    let mut in_extra = false;
+    for line in body.lines() {
+        if line.trim_end() == "SERVER_EXTRA:" {
+            in_extra = true;
+            continue;
+        }
+        if in_extra && line.starts_with("  ") {
+            extra.push_str(line);
+            extra.push('\n');
+            continue;
+        }
+        in_extra = false;
+        rest.push_str(line);
+        rest.push('\n');
+    }
+    (extra, rest)
+}
+
+impl Gateway {
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("gateway exited early with {status}:\n{}", self.logs());
+                }
+            }
+            let admin_ok = http_get(&format!("http://{}/readyz", self.admin)).0 == 200;
+            let proxy_ok =
+                TcpStream::connect_timeout(&self.proxy, Duration::from_millis(200)).is_ok();
+            if admin_ok && proxy_ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("gateway not ready within 20s:\n{}", self.logs());
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// GET returning (status, headers, body); status 0 when it failed.
+pub fn http_get(url: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    match client().get(url).send() {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            (status, headers, r.text().unwrap_or_default())
+        }
+        Err(_) => (0, Default::default(), String::new()),
+    }
+}
+
+/// A parsed raw HTTP/1.1 answer.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+    /// The server closed the connection after answering.
+    pub closed: bool,
+}
+
+impl RawResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Send raw bytes, read one answer (bounded by `limit`), and note whether
+/// the server then closed the connection.
+pub fn raw_request(addr: SocketAddr, bytes: &[u8], limit: Duration) -> RawResponse {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(200))).ok();
+    s.write_all(bytes).expect("write");
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut closed = false;
+    while start.elapsed() < limit {
+        match s.read(&mut chunk) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                if response_complete(&buf) && start.elapsed() > Duration::from_millis(300) {
+                    break;
+                }
+            }
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    RawResponse {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+        closed,
+    }
+}
+
+fn response_complete(buf: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(buf);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let len = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
+    match len {
+        Some(n) => body.len() >= n,
+        None => true,
+    }
+}
+
+/// A simple GET through raw bytes, for paths a URL library would rewrite.
+pub fn raw_get(addr: SocketAddr, path: &str) -> RawResponse {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    raw_request(addr, req.as_bytes(), Duration::from_secs(5))
+}
+
+/// Poll `f` until it returns true (bounded).
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}

@@ -1,0 +1,127 @@
+//! Listeners (health, readiness, metrics), access logs, and SIGTERM.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::harness::{client, eventually, http_get, Gateway, Upstream};
+
+fn config(up: &Upstream) -> String {
+    format!(
+        "services:\n  s: {{ upstreams: [\"{}\"] }}\nroutes:\n  - {{ name: api, match: {{ path_prefix: /api }}, service: s, auth: public }}\n  - {{ name: locked, match: {{ path_prefix: /locked }}, service: s, auth: [api_key] }}\n",
+        up.target()
+    )
+}
+
+#[test]
+fn health_readiness_and_metrics() {
+    let up = Upstream::start("s");
+    let gw = Gateway::start(&config(&up));
+    let (status, _, body) = http_get(&format!("http://{}/healthz", gw.admin));
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = http_get(&format!("http://{}/readyz", gw.admin));
+    assert_eq!(status, 200, "{body}");
+
+    let c = client();
+    for _ in 0..3 {
+        assert_eq!(c.get(gw.url("/api/x")).send().unwrap().status(), 200);
+    }
+    assert_eq!(c.get(gw.url("/nowhere")).send().unwrap().status(), 404);
+    let text = gw.metrics_text();
+    assert!(
+        text.contains("tollgate_requests_total{route=\"api\",service=\"s\",status=\"200\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tollgate_requests_total{route=\"none\",service=\"none\",status=\"404\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tollgate_request_duration_seconds_bucket{route=\"api\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("tollgate_upstream_duration_seconds_count{service=\"s\"} 3"),
+        "{text}"
+    );
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    assert!(!text.contains("/api/x"), "labels never hold raw paths");
+}
+
+#[test]
+fn access_log_has_one_line_per_request_and_no_credentials() {
+    let up = Upstream::start("s");
+    let gw = Gateway::builder(&config(&up))
+        .arg("--log-format")
+        .arg("json")
+        .start();
+    let c = client();
+    let canary = "tg_CANARY0123456789abcdefghijklmnop";
+    c.get(gw.url(&format!("/api/a?api_key={canary}")))
+        .header("x-api-key", canary)
+        .header("x-request-id", "log-test-1")
+        .send()
+        .unwrap();
+    c.get(gw.url("/locked"))
+        .header("x-api-key", canary)
+        .header("authorization", format!("Bearer {canary}"))
+        .header("x-request-id", "log-test-2")
+        .send()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || gw
+        .logs()
+        .contains("log-test-2")));
+    let logs = gw.logs();
+    assert!(
+        !logs.contains(canary),
+        "a credential reached the logs:\n{logs}"
+    );
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "tollgate::access")
+        .collect();
+    assert_eq!(access.len(), 2, "{logs}");
+    assert_eq!(access[0]["request_id"], "log-test-1");
+    assert_eq!(access[0]["route"], "api");
+    assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["method"], "GET");
+    assert_eq!(access[0]["path"], "/api/a");
+    assert!(access[0]["duration_ms"].as_f64().is_some());
+    assert_eq!(access[1]["status"], 401);
+    assert_eq!(access[1]["span"]["route"], "locked");
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_then_exits_0() {
+    let up = Upstream::start("s");
+    let mut gw = Gateway::start(&config(&up));
+    let url = gw.url("/api/slow/1500");
+    let in_flight = std::thread::spawn(move || {
+        let r = client().get(url).send();
+        r.map(|r| r.status().as_u16()).unwrap_or(0)
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || up.count() == 1),
+        "request reached upstream"
+    );
+    gw.signal("TERM");
+    // the listener stops accepting while the slow request is still running
+    let proxy = gw.proxy;
+    assert!(
+        eventually(Duration::from_secs(3), || TcpStream::connect_timeout(
+            &proxy,
+            Duration::from_millis(100)
+        )
+        .is_err()),
+        "listener closed after SIGTERM"
+    );
+    assert_eq!(
+        in_flight.join().unwrap(),
+        200,
+        "in-flight request completed"
+    );
+    let status = gw
+        .wait_exit(Duration::from_secs(10))
+        .expect("exited after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+}

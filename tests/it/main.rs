@@ -1,0 +1,13 @@
+//! Integration tests: one crate (one binary linking Pingora), one module
+//! per capability. Every test starts real gateways and upstreams on
+//! 127.0.0.1 through `harness`.
+
+mod harness;
+
+mod cli_config;
+mod forwarding;
+mod http_hygiene;
+mod lifecycle;
+mod paths;
+mod routing;
+mod upstreams;
