@@ -3,8 +3,11 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod proxy;
+pub mod secrets;
 pub mod server;
+pub mod store;
 pub mod telemetry;

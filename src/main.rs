@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use tollgate::cli;
 use tollgate::config::{self, LogFormat};
 
 #[derive(Parser)]
@@ -39,11 +40,35 @@ enum Command {
         #[arg(long, default_value = "config/tollgate.yaml")]
         config: PathBuf,
     },
+    /// Consumer clients (admin API).
+    Clients {
+        #[command(flatten)]
+        conn: cli::AdminConn,
+        #[command(subcommand)]
+        cmd: cli::ClientsCmd,
+    },
+    /// API keys (admin API).
+    Keys {
+        #[command(flatten)]
+        conn: cli::AdminConn,
+        #[command(subcommand)]
+        cmd: cli::KeysCmd,
+    },
+    /// Subscriptions (admin API).
+    Subscriptions {
+        #[command(flatten)]
+        conn: cli::AdminConn,
+        #[command(subcommand)]
+        cmd: cli::SubscriptionsCmd,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    let args = Cli::parse();
+    match args.command {
+        Command::Clients { conn, cmd } => cli::clients(&conn, cmd),
+        Command::Keys { conn, cmd } => cli::keys(&conn, cmd),
+        Command::Subscriptions { conn, cmd } => cli::subscriptions(&conn, cmd),
         Command::CheckConfig { config } => match config::load(&config) {
             Ok(c) => {
                 println!("{}", c.summary());

@@ -14,10 +14,13 @@ use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
-use crate::config::Config;
+use crate::config::{Config, StoreSettings, StoreUrl};
+use crate::control::admin::AdminApi;
+use crate::control::registry::Registry;
 use crate::control::{self, AdminState, HttpListenerService};
 use crate::proxy::conn::{GuardedApp, HeadLimits};
 use crate::proxy::{Gateway, InFlight, Snapshot};
+use crate::secrets::Pepper;
 use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,65 @@ pub enum StartError {
     },
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("the admin token variable {0} is empty or unset; the admin listener refuses to start without a token")]
+    AdminToken(String),
+    #[error("pepper: {0}")]
+    Pepper(String),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot start the store runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// The pepper keys every stored hash. From the variable `store.pepper_env`;
+/// when it is unset, a single SQLite node keeps a random one in a 0600 file
+/// beside the database, and a shared (PostgreSQL) store refuses to start,
+/// since every node must hash alike.
+fn load_pepper(store: &StoreSettings) -> Result<Pepper, StartError> {
+    if let Ok(v) = std::env::var(&store.pepper_env) {
+        if !v.is_empty() {
+            return Ok(Pepper::new(v.into_bytes()));
+        }
+    }
+    let db = match &store.url {
+        StoreUrl::Sqlite(path) => path,
+        StoreUrl::Postgres(_) => {
+            return Err(StartError::Pepper(format!(
+                "{} must be set when the store is shared by several nodes",
+                store.pepper_env
+            )))
+        }
+    };
+    let mut file = db.clone().into_os_string();
+    file.push(".pepper");
+    let file = std::path::PathBuf::from(file);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        return crate::secrets::from_hex(text.trim())
+            .filter(|b| b.len() >= 16)
+            .map(Pepper::new)
+            .ok_or_else(|| StartError::Pepper(format!("{} is not a hex pepper", file.display())));
+    }
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StartError::Pepper(format!("{}: {e}", dir.display())))?;
+    }
+    let bytes: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .map_err(|e| StartError::Pepper(format!("cannot create {}: {e}", file.display())))?;
+    f.write_all(crate::secrets::to_hex(&bytes).as_bytes())
+        .map_err(|e| StartError::Pepper(format!("cannot write {}: {e}", file.display())))?;
+    tracing::warn!(
+        file = %file.display(),
+        variable = %store.pepper_env,
+        "no pepper in the environment: generated one and stored it beside the database; keep that file with the database"
+    );
+    Ok(Pepper::new(bytes))
 }
 
 fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
@@ -47,8 +109,24 @@ pub fn run(config: Config) -> Result<(), StartError> {
         drop(bind(*addr, "proxy")?);
     }
 
+    let token = std::env::var(&config.admin.token_env).unwrap_or_default();
+    if token.trim().is_empty() {
+        return Err(StartError::AdminToken(config.admin.token_env.clone()));
+    }
+    let pepper = load_pepper(&config.store)?;
+    // The store's pool lives on its own runtime for the life of the process.
+    let store_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("tollgate-store")
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    let store = store_rt.block_on(crate::store::open(&config.store.url))?;
+    std::mem::forget(store_rt);
+
     let metrics = Arc::new(Metrics::new()?);
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(config.clone())));
+    let registry = Arc::new(Registry::new(store, pepper, snapshot.clone()));
     let inflight = Arc::new(InFlight::default());
 
     let shutdown_secs = config.server.shutdown_timeout.as_secs_f64().ceil() as u64;
@@ -84,6 +162,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     let admin = control::admin_router(AdminState {
         snapshot: snapshot.clone(),
+        api: AdminApi {
+            registry,
+            token: Arc::new(token),
+        },
     });
     server.add_service(background_service(
         "admin",

@@ -1,6 +1,9 @@
-//! The admin listener (`/healthz`, `/readyz`; the admin API later) and the
+//! The admin listener (`/healthz`, `/readyz`, the admin API) and the
 //! metrics listener, both axum apps run as Pingora background services so
 //! they share the gateway's lifecycle and shutdown.
+
+pub mod admin;
+pub mod registry;
 
 use std::net::TcpListener as StdListener;
 use std::sync::{Arc, Mutex};
@@ -52,7 +55,11 @@ impl BackgroundService for HttpListenerService {
                 return;
             }
         };
-        let serve = axum::serve(listener, self.app.clone()).with_graceful_shutdown(async move {
+        let app = self
+            .app
+            .clone()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
         });
         if let Err(e) = serve.await {
@@ -64,27 +71,41 @@ impl BackgroundService for HttpListenerService {
 #[derive(Clone)]
 pub struct AdminState {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub api: admin::AdminApi,
 }
 
 pub fn admin_router(state: AdminState) -> Router {
+    let api = admin::router(state.api.clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
+        .merge(api)
 }
 
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Ready when a configuration is loaded and the store answers.
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    let snap = state.snapshot.load();
+    let snap = state.snapshot.load_full();
+    let store = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.api.registry.store.ping(),
+    )
+    .await;
+    let (status, store_state) = match store {
+        Ok(Ok(())) => (StatusCode::OK, "ok"),
+        Ok(Err(_)) | Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
     let body = serde_json::json!({
-        "status": "ready",
+        "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
         "config": snap.config.source.display().to_string(),
         "routes": snap.config.routes.len(),
+        "store": store_state,
     });
-    (StatusCode::OK, Json(body))
+    (status, Json(body))
 }
 
 pub fn metrics_router(metrics: Arc<Metrics>) -> Router {

@@ -1,0 +1,372 @@
+//! The admin API (SPEC §6) on the admin listener: bearer-token protected,
+//! JSON in and out, errors as `{"error", "message"}`. The OpenAPI document
+//! is generated from these handlers by utoipa.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use utoipa::{OpenApi, ToSchema};
+
+use super::registry::*;
+use crate::store::{ApiKey, AuditEntry, Client, Subscription};
+
+#[derive(Clone)]
+pub struct AdminApi {
+    pub registry: Arc<Registry>,
+    pub token: Arc<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: &'static str,
+    pub message: String,
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AdminError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "store unavailable for an admin call");
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
+        };
+        (
+            status,
+            Json(ErrorBody {
+                error: code,
+                message: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// `Json<T>` whose rejection (malformed JSON, wrong types, unknown
+/// fields) is our 400 body instead of axum's plain text.
+pub struct AdminJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for AdminJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = AdminError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(AdminJson(v)),
+            Err(rejection) => Err(AdminError::BadRequest(rejection.body_text())),
+        }
+    }
+}
+
+/// An optional JSON body: empty means the default.
+fn optional_body<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, AdminError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+fn actor(addr: &SocketAddr) -> String {
+    format!("admin@{}", addr.ip())
+}
+
+async fn require_token(
+    State(api): State<AdminApi>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .unwrap_or("");
+    let ok = presented.len() == api.token.len()
+        && bool::from(presented.as_bytes().ct_eq(api.token.as_bytes()));
+    if !ok {
+        let body = ErrorBody {
+            error: "unauthorized",
+            message: "a valid admin bearer token is required".into(),
+        };
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"tollgate-admin\"")],
+            Json(body),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+pub fn router(api: AdminApi) -> Router {
+    let protected = Router::new()
+        .route("/clients", post(create_client).get(list_clients))
+        .route("/clients/{id}", get(get_client).patch(patch_client))
+        .route("/clients/{id}/secret", post(rotate_secret))
+        .route("/clients/{id}/revoke", post(revoke_client))
+        .route("/clients/{id}/keys", post(create_key).get(list_keys))
+        .route("/keys/{id}/revoke", post(revoke_key))
+        .route("/keys/{id}/renew", post(renew_key))
+        .route(
+            "/subscriptions",
+            post(create_subscription).get(list_subscriptions),
+        )
+        .route(
+            "/subscriptions/{id}",
+            axum::routing::delete(delete_subscription),
+        )
+        .route("/audit", get(audit))
+        .route("/openapi.json", get(openapi))
+        .route_layer(middleware::from_fn_with_state(api.clone(), require_token))
+        .fallback(|| async { AdminError::NotFound("no such admin endpoint".into()) })
+        .with_state(api);
+    Router::new().nest("/admin/v1", protected)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ClientsQuery {
+    status: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClientList {
+    clients: Vec<Client>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    keys: Vec<ApiKey>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionList {
+    subscriptions: Vec<Subscription>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SubscriptionsQuery {
+    client_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditList {
+    entries: Vec<AuditEntry>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct AuditQuery {
+    limit: Option<String>,
+}
+
+type Peer = ConnectInfo<SocketAddr>;
+
+#[utoipa::path(post, path = "/admin/v1/clients", request_body = CreateClient,
+    responses((status = 201, body = CreatedClient), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_client(
+    State(api): State<AdminApi>,
+    ConnectInfo(peer): Peer,
+    AdminJson(req): AdminJson<CreateClient>,
+) -> Result<impl IntoResponse, AdminError> {
+    let created = api.registry.create_client(&actor(&peer), req).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[utoipa::path(get, path = "/admin/v1/clients", params(("status" = Option<String>, Query, description = "active or revoked")),
+    responses((status = 200, body = ClientList), (status = 400, body = ErrorBody)))]
+async fn list_clients(
+    State(api): State<AdminApi>,
+    Query(q): Query<ClientsQuery>,
+) -> Result<Json<ClientList>, AdminError> {
+    let clients = api.registry.list_clients(q.status.as_deref()).await?;
+    Ok(Json(ClientList { clients }))
+}
+
+#[utoipa::path(get, path = "/admin/v1/clients/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = ClientDetail), (status = 404, body = ErrorBody)))]
+async fn get_client(
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+) -> Result<Json<ClientDetail>, AdminError> {
+    Ok(Json(api.registry.get_client(&id).await?))
+}
+
+#[utoipa::path(patch, path = "/admin/v1/clients/{id}", params(("id" = String, Path)), request_body = PatchClient,
+    responses((status = 200, body = Client), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn patch_client(
+    State(api): State<AdminApi>,
+    ConnectInfo(peer): Peer,
+    Path(id): Path<String>,
+    AdminJson(req): AdminJson<PatchClient>,
+) -> Result<Json<Client>, AdminError> {
+    Ok(Json(
+        api.registry.patch_client(&actor(&peer), &id, req).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/admin/v1/clients/{id}/secret", params(("id" = String, Path)), request_body(content = Option<RotateSecret>),
+    responses((status = 200, body = NewClientSecret), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn rotate_secret(
+    State(api): State<AdminApi>,
+    ConnectInfo(peer): Peer,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<NewClientSecret>, AdminError> {
+    let req: RotateSecret = optional_body(&body)?;
+    Ok(Json(
+        api.registry.rotate_secret(&actor(&peer), &id, req).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/admin/v1/clients/{id}/revoke", params(("id" = String, Path)),
+    responses((status = 200, body = Client), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn revoke_client(
+    State(api): State<AdminApi>,
+    ConnectInfo(peer): Peer,
+    Path(id): Path<String>,
+) -> Result<Json<Client>, AdminError> {
+    Ok(Json(api.registry.revoke_client(&actor(&peer), &id).await?))
+}
+
+#[utoipa::path(post, path = "/admin/v1/clients/{id}/keys", params(("id" = String, Path)), request_body(content = Option<CreateKey>),
+    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_key(
+    State(api): State<AdminApi>,
+    ConnectInfo(peer): Peer,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, AdminError> {
+    let req: CreateKey = optional_body(&body)?;
+    let key = api.registry.create_key(&actor(&peer), &id, req).await?;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+#[utoipa::path(get, path = "/admin/v1/clients/{id}/keys", params(("id" = String, Path)),
+    responses((status = 200, body = KeyList), (status = 404, body = ErrorBody)))]
+async fn list_keys(
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyList>, AdminError> {
+    Ok(Json(KeyList {
+        keys: api.registry.list_keys(&id).await?,
+    }))
+}
+
+#[utoipa::path(post, path = "/admin/v1/keys/{id}/revoke", params(("id" = String, Path)),
+    responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn revoke_key(
+    State(api): State<AdminApi>,
+    ConnectInfo(peer): Peer,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKey>, AdminError> {
+    Ok(Json(api.registry.revoke_key(&actor(&peer), &id).await?))
+}
+
+#[utoipa::path(post, path = "/admin/v1/keys/{id}/renew", params(("id" = String, Path)),
+    responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn renew_key(
+    State(api): State<AdminApi>,
+    ConnectInfo(peer): Peer,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKey>, AdminError> {
+    Ok(Json(api.registry.renew_key(&actor(&peer), &id).await?))
+}
+
+#[utoipa::path(post, path = "/admin/v1/subscriptions", request_body = CreateSubscription,
+    responses((status = 201, body = Subscription), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_subscription(
+    State(api): State<AdminApi>,
+    ConnectInfo(peer): Peer,
+    AdminJson(req): AdminJson<CreateSubscription>,
+) -> Result<impl IntoResponse, AdminError> {
+    let sub = api.registry.create_subscription(&actor(&peer), req).await?;
+    Ok((StatusCode::CREATED, Json(sub)))
+}
+
+#[utoipa::path(get, path = "/admin/v1/subscriptions", params(("client_id" = Option<String>, Query)),
+    responses((status = 200, body = SubscriptionList)))]
+async fn list_subscriptions(
+    State(api): State<AdminApi>,
+    Query(q): Query<SubscriptionsQuery>,
+) -> Result<Json<SubscriptionList>, AdminError> {
+    let subscriptions = api
+        .registry
+        .list_subscriptions(q.client_id.as_deref())
+        .await?;
+    Ok(Json(SubscriptionList { subscriptions }))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/subscriptions/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_subscription(
+    State(api): State<AdminApi>,
+    ConnectInfo(peer): Peer,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    api.registry.delete_subscription(&actor(&peer), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/admin/v1/audit", params(("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
+    responses((status = 200, body = AuditList), (status = 400, body = ErrorBody)))]
+async fn audit(
+    State(api): State<AdminApi>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<AuditList>, AdminError> {
+    let limit = match q.limit.as_deref() {
+        None | Some("") => None,
+        Some(l) => Some(
+            l.parse::<i64>()
+                .map_err(|_| AdminError::BadRequest("limit must be an integer".into()))?,
+        ),
+    };
+    Ok(Json(AuditList {
+        entries: api.registry.audit(limit).await?,
+    }))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tollgate admin API", description = "Consumer clients, API keys, subscriptions and the audit log."),
+    paths(create_client, list_clients, get_client, patch_client, rotate_secret, revoke_client, create_key, list_keys,
+          revoke_key, renew_key, create_subscription, list_subscriptions, delete_subscription, audit, openapi),
+    modifiers(&BearerAuth),
+    security(("admin_token" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[utoipa::path(get, path = "/admin/v1/openapi.json", responses((status = 200, description = "this document")))]
+async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,119 @@
+//! The store of clients, credentials, subscriptions and the audit log. One
+//! trait, an embedded SQLite implementation (the default) and room for a
+//! PostgreSQL one beside it; every change is written with its audit entry
+//! in one transaction.
+
+pub mod model;
+mod sqlite;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+use crate::config::StoreUrl;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    /// The database cannot be reached or failed; callers answer 503.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict("already exists".into())
+            }
+            _ => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A client created with its first credential.
+pub struct NewClient {
+    pub client: Client,
+    pub secret: Option<NewSecret>,
+    pub key: Option<NewApiKey>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Is the database reachable?
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn insert_client(&self, new: NewClient, audit: Audit) -> StoreResult<()>;
+    async fn get_client(&self, id: &str) -> StoreResult<Client>;
+    async fn list_clients(&self, status: Option<Status>) -> StoreResult<Vec<Client>>;
+    async fn update_client(
+        &self,
+        id: &str,
+        patch: ClientPatch,
+        audit: Audit,
+    ) -> StoreResult<Client>;
+    /// Final: status revoked, subscriptions removed, keys revoked, secrets
+    /// deleted. A revoked client is a conflict.
+    async fn revoke_client(&self, id: &str, at: Timestamp, audit: Audit) -> StoreResult<Client>;
+    /// Replace a client's secrets by `secret`; the old ones keep working
+    /// until `old_valid_until` (None: they stop at once).
+    async fn replace_secret(
+        &self,
+        secret: NewSecret,
+        old_valid_until: Option<Timestamp>,
+        audit: Audit,
+    ) -> StoreResult<()>;
+    /// Hashes of the secrets that are valid at `at`.
+    async fn secret_hashes(&self, client_id: &str, at: Timestamp) -> StoreResult<Vec<String>>;
+
+    async fn insert_api_key(&self, key: NewApiKey, audit: Audit) -> StoreResult<ApiKey>;
+    async fn get_api_key(&self, id: &str) -> StoreResult<ApiKey>;
+    async fn list_api_keys(&self, client_id: &str) -> StoreResult<Vec<ApiKey>>;
+    /// Set a key's status and expiry (revoke, renew).
+    async fn set_api_key_state(
+        &self,
+        id: &str,
+        status: Status,
+        expires_at: Option<Timestamp>,
+        audit: Audit,
+    ) -> StoreResult<ApiKey>;
+    /// The key with this hash and its client, for authentication.
+    async fn find_api_key(&self, hash: &str) -> StoreResult<Option<(ApiKey, Client)>>;
+    /// Add batched usage (one write per flush, not per request).
+    async fn record_usage(&self, usage: &HashMap<String, KeyUsage>) -> StoreResult<()>;
+
+    async fn insert_subscription(&self, sub: Subscription, audit: Audit) -> StoreResult<()>;
+    async fn list_subscriptions(&self, client_id: Option<&str>) -> StoreResult<Vec<Subscription>>;
+    async fn get_subscription(&self, id: &str) -> StoreResult<Subscription>;
+    async fn delete_subscription(&self, id: &str, audit: Audit) -> StoreResult<Subscription>;
+
+    async fn list_audit(&self, limit: i64) -> StoreResult<Vec<AuditEntry>>;
+}
+
+/// Open the store named by the configuration, creating and migrating it.
+pub async fn open(url: &StoreUrl) -> StoreResult<Arc<dyn Store>> {
+    match url {
+        StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+        StoreUrl::Postgres(_) => Err(StoreError::Unavailable(
+            "the PostgreSQL store is not available in this build yet; use sqlite://".into(),
+        )),
+    }
+}
+
+pub(crate) fn scopes_to_text(scopes: &[String]) -> String {
+    scopes.join(" ")
+}
+
+pub(crate) fn scopes_from_text(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_string).collect()
+}

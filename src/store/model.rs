@@ -1,0 +1,163 @@
+//! What the store keeps, as the rest of the gateway sees it.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Seconds since the Unix epoch.
+pub type Timestamp = i64;
+
+pub fn now() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    ApiKey,
+    Oauth2,
+    External,
+}
+
+impl AuthType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthType::ApiKey => "api_key",
+            AuthType::Oauth2 => "oauth2",
+            AuthType::External => "external",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api_key" => Some(AuthType::ApiKey),
+            "oauth2" => Some(AuthType::Oauth2),
+            "external" => Some(AuthType::External),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    Revoked,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Revoked => "revoked",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Status::Active),
+            "revoked" => Some(Status::Revoked),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub auth_type: AuthType,
+    pub scopes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    pub status: Status,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// An API key as listed: never the key, never its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ApiKey {
+    pub id: String,
+    pub client_id: String,
+    pub name: String,
+    pub prefix: String,
+    /// `active`, `revoked` or `expired` (an active key past `expires_at`).
+    pub status: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub use_count: i64,
+}
+
+impl ApiKey {
+    pub fn is_usable(&self, at: Timestamp) -> bool {
+        self.status == "active" && self.expires_at.is_none_or(|e| e > at)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Subscription {
+    pub id: String,
+    pub client_id: String,
+    pub service: String,
+    pub plan: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// An audit entry to be written in the same transaction as its change.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub actor: String,
+    pub action: &'static str,
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+/// A key to insert, with the hash of its value.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub client_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub hash: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSecret {
+    pub id: String,
+    pub client_id: String,
+    pub hash: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub scopes: Option<Vec<String>>,
+}
+
+/// Accumulated use of one key since the last flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyUsage {
+    pub last_used_at: Timestamp,
+    pub count: i64,
+}
