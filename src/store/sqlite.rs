@@ -167,22 +167,23 @@ impl Store for SqliteStore {
     }
 
     async fn list_clients(&self, status: Option<Status>) -> StoreResult<Vec<Client>> {
-        let rows =
-            match status {
-                Some(s) => sqlx::query(&format!(
+        let rows = match status {
+            Some(s) => {
+                sqlx::query(&format!(
                     "SELECT {CLIENT_COLS} FROM clients WHERE status = ? ORDER BY created_at, id"
                 ))
                 .bind(s.as_str())
                 .fetch_all(&self.pool)
-                .await?,
-                None => {
-                    sqlx::query(&format!(
-                        "SELECT {CLIENT_COLS} FROM clients ORDER BY created_at, id"
-                    ))
-                    .fetch_all(&self.pool)
-                    .await?
-                }
-            };
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {CLIENT_COLS} FROM clients ORDER BY created_at, id"
+                ))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         rows.iter().map(client_from).collect()
     }
 

@@ -238,7 +238,25 @@ impl GatewayBuilder {
         self
     }
 
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.insert(k.to_string(), v.to_string());
+        self
+    }
+
+    /// Spawn without waiting for readiness; for start-up failures.
+    pub fn run_to_exit(self, limit: Duration) -> (Option<i32>, String) {
+        let mut gw = self.spawn();
+        let status = gw.wait_exit(limit);
+        (status.and_then(|s| s.code()), gw.logs())
+    }
+
     pub fn start(self) -> Gateway {
+        let mut gw = self.spawn();
+        gw.wait_ready();
+        gw
+    }
+
+    fn spawn(self) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
@@ -257,7 +275,7 @@ impl GatewayBuilder {
             .arg("--config")
             .arg(&config)
             .args(&self.extra_args)
-            .env("TOLLGATE_ADMIN_TOKEN", "test-admin-token")
+            .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -266,15 +284,13 @@ impl GatewayBuilder {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn tollgate");
-        let mut gw = Gateway {
+        Gateway {
             proxy,
             admin,
             metrics,
             dir,
             child: Some(child),
-        };
-        gw.wait_ready();
-        gw
+        }
     }
 }
 
@@ -457,4 +473,63 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// JSON calls to a gateway's admin API.
+pub struct Admin {
+    base: String,
+    token: String,
+}
+
+impl Admin {
+    pub fn new(gw: &Gateway) -> Admin {
+        Admin {
+            base: format!("http://{}/admin/v1", gw.admin),
+            token: ADMIN_TOKEN.to_string(),
+        }
+    }
+
+    pub fn with_token(gw: &Gateway, token: &str) -> Admin {
+        Admin {
+            token: token.to_string(),
+            ..Admin::new(gw)
+        }
+    }
+
+    /// (status, JSON body or Null)
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = client()
+            .request(m, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let r = req.send().expect("admin call");
+        let status = r.status().as_u16();
+        let text = r.text().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call("POST", path, Some(&body.to_string()))
+    }
+
+    /// Create a client and return its JSON (asserting 201).
+    pub fn create_client(&self, body: serde_json::Value) -> serde_json::Value {
+        let (status, v) = self.post("/clients", body);
+        assert_eq!(status, 201, "{v}");
+        v
+    }
 }

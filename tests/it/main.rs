@@ -4,6 +4,8 @@
 
 mod harness;
 
+mod admin_api;
+mod cli_admin;
 mod cli_config;
 mod forwarding;
 mod http_hygiene;
