@@ -14,6 +14,9 @@ use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
+use crate::auth::api_key::ApiKeyAuth;
+use crate::auth::usage::UsageRecorder;
+use crate::auth::Authenticator;
 use crate::config::{Config, StoreSettings, StoreUrl};
 use crate::control::admin::AdminApi;
 use crate::control::registry::Registry;
@@ -21,6 +24,7 @@ use crate::control::{self, AdminState, HttpListenerService};
 use crate::proxy::conn::{GuardedApp, HeadLimits};
 use crate::proxy::{Gateway, InFlight, Snapshot};
 use crate::secrets::Pepper;
+use crate::store::{ChangeListener, Store};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +130,20 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     let metrics = Arc::new(Metrics::new()?);
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(config.clone())));
-    let registry = Arc::new(Registry::new(store, pepper, snapshot.clone()));
+    let usage = Arc::new(UsageRecorder::default());
+    let api_keys = ApiKeyAuth::new(
+        store.clone(),
+        pepper.clone(),
+        &config.store.cache,
+        metrics.clone(),
+    );
+    let auth = Arc::new(Authenticator::new(api_keys, usage.clone(), metrics.clone()));
+    let registry = Arc::new(Registry::new(
+        store.clone(),
+        pepper,
+        snapshot.clone(),
+        vec![auth.clone() as Arc<dyn ChangeListener>],
+    ));
     let inflight = Arc::new(InFlight::default());
 
     let shutdown_secs = config.server.shutdown_timeout.as_secs_f64().ceil() as u64;
@@ -143,6 +160,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     let gateway = Gateway {
         state: snapshot.clone(),
+        auth,
         metrics: metrics.clone(),
         inflight: inflight.clone(),
     };
@@ -180,10 +198,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
         ),
     ));
     server.add_service(background_service(
+        "usage",
+        UsageFlusher {
+            usage: usage.clone(),
+            store: store.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "drain",
         Drain {
             inflight,
             timeout: config.server.shutdown_timeout,
+            usage,
+            store,
         },
     ));
 
@@ -204,6 +231,29 @@ pub fn run(config: Config) -> Result<(), StartError> {
 struct Drain {
     inflight: Arc<InFlight>,
     timeout: Duration,
+    usage: Arc<UsageRecorder>,
+    store: Arc<dyn Store>,
+}
+
+/// Writes batched API-key usage every `USAGE_FLUSH`.
+struct UsageFlusher {
+    usage: Arc<UsageRecorder>,
+    store: Arc<dyn Store>,
+}
+
+const USAGE_FLUSH: Duration = Duration::from_secs(2);
+
+#[async_trait]
+impl BackgroundService for UsageFlusher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(USAGE_FLUSH);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.usage.flush(self.store.as_ref()).await,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -217,6 +267,7 @@ impl BackgroundService for Drain {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = self.inflight.count();
+        self.usage.flush(self.store.as_ref()).await;
         // let the last answers leave the socket buffers
         tokio::time::sleep(Duration::from_millis(100)).await;
         tracing::info!(

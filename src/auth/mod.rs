@@ -1,37 +1,171 @@
-//! Authentication: which credential a request presents and whether it is
-//! good. Credential verification (API keys against the store, JWTs against
-//! issuers) arrives with the store; until then a protected route refuses
-//! every request, so nothing passes that should not.
+//! Authentication: which credential a request presents and whose it is.
+//! API keys are checked here (`api_key`); a credential kind a route does
+//! not accept, or a bearer token before JWT verification exists, is refused.
+//! Every failure is counted by reason.
 
+pub mod api_key;
+pub mod usage;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderName;
 use pingora::http::RequestHeader;
 
 use crate::config::{AuthPolicy, CredentialKind};
-use crate::proxy::forward::Identity;
 use crate::proxy::reject::Rejection;
+use crate::store::{now, ChangeListener};
+use crate::telemetry::Metrics;
+use api_key::ApiKeyAuth;
+use usage::UsageRecorder;
 
-/// Decide who is calling. `Ok(None)` for a public route.
-pub fn authenticate(
-    req: &RequestHeader,
-    policy: &AuthPolicy,
-    api_key_header: &http::HeaderName,
-) -> Result<Option<Identity>, Rejection> {
-    let kinds = match policy {
-        AuthPolicy::Public => return Ok(None),
-        AuthPolicy::Required(kinds) => kinds,
-    };
-    let presented = kinds.iter().any(|k| match k {
-        CredentialKind::ApiKey => req.headers.contains_key(api_key_header),
-        CredentialKind::Jwt => req
+/// The client behind a credential, with what authorization needs.
+#[derive(Debug)]
+pub struct Principal {
+    pub client_id: String,
+    pub client_name: String,
+    pub active: bool,
+    pub scopes: Vec<String>,
+    /// service -> (subscription id, plan)
+    pub subscriptions: HashMap<String, (String, Option<String>)>,
+}
+
+/// A request whose credential checked out.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub principal: Arc<Principal>,
+    /// The scopes the credential carries (for an API key: its client's).
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    Ambiguous(&'static str),
+    NotAccepted(&'static str),
+    MalformedKey,
+    UnknownKey,
+    RevokedKey,
+    ExpiredKey,
+    RevokedClient,
+    StoreUnavailable(String),
+}
+
+impl AuthFailure {
+    /// The `reason` label of `tollgate_auth_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Ambiguous(_) => "ambiguous",
+            AuthFailure::NotAccepted(_) => "not_accepted",
+            AuthFailure::MalformedKey => "malformed_key",
+            AuthFailure::UnknownKey => "unknown_key",
+            AuthFailure::RevokedKey => "revoked_key",
+            AuthFailure::ExpiredKey => "expired_key",
+            AuthFailure::RevokedClient => "revoked_client",
+            AuthFailure::StoreUnavailable(_) => "store_unavailable",
+        }
+    }
+
+    pub fn rejection(&self) -> Rejection {
+        match self {
+            AuthFailure::Missing => Rejection::MissingCredentials,
+            AuthFailure::Ambiguous(why) => Rejection::BadRequest(why),
+            AuthFailure::NotAccepted(why) => Rejection::InvalidToken(why),
+            AuthFailure::MalformedKey => Rejection::InvalidToken("malformed API key"),
+            // the same answer for unknown and revoked: no key enumeration
+            AuthFailure::UnknownKey | AuthFailure::RevokedKey | AuthFailure::RevokedClient => {
+                Rejection::InvalidToken("unknown or revoked API key")
+            }
+            AuthFailure::ExpiredKey => Rejection::InvalidToken("API key expired"),
+            AuthFailure::StoreUnavailable(_) => Rejection::StoreUnavailable,
+        }
+    }
+}
+
+pub struct Authenticator {
+    pub api_keys: ApiKeyAuth,
+    pub usage: Arc<UsageRecorder>,
+    metrics: Arc<Metrics>,
+}
+
+impl Authenticator {
+    pub fn new(api_keys: ApiKeyAuth, usage: Arc<UsageRecorder>, metrics: Arc<Metrics>) -> Self {
+        Authenticator {
+            api_keys,
+            usage,
+            metrics,
+        }
+    }
+
+    /// `Ok(None)` for a public route.
+    pub async fn authenticate(
+        &self,
+        req: &RequestHeader,
+        policy: &AuthPolicy,
+        api_key_header: &HeaderName,
+    ) -> Result<Option<Authenticated>, Rejection> {
+        let AuthPolicy::Required(kinds) = policy else {
+            return Ok(None);
+        };
+        match self.check(req, kinds, api_key_header).await {
+            Ok(a) => Ok(Some(a)),
+            Err(failure) => {
+                self.metrics.auth_failure(failure.reason());
+                if let AuthFailure::StoreUnavailable(e) = &failure {
+                    tracing::error!(error = %e, "store unavailable for an uncached credential");
+                }
+                Err(failure.rejection())
+            }
+        }
+    }
+
+    async fn check(
+        &self,
+        req: &RequestHeader,
+        kinds: &[CredentialKind],
+        api_key_header: &HeaderName,
+    ) -> Result<Authenticated, AuthFailure> {
+        let keys: Vec<_> = req.headers.get_all(api_key_header).iter().collect();
+        let authz: Vec<_> = req
             .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ")),
-    });
-    if presented {
-        Err(Rejection::InvalidToken(
-            "credential verification is not available on this node",
-        ))
-    } else {
-        Err(Rejection::MissingCredentials)
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .collect();
+        if keys.len() > 1 || authz.len() > 1 {
+            return Err(AuthFailure::Ambiguous("more than one credential header"));
+        }
+        let bearer = authz.first().map(|v| v.as_bytes()).filter(|v| {
+            v.len() >= 6 && v[..6].eq_ignore_ascii_case(b"bearer") && (v.len() == 6 || v[6] == b' ')
+        });
+        if bearer.is_some() && !keys.is_empty() {
+            return Err(AuthFailure::Ambiguous("more than one credential"));
+        }
+        if let Some(key) = keys.first() {
+            if !kinds.contains(&CredentialKind::ApiKey) {
+                return Err(AuthFailure::NotAccepted(
+                    "this route does not accept API keys",
+                ));
+            }
+            let presented = key.to_str().map_err(|_| AuthFailure::MalformedKey)?;
+            let rec = self.api_keys.authenticate(presented.trim()).await?;
+            self.usage.record(&rec.key_id, now());
+            return Ok(Authenticated {
+                scopes: rec.principal.scopes.clone(),
+                principal: rec.principal.clone(),
+            });
+        }
+        if bearer.is_some() {
+            return Err(AuthFailure::NotAccepted(
+                "bearer tokens are not accepted by this gateway yet",
+            ));
+        }
+        Err(AuthFailure::Missing)
+    }
+}
+
+impl ChangeListener for Authenticator {
+    fn client_changed(&self, client_id: &str) {
+        self.api_keys.invalidate_client(client_id);
     }
 }

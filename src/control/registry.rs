@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 use crate::proxy::Snapshot;
 use crate::secrets::{self, Pepper};
 use crate::store::{
-    now, ApiKey, Audit, AuditEntry, AuthType, Client, ClientPatch, NewApiKey, NewClient, NewSecret,
-    Status, Store, StoreError, Subscription,
+    now, ApiKey, Audit, AuditEntry, AuthType, ChangeListener, Client, ClientPatch, NewApiKey,
+    NewClient, NewSecret, Status, Store, StoreError, Subscription,
 };
 
 const MAX_NAME: usize = 128;
@@ -145,6 +145,7 @@ pub struct Registry {
     pub store: Arc<dyn Store>,
     pepper: Pepper,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    listeners: Vec<Arc<dyn ChangeListener>>,
 }
 
 fn check_text(field: &str, value: &str, max: usize, allow_empty: bool) -> AdminResult<String> {
@@ -191,11 +192,24 @@ fn check_scopes(scopes: &[String]) -> AdminResult<Vec<String>> {
 }
 
 impl Registry {
-    pub fn new(store: Arc<dyn Store>, pepper: Pepper, snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        pepper: Pepper,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        listeners: Vec<Arc<dyn ChangeListener>>,
+    ) -> Self {
         Registry {
             store,
             pepper,
             snapshot,
+            listeners,
+        }
+    }
+
+    /// Caches on this node forget the client before the admin call answers.
+    fn changed(&self, client_id: &str) {
+        for l in &self.listeners {
+            l.client_changed(client_id);
         }
     }
 
@@ -393,10 +407,13 @@ impl Registry {
             target: id.into(),
             detail,
         };
-        self.store
+        let client = self
+            .store
             .update_client(id, patch, audit)
             .await
-            .map_err(|e| AdminError::from_store(e, "client"))
+            .map_err(|e| AdminError::from_store(e, "client"))?;
+        self.changed(id);
+        Ok(client)
     }
 
     pub async fn rotate_secret(
@@ -438,6 +455,7 @@ impl Registry {
             .replace_secret(new, until, audit)
             .await
             .map_err(|e| AdminError::from_store(e, "client"))?;
+        self.changed(id);
         Ok(NewClientSecret {
             client_id: id.into(),
             client_secret: secret.expose().to_string(),
@@ -452,10 +470,13 @@ impl Registry {
             target: id.into(),
             detail: json!({}),
         };
-        self.store
+        let client = self
+            .store
             .revoke_client(id, now(), audit)
             .await
-            .map_err(|e| AdminError::from_store(e, "client"))
+            .map_err(|e| AdminError::from_store(e, "client"))?;
+        self.changed(id);
+        Ok(client)
     }
 
     pub async fn create_key(
@@ -530,10 +551,13 @@ impl Registry {
             target: id.into(),
             detail: json!({"client_id": key.client_id}),
         };
-        self.store
+        let revoked = self
+            .store
             .set_api_key_state(id, Status::Revoked, key.expires_at, audit)
             .await
-            .map_err(|e| AdminError::from_store(e, "key"))
+            .map_err(|e| AdminError::from_store(e, "key"))?;
+        self.changed(&key.client_id);
+        Ok(revoked)
     }
 
     /// Active again, with a fresh expiry (a key that never expired stays so).
@@ -558,10 +582,13 @@ impl Registry {
             target: id.into(),
             detail: json!({"client_id": key.client_id, "expires_at": expires_at}),
         };
-        self.store
+        let renewed = self
+            .store
             .set_api_key_state(id, Status::Active, expires_at, audit)
             .await
-            .map_err(|e| AdminError::from_store(e, "key"))
+            .map_err(|e| AdminError::from_store(e, "key"))?;
+        self.changed(&key.client_id);
+        Ok(renewed)
     }
 
     pub async fn create_subscription(
@@ -603,6 +630,7 @@ impl Registry {
             .insert_subscription(sub.clone(), audit)
             .await
             .map_err(|e| AdminError::from_store(e, "client"))?;
+        self.changed(&sub.client_id);
         Ok(sub)
     }
 
@@ -623,10 +651,12 @@ impl Registry {
             target: id.into(),
             detail: json!({}),
         };
-        self.store
+        let sub = self
+            .store
             .delete_subscription(id, audit)
             .await
             .map_err(|e| AdminError::from_store(e, "subscription"))?;
+        self.changed(&sub.client_id);
         Ok(())
     }
 

@@ -71,6 +71,7 @@ impl Drop for InFlightGuard {
 
 pub struct Gateway {
     pub state: Arc<ArcSwap<Snapshot>>,
+    pub auth: Arc<crate::auth::Authenticator>,
     pub metrics: Arc<Metrics>,
     pub inflight: Arc<InFlight>,
 }
@@ -182,11 +183,28 @@ impl Gateway {
         };
         ctx.span.record("route", route.name.as_str());
         ctx.route = Some(route.clone());
-        ctx.identity = crate::auth::authenticate(req, &route.auth, &config.auth.api_key.header)?;
-        if let Some(id) = &ctx.identity {
-            ctx.span.record("client", id.consumer_id.as_str());
-        }
         Ok(route)
+    }
+
+    /// Who is calling, and may they use this route?
+    async fn check_access(
+        &self,
+        req: &RequestHeader,
+        route: &Route,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), Rejection> {
+        let snapshot = ctx.snapshot.clone();
+        let header = &snapshot.config.auth.api_key.header;
+        let Some(authenticated) = self.auth.authenticate(req, &route.auth, header).await? else {
+            return Ok(());
+        };
+        ctx.span
+            .record("client", authenticated.principal.client_id.as_str());
+        let identity = crate::authz::authorize(&authenticated, route).inspect_err(|r| {
+            self.metrics.auth_failure(r.code());
+        })?;
+        ctx.identity = Some(identity);
+        Ok(())
     }
 }
 
@@ -241,6 +259,9 @@ impl ProxyHttp for Gateway {
             Ok(route) => route,
             Err(rejection) => return self.reject(session, ctx, rejection).await,
         };
+        if let Err(rejection) = self.check_access(session.req_header(), &route, ctx).await {
+            return self.reject(session, ctx, rejection).await;
+        }
         match &route.target {
             RouteTarget::Respond(d) => self.respond_direct(session, ctx, d).await,
             RouteTarget::Service(_) => Ok(false),

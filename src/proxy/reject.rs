@@ -17,6 +17,10 @@ pub enum Rejection {
     /// A credential was presented and refused; the description says why
     /// and never echoes the credential.
     InvalidToken(&'static str),
+    NotSubscribed,
+    /// The scopes the route requires.
+    InsufficientScope(String),
+    StoreUnavailable,
     BadGateway,
     GatewayTimeout,
     Internal,
@@ -36,6 +40,8 @@ impl Rejection {
             Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Rejection::MissingCredentials | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Rejection::NotSubscribed | Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Rejection::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::BadGateway => StatusCode::BAD_GATEWAY,
             Rejection::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -51,6 +57,9 @@ impl Rejection {
             Rejection::HeaderTooLarge => "request_header_fields_too_large",
             Rejection::MissingCredentials => "missing_credentials",
             Rejection::InvalidToken(_) => "invalid_token",
+            Rejection::NotSubscribed => "not_subscribed",
+            Rejection::InsufficientScope(_) => "insufficient_scope",
+            Rejection::StoreUnavailable => "store_unavailable",
             Rejection::BadGateway => "bad_gateway",
             Rejection::GatewayTimeout => "gateway_timeout",
             Rejection::Internal => "internal_error",
@@ -65,6 +74,9 @@ impl Rejection {
             Rejection::HeaderTooLarge => "request head too large",
             Rejection::MissingCredentials => "this route needs a credential",
             Rejection::InvalidToken(why) => why,
+            Rejection::NotSubscribed => "the client is not subscribed to this service",
+            Rejection::InsufficientScope(_) => "the credential lacks a scope this route requires",
+            Rejection::StoreUnavailable => "credentials cannot be checked right now",
             Rejection::BadGateway => "the upstream service refused or failed",
             Rejection::GatewayTimeout => "the upstream service did not answer in time",
             Rejection::Internal => "internal error",
@@ -97,6 +109,11 @@ impl Rejection {
                 http::header::WWW_AUTHENTICATE,
                 format!("Bearer realm=\"tollgate\", error=\"invalid_token\", error_description=\"{why}\""),
             )),
+            Rejection::InsufficientScope(scope) => headers.push((
+                http::header::WWW_AUTHENTICATE,
+                format!("Bearer realm=\"tollgate\", error=\"insufficient_scope\", scope=\"{scope}\""),
+            )),
+            Rejection::StoreUnavailable => headers.push((http::header::RETRY_AFTER, "1".into())),
             Rejection::MethodNotAllowed(allowed) => headers.push((
                 http::header::ALLOW,
                 allowed

@@ -41,6 +41,12 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Told of every change that affects authentication or authorization of a
+/// client, so cached credentials are dropped at once.
+pub trait ChangeListener: Send + Sync {
+    fn client_changed(&self, client_id: &str);
+}
+
 /// A client created with its first credential.
 pub struct NewClient {
     pub client: Client,

@@ -10,6 +10,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_duration: HistogramVec,
+    pub auth_failures: IntCounterVec,
+    pub cache_lookups: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -42,6 +44,22 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["service"],
         )?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "tollgate_auth_failures_total",
+                "Refused credentials, by reason",
+            ),
+            &["reason"],
+        )?;
+        let cache_lookups = IntCounterVec::new(
+            Opts::new(
+                "tollgate_cache_lookups_total",
+                "Credential cache lookups, by cache and result",
+            ),
+            &["cache", "result"],
+        )?;
+        registry.register(Box::new(auth_failures.clone()))?;
+        registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
@@ -54,7 +72,19 @@ impl Metrics {
             requests,
             request_duration,
             upstream_duration,
+            auth_failures,
+            cache_lookups,
         })
+    }
+
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    pub fn cache_lookup(&self, cache: &str, hit: bool) {
+        self.cache_lookups
+            .with_label_values(&[cache, if hit { "hit" } else { "miss" }])
+            .inc();
     }
 
     /// The text exposition format.

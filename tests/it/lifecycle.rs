@@ -63,13 +63,17 @@ fn access_log_has_one_line_per_request_and_no_credentials() {
         .unwrap();
     c.get(gw.url("/locked"))
         .header("x-api-key", canary)
-        .header("authorization", format!("Bearer {canary}"))
         .header("x-request-id", "log-test-2")
+        .send()
+        .unwrap();
+    c.get(gw.url("/locked"))
+        .header("authorization", format!("Bearer {canary}"))
+        .header("x-request-id", "log-test-3")
         .send()
         .unwrap();
     assert!(eventually(Duration::from_secs(5), || gw
         .logs()
-        .contains("log-test-2")));
+        .contains("log-test-3")));
     let logs = gw.logs();
     assert!(
         !logs.contains(canary),
@@ -80,7 +84,7 @@ fn access_log_has_one_line_per_request_and_no_credentials() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["target"] == "tollgate::access")
         .collect();
-    assert_eq!(access.len(), 2, "{logs}");
+    assert_eq!(access.len(), 3, "{logs}");
     assert_eq!(access[0]["request_id"], "log-test-1");
     assert_eq!(access[0]["route"], "api");
     assert_eq!(access[0]["status"], 200);
@@ -89,6 +93,7 @@ fn access_log_has_one_line_per_request_and_no_credentials() {
     assert!(access[0]["duration_ms"].as_f64().is_some());
     assert_eq!(access[1]["status"], 401);
     assert_eq!(access[1]["span"]["route"], "locked");
+    assert_eq!(access[2]["status"], 401);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 mod harness;
 
 mod admin_api;
+mod auth_api_key;
 mod cli_admin;
 mod cli_config;
 mod forwarding;

@@ -1,0 +1,156 @@
+//! API keys at the proxy: shape and checksum first (a malformed key never
+//! reaches the cache or the store), then a moka cache keyed by the key's
+//! peppered hash, then the store. Unknown keys are cached briefly too;
+//! concurrent misses for one key are merged into one store query.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+
+use super::{AuthFailure, Principal};
+use crate::config::CacheSettings;
+use crate::secrets::{self, Pepper};
+use crate::store::{now, Status, Store, StoreError};
+use crate::telemetry::Metrics;
+
+/// What authentication needs of a key, its client and the client's
+/// subscriptions, cached together and dropped together when any changes.
+#[derive(Debug)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub key_active: bool,
+    pub expires_at: Option<i64>,
+    pub principal: Arc<Principal>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Found(Arc<KeyRecord>),
+    Unknown,
+}
+
+struct TtlByOutcome {
+    ttl: Duration,
+    negative_ttl: Duration,
+}
+
+impl Expiry<String, Lookup> for TtlByOutcome {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Lookup,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(match value {
+            Lookup::Found(_) => self.ttl,
+            Lookup::Unknown => self.negative_ttl,
+        })
+    }
+}
+
+pub struct ApiKeyAuth {
+    store: Arc<dyn Store>,
+    pepper: Pepper,
+    cache: Cache<String, Lookup>,
+    metrics: Arc<Metrics>,
+}
+
+impl ApiKeyAuth {
+    pub fn new(
+        store: Arc<dyn Store>,
+        pepper: Pepper,
+        settings: &CacheSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(settings.max_entries)
+            .expire_after(TtlByOutcome {
+                ttl: settings.ttl,
+                negative_ttl: settings.negative_ttl,
+            })
+            .support_invalidation_closures()
+            .build();
+        ApiKeyAuth {
+            store,
+            pepper,
+            cache,
+            metrics,
+        }
+    }
+
+    /// The key's record, or why it is refused.
+    pub async fn authenticate(&self, presented: &str) -> Result<Arc<KeyRecord>, AuthFailure> {
+        if !secrets::well_formed(presented, secrets::API_KEY_PREFIX) {
+            return Err(AuthFailure::MalformedKey);
+        }
+        let hash = self.pepper.hash(presented);
+        let lookup = match self.cache.get(&hash).await {
+            Some(hit) => {
+                self.metrics.cache_lookup("api_key", true);
+                hit
+            }
+            None => {
+                self.metrics.cache_lookup("api_key", false);
+                let store = self.store.clone();
+                let h = hash.clone();
+                self.cache
+                    .try_get_with(hash, async move { load(store.as_ref(), &h).await })
+                    .await
+                    .map_err(|e| AuthFailure::StoreUnavailable(e.to_string()))?
+            }
+        };
+        match lookup {
+            Lookup::Unknown => Err(AuthFailure::UnknownKey),
+            Lookup::Found(rec) => {
+                if !rec.key_active {
+                    Err(AuthFailure::RevokedKey)
+                } else if rec.expires_at.is_some_and(|e| e <= now()) {
+                    Err(AuthFailure::ExpiredKey)
+                } else if !rec.principal.active {
+                    Err(AuthFailure::RevokedClient)
+                } else {
+                    Ok(rec)
+                }
+            }
+        }
+    }
+
+    /// Drop every cached record of this client (admin changes).
+    pub fn invalidate_client(&self, client_id: &str) {
+        let id = client_id.to_string();
+        let _ = self.cache.invalidate_entries_if(move |_, v| match v {
+            Lookup::Found(r) => r.principal.client_id == id,
+            Lookup::Unknown => false,
+        });
+    }
+
+    pub async fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+}
+
+async fn load(store: &dyn Store, hash: &str) -> Result<Lookup, StoreError> {
+    let Some((key, client)) = store.find_api_key(hash).await? else {
+        return Ok(Lookup::Unknown);
+    };
+    let subs = store.list_subscriptions(Some(&client.id)).await?;
+    let subscriptions = subs
+        .into_iter()
+        .map(|s| (s.service.clone(), (s.id, s.plan)))
+        .collect::<HashMap<_, _>>();
+    Ok(Lookup::Found(Arc::new(KeyRecord {
+        key_id: key.id.clone(),
+        key_active: key.status != "revoked",
+        expires_at: key.expires_at,
+        principal: Arc::new(Principal {
+            client_id: client.id,
+            client_name: client.name,
+            active: client.status == Status::Active,
+            scopes: client.scopes,
+            subscriptions,
+        }),
+    })))
+}
