@@ -85,9 +85,10 @@ pub fn display_prefix(value: &str, prefix: &str) -> String {
     value[..end].to_string()
 }
 
-/// The server pepper that keys every stored hash.
+/// The server pepper that keys every stored hash. The keyed HMAC state is
+/// prepared once and cloned per hash.
 #[derive(Clone)]
-pub struct Pepper(Vec<u8>);
+pub struct Pepper(Hmac<Sha256>);
 
 impl fmt::Debug for Pepper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -97,22 +98,20 @@ impl fmt::Debug for Pepper {
 
 impl Pepper {
     pub fn new(bytes: Vec<u8>) -> Self {
-        Pepper(bytes)
+        // Start-up only. HMAC accepts keys of any length, so this cannot fail.
+        let mac = Hmac::<Sha256>::new_from_slice(&bytes).expect("HMAC accepts keys of any length");
+        Pepper(mac)
     }
 
     pub fn random() -> Self {
         let mut b = vec![0u8; 32];
         rand::thread_rng().fill(&mut b[..]);
-        Pepper(b)
+        Pepper::new(b)
     }
 
     /// HMAC-SHA256(pepper, secret), hex-encoded: what the store keeps.
     pub fn hash(&self, secret: &str) -> String {
-        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {
-            Ok(m) => m,
-            // HMAC takes keys of any length; this branch cannot be reached.
-            Err(_) => return String::new(),
-        };
+        let mut mac = self.0.clone();
         mac.update(secret.as_bytes());
         hex(&mac.finalize().into_bytes())
     }
@@ -126,7 +125,13 @@ impl Pepper {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
 }
 
 pub fn to_hex(bytes: &[u8]) -> String {

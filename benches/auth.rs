@@ -1,0 +1,165 @@
+//! Credential checks on the hot path, against a store of many clients.
+//!
+//!   cargo bench --bench auth            # 100k clients with keys
+//!   TOLLGATE_BENCH_CLIENTS=10000 cargo bench --bench auth
+//!
+//! Reports: the store lookup of a key by its value (cold: no cache), the
+//! cached check (hit), an unknown key (negative cache), a malformed key
+//! (checksum only), and the database size.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use tollgate::auth::api_key::ApiKeyAuth;
+use tollgate::config::CacheSettings;
+use tollgate::secrets::{self, Pepper};
+use tollgate::store::{
+    now, Audit, AuthType, Client, NewApiKey, NewClient, SqliteStore, Status, Store,
+};
+use tollgate::telemetry::Metrics;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    pepper: Pepper,
+    keys: Vec<String>,
+}
+
+fn clients_wanted() -> usize {
+    let full = std::env::args().any(|a| a == "--bench");
+    std::env::var("TOLLGATE_BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { 100_000 } else { 500 })
+}
+
+fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
+    let n = clients_wanted();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bench.db");
+    let pepper = Pepper::new(b"bench-pepper".to_vec());
+    let started = Instant::now();
+    let (store, keys) = rt.block_on(async {
+        let store = SqliteStore::open(&path).await.expect("open store");
+        let mut keys = Vec::with_capacity(n);
+        for i in 0..n {
+            let key = secrets::generate_api_key();
+            let id = format!("cli_{i:08}");
+            let client = Client {
+                id: id.clone(),
+                name: format!("client {i}"),
+                description: String::new(),
+                auth_type: AuthType::ApiKey,
+                scopes: vec![],
+                issuer: None,
+                external_id: None,
+                status: Status::Active,
+                created_at: now(),
+                revoked_at: None,
+            };
+            let new_key = NewApiKey {
+                id: format!("key_{i:08}"),
+                client_id: id.clone(),
+                name: "default".into(),
+                prefix: secrets::display_prefix(key.expose(), secrets::API_KEY_PREFIX),
+                hash: pepper.hash(key.expose()),
+                created_at: now(),
+                expires_at: None,
+            };
+            let audit = Audit {
+                actor: "bench".into(),
+                action: "client.create",
+                target: id,
+                detail: serde_json::json!({}),
+            };
+            store
+                .insert_client(
+                    NewClient {
+                        client,
+                        secret: None,
+                        key: Some(new_key),
+                    },
+                    audit,
+                )
+                .await
+                .expect("insert");
+            keys.push(key.expose().to_string());
+        }
+        (Arc::new(store) as Arc<dyn Store>, keys)
+    });
+    let size: u64 = std::fs::read_dir(dir.path())
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    println!(
+        "fixture: {n} clients with one key each, created in {:.1}s; database files {:.1} MiB ({:.0} bytes per client)",
+        started.elapsed().as_secs_f64(),
+        size as f64 / (1024.0 * 1024.0),
+        size as f64 / n as f64
+    );
+    Fixture {
+        _dir: dir,
+        store,
+        pepper,
+        keys,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let f = fixture(&rt);
+    let settings = CacheSettings {
+        ttl: Duration::from_secs(300),
+        negative_ttl: Duration::from_secs(300),
+        max_entries: 1_000_000,
+    };
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let auth = ApiKeyAuth::new(f.store.clone(), f.pepper.clone(), &settings, metrics);
+
+    let mut g = c.benchmark_group("api_key");
+    let mut i = 0usize;
+    g.bench_function("store_lookup_cold", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 7919) % f.keys.len();
+            let hash = f.pepper.hash(&f.keys[i]);
+            let store = f.store.clone();
+            async move {
+                store
+                    .find_api_key(&hash)
+                    .await
+                    .expect("lookup")
+                    .expect("found")
+            }
+        })
+    });
+    let hot = f.keys[0].clone();
+    rt.block_on(auth.authenticate(&hot)).expect("valid key");
+    g.bench_function("check_cached_hit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { auth.authenticate(&hot).await.expect("valid") })
+    });
+    let unknown = secrets::generate_api_key().expose().to_string();
+    let _ = rt.block_on(auth.authenticate(&unknown));
+    g.bench_function("check_unknown_negative_cached", |b| {
+        b.to_async(&rt)
+            .iter(|| async { auth.authenticate(&unknown).await.expect_err("unknown") })
+    });
+    let malformed = format!("{}x", &hot[..hot.len() - 1]);
+    g.bench_function("check_malformed", |b| {
+        b.to_async(&rt)
+            .iter(|| async { auth.authenticate(&malformed).await.expect_err("malformed") })
+    });
+    g.bench_function("pepper_hash_only", |b| b.iter(|| f.pepper.hash(&hot)));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
