@@ -154,3 +154,85 @@ async fn load(store: &dyn Store, hash: &str) -> Result<Lookup, StoreError> {
         }),
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Audit, AuthType, Client, NewApiKey, NewClient, SqliteStore};
+
+    async fn add_client(store: &SqliteStore, pepper: &Pepper, n: u32) -> String {
+        let key = secrets::generate_api_key();
+        let id = format!("cli_{n}");
+        let client = Client {
+            id: id.clone(),
+            name: "c".into(),
+            description: String::new(),
+            auth_type: AuthType::ApiKey,
+            scopes: vec![],
+            issuer: None,
+            external_id: None,
+            status: Status::Active,
+            created_at: now(),
+            revoked_at: None,
+        };
+        let new_key = NewApiKey {
+            id: format!("key_{n}"),
+            client_id: id.clone(),
+            name: "k".into(),
+            prefix: "tg_x".into(),
+            hash: pepper.hash(key.expose()),
+            created_at: now(),
+            expires_at: None,
+        };
+        let audit = Audit {
+            actor: "t".into(),
+            action: "client.create",
+            target: id,
+            detail: serde_json::json!({}),
+        };
+        store
+            .insert_client(
+                NewClient {
+                    client,
+                    secret: None,
+                    key: Some(new_key),
+                },
+                audit,
+            )
+            .await
+            .unwrap();
+        key.expose().to_string()
+    }
+
+    #[tokio::test]
+    async fn store_down_keeps_cached_keys_and_refuses_unknown_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+        let pepper = Pepper::new(b"p".to_vec());
+        let cached = add_client(&sqlite, &pepper, 1).await;
+        let uncached = add_client(&sqlite, &pepper, 2).await;
+        let settings = CacheSettings {
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            max_entries: 100,
+        };
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let auth = ApiKeyAuth::new(sqlite.clone(), pepper, &settings, metrics);
+        assert!(auth.authenticate(&cached).await.is_ok());
+
+        sqlite.close().await;
+        assert!(
+            auth.authenticate(&cached).await.is_ok(),
+            "a cached key keeps working"
+        );
+        match auth.authenticate(&uncached).await {
+            Err(AuthFailure::StoreUnavailable(_)) => {}
+            other => panic!("an uncached key must not pass while the store is down: {other:?}"),
+        }
+        // and the failure is not cached as "unknown": it is retried next time
+        assert!(matches!(
+            auth.authenticate(&uncached).await,
+            Err(AuthFailure::StoreUnavailable(_))
+        ));
+    }
+}

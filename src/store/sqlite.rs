@@ -109,6 +109,11 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
         Ok(SqliteStore { pool })
     }
+
+    /// Close the pool: every later call fails as if the database were gone.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
 }
 
 #[async_trait]
