@@ -15,6 +15,8 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::auth::api_key::ApiKeyAuth;
+use crate::auth::clients::ClientDirectory;
+use crate::auth::jwt::JwtAuth;
 use crate::auth::usage::UsageRecorder;
 use crate::auth::Authenticator;
 use crate::config::{Config, StoreSettings, StoreUrl};
@@ -126,6 +128,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .build()
         .map_err(StartError::Runtime)?;
     let store = store_rt.block_on(crate::store::open(&config.store.url))?;
+    let store_rt_handle = store_rt.handle().clone();
     std::mem::forget(store_rt);
 
     let metrics = Arc::new(Metrics::new()?);
@@ -137,7 +140,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
         &config.store.cache,
         metrics.clone(),
     );
-    let auth = Arc::new(Authenticator::new(api_keys, usage.clone(), metrics.clone()));
+    let jwt = Arc::new(JwtAuth::new(&config, metrics.clone()));
+    let signing_keys = store_rt_handle.block_on(ensure_signing_key(store.as_ref(), &config))?;
+    jwt.set_builtin_keys(&signing_keys);
+    let clients = ClientDirectory::new(store.clone(), &config.store.cache, metrics.clone());
+    let auth = Arc::new(Authenticator::new(
+        api_keys,
+        jwt.clone(),
+        clients,
+        usage.clone(),
+        metrics.clone(),
+    ));
     let registry = Arc::new(Registry::new(
         store.clone(),
         pepper,
@@ -197,6 +210,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             control::metrics_router(metrics),
         ),
     ));
+    server.add_service(background_service("jwks", JwksRefresher { jwt }));
     server.add_service(background_service(
         "usage",
         UsageFlusher {
@@ -242,6 +256,48 @@ struct UsageFlusher {
 }
 
 const USAGE_FLUSH: Duration = Duration::from_secs(2);
+
+/// Fetches every external issuer's JWKS at start and every `JWKS_REFRESH`.
+struct JwksRefresher {
+    jwt: Arc<JwtAuth>,
+}
+
+#[async_trait]
+impl BackgroundService for JwksRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(crate::auth::jwt::JWKS_REFRESH);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.jwt.refresh_all().await,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// The built-in issuer's keys; on first start, a key of the configured
+/// algorithm is generated and stored.
+async fn ensure_signing_key(
+    store: &dyn Store,
+    config: &Config,
+) -> Result<Vec<crate::store::SigningKey>, StartError> {
+    let want = crate::auth::keys::algorithm_name(config.auth.tokens.algorithm);
+    let mut keys = store.list_signing_keys().await?;
+    let current = keys
+        .iter()
+        .any(|k| k.retired_at.is_none() && k.algorithm == want);
+    if !current {
+        let alg = config.auth.tokens.algorithm;
+        let key = tokio::task::spawn_blocking(move || crate::auth::keys::generate(alg))
+            .await
+            .map_err(|e| StartError::Pepper(format!("key generation failed: {e}")))?
+            .map_err(|e| StartError::Pepper(e.to_string()))?;
+        store.insert_signing_key(&key).await?;
+        tracing::info!(kid = %key.kid, algorithm = want, "generated the token-signing key");
+        keys = store.list_signing_keys().await?;
+    }
+    Ok(keys)
+}
 
 #[async_trait]
 impl BackgroundService for UsageFlusher {

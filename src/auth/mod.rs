@@ -1,9 +1,12 @@
 //! Authentication: which credential a request presents and whose it is.
-//! API keys are checked here (`api_key`); a credential kind a route does
-//! not accept, or a bearer token before JWT verification exists, is refused.
-//! Every failure is counted by reason.
+//! API keys (`api_key`) and bearer JWTs (`jwt`, then `clients` for the
+//! client behind a token). A credential kind the route does not accept is
+//! refused; every failure is counted by reason.
 
 pub mod api_key;
+pub mod clients;
+pub mod jwt;
+pub mod keys;
 pub mod usage;
 
 use std::collections::HashMap;
@@ -17,6 +20,8 @@ use crate::proxy::reject::Rejection;
 use crate::store::{now, ChangeListener};
 use crate::telemetry::Metrics;
 use api_key::ApiKeyAuth;
+use clients::ClientDirectory;
+use jwt::{JwtAuth, TokenError};
 use usage::UsageRecorder;
 
 /// The client behind a credential, with what authorization needs.
@@ -48,6 +53,9 @@ pub enum AuthFailure {
     RevokedKey,
     ExpiredKey,
     RevokedClient,
+    Token(TokenError),
+    /// A valid token whose client is unknown or revoked.
+    UnknownClient,
     StoreUnavailable(String),
 }
 
@@ -63,6 +71,8 @@ impl AuthFailure {
             AuthFailure::RevokedKey => "revoked_key",
             AuthFailure::ExpiredKey => "expired_key",
             AuthFailure::RevokedClient => "revoked_client",
+            AuthFailure::Token(t) => t.reason(),
+            AuthFailure::UnknownClient => "unknown_client",
             AuthFailure::StoreUnavailable(_) => "store_unavailable",
         }
     }
@@ -78,6 +88,8 @@ impl AuthFailure {
                 Rejection::InvalidToken("unknown or revoked API key")
             }
             AuthFailure::ExpiredKey => Rejection::InvalidToken("API key expired"),
+            AuthFailure::Token(t) => Rejection::InvalidToken(t.description()),
+            AuthFailure::UnknownClient => Rejection::InvalidToken("unknown or revoked client"),
             AuthFailure::StoreUnavailable(_) => Rejection::StoreUnavailable,
         }
     }
@@ -85,14 +97,24 @@ impl AuthFailure {
 
 pub struct Authenticator {
     pub api_keys: ApiKeyAuth,
+    pub jwt: Arc<JwtAuth>,
+    pub clients: ClientDirectory,
     pub usage: Arc<UsageRecorder>,
     metrics: Arc<Metrics>,
 }
 
 impl Authenticator {
-    pub fn new(api_keys: ApiKeyAuth, usage: Arc<UsageRecorder>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        api_keys: ApiKeyAuth,
+        jwt: Arc<JwtAuth>,
+        clients: ClientDirectory,
+        usage: Arc<UsageRecorder>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Authenticator {
             api_keys,
+            jwt,
+            clients,
             usage,
             metrics,
         }
@@ -155,10 +177,24 @@ impl Authenticator {
                 principal: rec.principal.clone(),
             });
         }
-        if bearer.is_some() {
-            return Err(AuthFailure::NotAccepted(
-                "bearer tokens are not accepted by this gateway yet",
-            ));
+        if let Some(value) = bearer {
+            if !kinds.contains(&CredentialKind::Jwt) {
+                return Err(AuthFailure::NotAccepted(
+                    "this route does not accept bearer tokens",
+                ));
+            }
+            let token = std::str::from_utf8(&value[6..])
+                .map_err(|_| AuthFailure::Token(TokenError::Malformed))?;
+            let token = token.trim_start_matches(' ');
+            if token.is_empty() || token.contains(' ') {
+                return Err(AuthFailure::Token(TokenError::Malformed));
+            }
+            let verified = self.jwt.verify(token).await.map_err(AuthFailure::Token)?;
+            let principal = self.clients.resolve(&verified.client).await?;
+            return Ok(Authenticated {
+                scopes: verified.scopes.clone(),
+                principal,
+            });
         }
         Err(AuthFailure::Missing)
     }
@@ -167,5 +203,6 @@ impl Authenticator {
 impl ChangeListener for Authenticator {
     fn client_changed(&self, client_id: &str) {
         self.api_keys.invalidate_client(client_id);
+        self.clients.invalidate_client(client_id);
     }
 }

@@ -104,6 +104,17 @@ pub trait Store: Send + Sync {
     async fn delete_subscription(&self, id: &str, audit: Audit) -> StoreResult<Subscription>;
 
     async fn list_audit(&self, limit: i64) -> StoreResult<Vec<AuditEntry>>;
+
+    /// The client of an external identity (issuer name, client claim value).
+    async fn find_external_client(
+        &self,
+        issuer: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<Client>>;
+
+    /// Signing keys, newest first.
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
 }
 
 /// Open the store named by the configuration, creating and migrating it.

@@ -161,3 +161,28 @@ pub struct KeyUsage {
     pub last_used_at: Timestamp,
     pub count: i64,
 }
+
+/// A token-signing key of the built-in issuer. `private_pem` never leaves
+/// the store and the signing code; `public_jwk` is what the JWKS shows.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub private_pem: String,
+    pub public_jwk: serde_json::Value,
+    pub created_at: Timestamp,
+    /// Set when a newer key took over; the key stays published until its
+    /// last token has expired.
+    pub retired_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}

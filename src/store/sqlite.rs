@@ -461,6 +461,54 @@ impl Store for SqliteStore {
         Ok(sub)
     }
 
+    async fn find_external_client(
+        &self,
+        issuer: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<Client>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CLIENT_COLS} FROM clients WHERE issuer = ? AND external_id = ?"
+        ))
+        .bind(issuer)
+        .bind(external_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(client_from).transpose()
+    }
+
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        let rows = sqlx::query("SELECT kid, algorithm, private_key, public_jwk, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let jwk: String = r.try_get("public_jwk")?;
+                Ok(SigningKey {
+                    kid: r.try_get("kid")?,
+                    algorithm: r.try_get("algorithm")?,
+                    private_pem: r.try_get("private_key")?,
+                    public_jwk: serde_json::from_str(&jwk)
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                    created_at: r.try_get("created_at")?,
+                    retired_at: r.try_get("retired_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
+        sqlx::query("INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&key.kid)
+            .bind(&key.algorithm)
+            .bind(&key.private_pem)
+            .bind(key.public_jwk.to_string())
+            .bind(key.created_at)
+            .bind(key.retired_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn list_audit(&self, limit: i64) -> StoreResult<Vec<AuditEntry>> {
         let rows = sqlx::query(
             "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?",

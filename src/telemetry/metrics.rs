@@ -12,6 +12,7 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     pub auth_failures: IntCounterVec,
     pub cache_lookups: IntCounterVec,
+    pub jwks_refresh: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -58,6 +59,14 @@ impl Metrics {
             ),
             &["cache", "result"],
         )?;
+        let jwks_refresh = IntCounterVec::new(
+            Opts::new(
+                "tollgate_jwks_refresh_total",
+                "JWKS fetches of external issuers, by issuer and result",
+            ),
+            &["issuer", "result"],
+        )?;
+        registry.register(Box::new(jwks_refresh.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -74,7 +83,14 @@ impl Metrics {
             upstream_duration,
             auth_failures,
             cache_lookups,
+            jwks_refresh,
         })
+    }
+
+    pub fn jwks_refresh(&self, issuer: &str, ok: bool) {
+        self.jwks_refresh
+            .with_label_values(&[issuer, if ok { "ok" } else { "error" }])
+            .inc();
     }
 
     pub fn auth_failure(&self, reason: &str) {

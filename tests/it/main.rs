@@ -6,6 +6,7 @@ mod harness;
 
 mod admin_api;
 mod auth_api_key;
+mod auth_jwt;
 mod cli_admin;
 mod cli_config;
 mod forwarding;

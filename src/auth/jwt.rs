@@ -1,0 +1,625 @@
+//! Bearer JWTs. The issuer is chosen by the token's `iss` (exact match),
+//! and everything else is that issuer's: its algorithm allow-list (fixed
+//! before decoding), its keys by `kid` (never across issuers), its audiences
+//! and leeway. `exp`, `iss` and `aud` are required; `crit`, `b64` and
+//! duplicate members are refused; `jku`, `x5u`, `jwk` and `x5c` are never
+//! used. External keys come from the issuer's JWKS: fetched with a timeout,
+//! refreshed periodically, refetched on an unknown `kid` at most once per
+//! issuer per 30 s (single-flight), and kept when the JWKS URL fails.
+//! A verified token is cached by its SHA-256 until it expires (at most the
+//! credential cache ttl), so a hot token is verified once.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use moka::future::Cache;
+use moka::Expiry;
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
+
+use super::keys::jwt_algorithm;
+use crate::config::Config;
+use crate::store::{now, SigningKey};
+use crate::telemetry::Metrics;
+
+/// Longest token considered at all.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// An unknown `kid` refetches an issuer's JWKS at most this often.
+pub const REFETCH_COOLDOWN: Duration = Duration::from_secs(30);
+/// Periodic JWKS refresh.
+pub const JWKS_REFRESH: Duration = Duration::from_secs(300);
+const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_JWKS_BYTES: usize = 512 * 1024;
+
+/// Why a token was refused: the metric reason and the answer's description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Malformed,
+    TooLarge,
+    UnknownIssuer,
+    AlgorithmNotAllowed,
+    CriticalHeader,
+    NoKid,
+    UnknownKid,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    WrongAudience,
+    BadClaims,
+    Revoked,
+}
+
+impl TokenError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "malformed_token",
+            TokenError::TooLarge => "token_too_large",
+            TokenError::UnknownIssuer => "unknown_issuer",
+            TokenError::AlgorithmNotAllowed => "algorithm_not_allowed",
+            TokenError::CriticalHeader => "critical_header",
+            TokenError::NoKid => "no_kid",
+            TokenError::UnknownKid => "unknown_kid",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired_token",
+            TokenError::NotYetValid => "token_not_yet_valid",
+            TokenError::IssuedInFuture => "token_issued_in_future",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::BadClaims => "bad_claims",
+            TokenError::Revoked => "revoked_token",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "malformed token",
+            TokenError::TooLarge => "token too large",
+            TokenError::UnknownIssuer => "unknown issuer",
+            TokenError::AlgorithmNotAllowed => "algorithm not allowed for this issuer",
+            TokenError::CriticalHeader => "unsupported critical header",
+            TokenError::NoKid => "token has no key id",
+            TokenError::UnknownKid => "unknown signing key",
+            TokenError::BadSignature => "bad signature",
+            TokenError::Expired => "token expired",
+            TokenError::NotYetValid => "token not yet valid",
+            TokenError::IssuedInFuture => "token issued in the future",
+            TokenError::WrongAudience => "wrong audience",
+            TokenError::BadClaims => "missing or invalid claims",
+            TokenError::Revoked => "token revoked",
+        }
+    }
+}
+
+/// Whose token it is, before the client itself is looked up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientRef {
+    /// Built-in issuer: `sub` is the client id.
+    Id(String),
+    /// External issuer: (issuer name, value of its client claim).
+    External(String, String),
+}
+
+#[derive(Debug)]
+pub struct VerifiedToken {
+    pub client: ClientRef,
+    pub scopes: Vec<String>,
+    pub exp: u64,
+    pub jti: Option<String>,
+}
+
+/// A public key, with what it may be used for.
+struct VerifyKey {
+    key: DecodingKey,
+    /// Algorithms this key may verify: its JWK `alg` if pinned, else its family.
+    algorithms: Vec<Algorithm>,
+}
+
+impl fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("algorithms", &self.algorithms)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+enum Source {
+    BuiltIn,
+    External {
+        name: String,
+        jwks_url: String,
+        client_claim: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct Issuer {
+    iss: String,
+    source: Source,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: u64,
+    keys: ArcSwap<HashMap<String, Arc<VerifyKey>>>,
+    /// When the JWKS was last fetched because of an unknown kid.
+    last_refetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Issuer {
+    pub fn label(&self) -> &str {
+        match &self.source {
+            Source::BuiltIn => "builtin",
+            Source::External { name, .. } => name,
+        }
+    }
+}
+
+/// Key families; a JWK of one family never verifies another's algorithm.
+fn family_algorithms(jwk: &jsonwebtoken::jwk::Jwk) -> Vec<Algorithm> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => vec![
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ],
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => vec![Algorithm::ES256],
+            EllipticCurve::P384 => vec![Algorithm::ES384],
+            _ => vec![],
+        },
+        AlgorithmParameters::OctetKeyPair(okp) => match okp.curve {
+            EllipticCurve::Ed25519 => vec![Algorithm::EdDSA],
+            _ => vec![],
+        },
+        // symmetric keys (and anything newer) are never taken from a key set
+        _ => vec![],
+    }
+}
+
+/// Usable verification keys of a JWK set, by kid. Keys for encryption,
+/// symmetric keys, keys without kid and keys that do not parse are skipped.
+fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>, String> {
+    #[derive(Deserialize)]
+    struct Set {
+        keys: Vec<serde_json::Value>,
+    }
+    let set: Set = serde_json::from_slice(body).map_err(|e| format!("not a JWK set: {e}"))?;
+    let mut out = HashMap::new();
+    for raw in set.keys {
+        if raw
+            .get("use")
+            .and_then(|u| u.as_str())
+            .is_some_and(|u| u != "sig")
+        {
+            continue;
+        }
+        if raw.get("kty").and_then(|k| k.as_str()) == Some("oct") {
+            continue;
+        }
+        let Some(kid) = raw.get("kid").and_then(|k| k.as_str()).map(str::to_string) else {
+            continue;
+        };
+        let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(raw.clone()) else {
+            continue;
+        };
+        let mut algorithms = family_algorithms(&jwk);
+        if let Some(pinned) = raw.get("alg").and_then(|a| a.as_str()) {
+            algorithms.retain(|a| jwt_algorithm(pinned) == Some(*a));
+        }
+        if algorithms.is_empty() {
+            continue;
+        }
+        let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+            continue;
+        };
+        out.insert(kid, Arc::new(VerifyKey { key, algorithms }));
+    }
+    Ok(out)
+}
+
+/// Refuses a JSON object that names a member twice (`{"exp":1,"exp":2}`).
+struct UniqueObject;
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueObject, A::Error> {
+                let mut seen = HashSet::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    if !seen.insert(k) {
+                        return Err(serde::de::Error::custom("duplicate member"));
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Ok(UniqueObject)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+    #[serde(default)]
+    b64: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct PeekIssuer {
+    iss: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    exp: u64,
+    #[serde(default)]
+    iat: Option<serde_json::Value>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    scp: Option<Vec<String>>,
+    #[serde(flatten)]
+    rest: HashMap<String, serde_json::Value>,
+}
+
+fn b64_json<T: for<'de> Deserialize<'de>>(segment: &str) -> Result<(T, Vec<u8>), TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice::<UniqueObject>(&bytes).map_err(|_| TokenError::Malformed)?;
+    let v = serde_json::from_slice::<T>(&bytes).map_err(|_| TokenError::Malformed)?;
+    Ok((v, bytes))
+}
+
+struct TokenTtl;
+
+impl Expiry<[u8; 32], Arc<VerifiedToken>> for TokenTtl {
+    fn expire_after_create(
+        &self,
+        _k: &[u8; 32],
+        v: &Arc<VerifiedToken>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        let left = v.exp.saturating_sub(now().max(0) as u64);
+        Some(Duration::from_secs(left))
+    }
+}
+
+pub struct JwtAuth {
+    issuers: ArcSwap<HashMap<String, Arc<Issuer>>>,
+    builtin: ArcSwap<Option<Arc<Issuer>>>,
+    verified: Cache<[u8; 32], Arc<VerifiedToken>>,
+    /// jti of tokens revoked on this node (until they expire).
+    revoked: Cache<String, ()>,
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+}
+
+impl JwtAuth {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(JWKS_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .unwrap_or_default();
+        let auth = JwtAuth {
+            issuers: ArcSwap::from_pointee(HashMap::new()),
+            builtin: ArcSwap::from_pointee(None),
+            verified: Cache::builder()
+                .max_capacity(config.store.cache.max_entries)
+                .expire_after(TokenTtl)
+                .time_to_live(config.store.cache.ttl)
+                .build(),
+            revoked: Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(config.auth.tokens.ttl + config.auth.tokens.leeway)
+                .build(),
+            http,
+            metrics,
+        };
+        auth.configure(config);
+        auth
+    }
+
+    /// (Re)build the issuers of a configuration; keys of issuers that stay
+    /// are kept.
+    pub fn configure(&self, config: &Config) {
+        let old = self.issuers.load_full();
+        let mut issuers = HashMap::new();
+        let t = &config.auth.tokens;
+        let builtin = Arc::new(Issuer {
+            iss: t.issuer.clone(),
+            source: Source::BuiltIn,
+            audiences: vec![t.audience.clone()],
+            algorithms: vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
+            leeway: t.leeway.as_secs(),
+            keys: ArcSwap::from_pointee(
+                old.get(&t.issuer)
+                    .map(|i| (**i.keys.load()).clone())
+                    .unwrap_or_default(),
+            ),
+            last_refetch: tokio::sync::Mutex::new(None),
+        });
+        issuers.insert(t.issuer.clone(), builtin.clone());
+        for e in &config.auth.issuers {
+            let algorithms = e
+                .algorithms
+                .iter()
+                .filter_map(|a| jwt_algorithm(a.as_str()))
+                .collect();
+            issuers.insert(
+                e.issuer.clone(),
+                Arc::new(Issuer {
+                    iss: e.issuer.clone(),
+                    source: Source::External {
+                        name: e.name.clone(),
+                        jwks_url: e.jwks_url.clone(),
+                        client_claim: e.client_claim.clone(),
+                    },
+                    audiences: e.audiences.clone(),
+                    algorithms,
+                    leeway: e.leeway.as_secs(),
+                    keys: ArcSwap::from_pointee(
+                        old.get(&e.issuer)
+                            .map(|i| (**i.keys.load()).clone())
+                            .unwrap_or_default(),
+                    ),
+                    last_refetch: tokio::sync::Mutex::new(None),
+                }),
+            );
+        }
+        self.builtin.store(Arc::new(Some(builtin)));
+        self.issuers.store(Arc::new(issuers));
+    }
+
+    /// Publish the built-in issuer's keys (from the store).
+    pub fn set_builtin_keys(&self, keys: &[SigningKey]) {
+        let Some(builtin) = self.builtin.load_full().as_ref().clone() else {
+            return;
+        };
+        let mut map = HashMap::new();
+        for k in keys {
+            let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(k.public_jwk.clone())
+            else {
+                continue;
+            };
+            let (Ok(key), Some(alg)) = (DecodingKey::from_jwk(&jwk), jwt_algorithm(&k.algorithm))
+            else {
+                continue;
+            };
+            map.insert(
+                k.kid.clone(),
+                Arc::new(VerifyKey {
+                    key,
+                    algorithms: vec![alg],
+                }),
+            );
+        }
+        builtin.keys.store(Arc::new(map));
+    }
+
+    /// Refuse a token (by jti) on this node until it expires.
+    pub async fn revoke_jti(&self, jti: &str) {
+        self.revoked.insert(jti.to_string(), ()).await;
+    }
+
+    /// Fetch one external issuer's JWKS; on failure its keys stay as they were.
+    pub async fn refresh(&self, issuer: &Issuer) -> bool {
+        let Source::External { jwks_url, name, .. } = &issuer.source else {
+            return true;
+        };
+        let result = self.fetch_jwks(jwks_url).await;
+        let ok = match result {
+            Ok(keys) if !keys.is_empty() => {
+                issuer.keys.store(Arc::new(keys));
+                true
+            }
+            Ok(_) => {
+                tracing::warn!(issuer = %name, "JWKS has no usable keys; keeping the previous ones");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %name, error = %e, "JWKS refresh failed; keeping the previous keys");
+                false
+            }
+        };
+        self.metrics.jwks_refresh(name, ok);
+        ok
+    }
+
+    /// Refresh every external issuer (the periodic task).
+    pub async fn refresh_all(&self) {
+        let issuers: Vec<Arc<Issuer>> = self.issuers.load().values().cloned().collect();
+        for i in issuers {
+            if matches!(i.source, Source::External { .. }) {
+                self.refresh(&i).await;
+            }
+        }
+    }
+
+    async fn fetch_jwks(&self, url: &str) -> Result<HashMap<String, Arc<VerifyKey>>, String> {
+        let resp = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status().as_u16()));
+        }
+        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+        if body.len() > MAX_JWKS_BYTES {
+            return Err("JWKS too large".into());
+        }
+        parse_jwks(&body)
+    }
+
+    /// An unknown kid: refetch once per cooldown, one fetch at a time.
+    async fn refetch_for_kid(&self, issuer: &Issuer, kid: &str) -> Option<Arc<VerifyKey>> {
+        if !matches!(issuer.source, Source::External { .. }) {
+            return None;
+        }
+        let mut last = issuer.last_refetch.lock().await;
+        if let Some(k) = issuer.keys.load().get(kid) {
+            return Some(k.clone());
+        }
+        if last.is_some_and(|t| t.elapsed() < REFETCH_COOLDOWN) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        self.refresh(issuer).await;
+        issuer.keys.load().get(kid).cloned()
+    }
+
+    /// Verify a bearer token; cached by its hash until it expires.
+    pub async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self.verified.get(&digest).await;
+        self.metrics.cache_lookup("token", cached.is_some());
+        let verified = match cached {
+            Some(v) => v,
+            None => {
+                let v = Arc::new(self.verify_uncached(token).await?);
+                self.verified.insert(digest, v.clone()).await;
+                v
+            }
+        };
+        if verified.exp <= now().max(0) as u64 {
+            return Err(TokenError::Expired);
+        }
+        if let Some(jti) = &verified.jti {
+            if self.revoked.contains_key(jti) {
+                return Err(TokenError::Revoked);
+            }
+        }
+        Ok(verified)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        if sig.is_empty() {
+            return Err(TokenError::Malformed);
+        }
+        let (header, _) = b64_json::<RawHeader>(h)?;
+        if header.crit.is_some() || header.b64.is_some() {
+            return Err(TokenError::CriticalHeader);
+        }
+        let alg = jwt_algorithm(&header.alg).ok_or(TokenError::AlgorithmNotAllowed)?;
+        let (peek, _) = b64_json::<PeekIssuer>(p).map_err(|_| TokenError::BadClaims)?;
+        let iss = peek.iss.as_str().ok_or(TokenError::BadClaims)?;
+        let issuer = self
+            .issuers
+            .load()
+            .get(iss)
+            .cloned()
+            .ok_or(TokenError::UnknownIssuer)?;
+        if !issuer.algorithms.contains(&alg) {
+            return Err(TokenError::AlgorithmNotAllowed);
+        }
+        let kid = header.kid.as_deref().ok_or(TokenError::NoKid)?;
+        if kid.is_empty() || kid.len() > 256 {
+            return Err(TokenError::UnknownKid);
+        }
+        let key = match issuer.keys.load().get(kid).cloned() {
+            Some(k) => k,
+            None => self
+                .refetch_for_kid(&issuer, kid)
+                .await
+                .ok_or(TokenError::UnknownKid)?,
+        };
+        if !key.algorithms.contains(&alg) {
+            return Err(TokenError::AlgorithmNotAllowed);
+        }
+        let mut validation = Validation::new(alg);
+        validation.algorithms = vec![alg];
+        validation.leeway = issuer.leeway;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_issuer(&[issuer.iss.as_str()]);
+        validation.set_audience(&issuer.audiences);
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => TokenError::Expired,
+                K::ImmatureSignature => TokenError::NotYetValid,
+                K::InvalidAudience => TokenError::WrongAudience,
+                K::InvalidIssuer | K::MissingRequiredClaim(_) | K::Json(_) | K::Utf8(_) => {
+                    TokenError::BadClaims
+                }
+                K::InvalidSignature
+                | K::InvalidEcdsaKey
+                | K::InvalidRsaKey(_)
+                | K::InvalidKeyFormat => TokenError::BadSignature,
+                K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::AlgorithmNotAllowed,
+                _ => TokenError::Malformed,
+            }
+        })?;
+        let claims = data.claims;
+        let at = now().max(0) as u64;
+        match &claims.iat {
+            None => {}
+            Some(v) => {
+                let iat = v.as_u64().ok_or(TokenError::BadClaims)?;
+                if iat > at + issuer.leeway {
+                    return Err(TokenError::IssuedInFuture);
+                }
+            }
+        }
+        let client = match &issuer.source {
+            Source::BuiltIn => ClientRef::Id(claims.sub.clone().ok_or(TokenError::BadClaims)?),
+            Source::External {
+                name, client_claim, ..
+            } => {
+                let value = match client_claim.as_str() {
+                    "sub" => claims.sub.clone(),
+                    "jti" => claims.jti.clone(),
+                    other => claims
+                        .rest
+                        .get(other)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string),
+                };
+                ClientRef::External(name.clone(), value.ok_or(TokenError::BadClaims)?)
+            }
+        };
+        let scopes = match (&claims.scope, &claims.scp) {
+            (Some(s), _) => s.split_whitespace().map(str::to_string).collect(),
+            (None, Some(list)) => list.clone(),
+            (None, None) => Vec::new(),
+        };
+        Ok(VerifiedToken {
+            client,
+            scopes,
+            exp: claims.exp,
+            jti: claims.jti,
+        })
+    }
+}
