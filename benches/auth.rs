@@ -5,7 +5,8 @@
 //!
 //! Reports: the store lookup of a key by its value (cold: no cache), the
 //! cached check (hit), an unknown key (negative cache), a malformed key
-//! (checksum only), and the database size.
+//! (checksum only), and the database size; then JWT verification cold
+//! (ES256, RS256, EdDSA) and cached.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -161,5 +162,51 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn bench_jwt(c: &mut Criterion) {
+    use tollgate::auth::jwt::JwtAuth;
+    use tollgate::auth::keys;
+    use tollgate::config::SigningAlgorithm;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let yaml = "auth:\n  tokens: { issuer: \"http://bench\", audience: tollgate }\n";
+    let config = tollgate::config::parse(yaml, std::path::Path::new("bench.yaml")).expect("config");
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let jwt = JwtAuth::new(&config, metrics);
+    let algs = [
+        SigningAlgorithm::Es256,
+        SigningAlgorithm::Rs256,
+        SigningAlgorithm::EdDsa,
+    ];
+    let signing: Vec<_> = algs
+        .iter()
+        .map(|a| keys::generate(*a).expect("key"))
+        .collect();
+    jwt.set_builtin_keys(&signing);
+    let mut g = c.benchmark_group("jwt");
+    for key in &signing {
+        let alg = keys::jwt_algorithm(&key.algorithm).expect("alg");
+        let mut header = jsonwebtoken::Header::new(alg);
+        header.kid = Some(key.kid.clone());
+        let claims = serde_json::json!({"iss": "http://bench", "aud": "tollgate", "sub": "cli_bench",
+                                        "exp": now() + 3600, "iat": now(), "scope": "a b"});
+        let token = jsonwebtoken::encode(&header, &claims, &keys::encoding_key(key).expect("enc"))
+            .expect("token");
+        g.bench_function(format!("verify_cold_{}", key.algorithm), |b| {
+            b.to_async(&rt)
+                .iter(|| async { jwt.verify_uncached(&token).await.expect("valid") })
+        });
+        if key.algorithm == "ES256" {
+            rt.block_on(jwt.verify(&token)).expect("valid");
+            g.bench_function("verify_cached", |b| {
+                b.to_async(&rt)
+                    .iter(|| async { jwt.verify(&token).await.expect("valid") })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_jwt);
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Load comparison on loopback, in one run: the same upstream (a) directly
-# and (b) through Tollgate on a public route. Each target is measured in
-# ROUNDS alternating rounds; the medians are reported with their ratio.
+# Load comparison on loopback, in one run: the same upstream (a) directly,
+# and through Tollgate on (b) a public route, (c) an API-key route and (d) a
+# JWT route (built-in issuer). Each target is measured in ROUNDS alternating
+# rounds; the medians are reported with ratios.
 #
 #   benches/load.sh            # DURATION=10s CONNECTIONS=32 ROUNDS=3
 set -euo pipefail
@@ -13,7 +14,7 @@ DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 ROUNDS="${ROUNDS:-3}"
 
-cargo build --release --quiet --bin tollgate --example bench_upstream
+cargo build --release --quiet --bin tollgate --example bench_upstream --example bench_token
 work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -29,11 +30,15 @@ server:
   threads: 1
 admin: { listen: "127.0.0.1:$ADMIN" }
 metrics: { listen: "127.0.0.1:$METRICS" }
-store: { url: "sqlite://$work/tollgate.db" }
+store: { url: "sqlite://$work/tollgate.db", cache: { ttl: 300s } }
+auth:
+  tokens: { issuer: "http://127.0.0.1:$GW", audience: tollgate }
 logging: { level: warn }
 services:
   up: { upstreams: ["127.0.0.1:$UP"] }
 routes:
+  - { name: keyed, match: { path_prefix: /keyed }, service: up, auth: [api_key] }
+  - { name: jwt, match: { path_prefix: /jwt }, service: up, auth: [jwt] }
   - { name: public, match: { path_prefix: / }, service: up, auth: public }
 YAML
 TOLLGATE_ADMIN_TOKEN=bench ./target/release/tollgate serve --config "$work/bench.yaml" >"$work/gw.log" 2>&1 & pids+=($!)
@@ -42,9 +47,22 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+admin() { curl -fsS -H "Authorization: Bearer bench" -H "Content-Type: application/json" "http://127.0.0.1:$ADMIN/admin/v1$1" -d "$2"; }
+field() { python3 -c "import json,sys; v=json.load(sys.stdin); print(eval('v' + sys.argv[1]))" "$1"; }
+KEYED=$(admin /clients '{"name":"bench-key","auth_type":"api_key"}')
+KEY=$(echo "$KEYED" | field '["api_key"]["key"]')
+admin /subscriptions "{\"client_id\":\"$(echo "$KEYED" | field '["id"]')\",\"service\":\"up\"}" >/dev/null
+OAUTH=$(admin /clients '{"name":"bench-jwt","auth_type":"oauth2"}' | field '["id"]')
+admin /subscriptions "{\"client_id\":\"$OAUTH\",\"service\":\"up\"}" >/dev/null
+TOKEN=$(./target/release/examples/bench_token "$work/tollgate.db" "http://127.0.0.1:$GW" tollgate "$OAUTH")
+curl -fsS -o /dev/null -H "X-API-Key: $KEY" "http://127.0.0.1:$GW/keyed/" || { echo "API-key route refused the bench key" >&2; exit 1; }
+curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW/jwt/" || { echo "JWT route refused the bench token" >&2; exit 1; }
+
 # wrk --latency prints "50% 1.23ms"; normalise to milliseconds
 run() {
-    wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$1" > "$work/out" 2>&1
+    local header=()
+    [ -n "${2:-}" ] && header=(-H "$2")
+    wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${header[@]}" "$1" > "$work/out" 2>&1
     python3 - "$work/out" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -60,27 +78,26 @@ PY
 }
 
 declare -A results
-targets=(direct public)
-url_direct="http://127.0.0.1:$UP/"
-url_public="http://127.0.0.1:$GW/"
+targets=(direct public keyed jwt)
 for r in $(seq 1 "$ROUNDS"); do
-    for t in "${targets[@]}"; do
-        url_var="url_$t"
-        results[$t]+="$(run "${!url_var}");"
-        echo "round $r $t: ${results[$t]##*;}" >/dev/null
-    done
+    results[direct]+="$(run "http://127.0.0.1:$UP/");"
+    results[public]+="$(run "http://127.0.0.1:$GW/");"
+    results[keyed]+="$(run "http://127.0.0.1:$GW/keyed/" "X-API-Key: $KEY");"
+    results[jwt]+="$(run "http://127.0.0.1:$GW/jwt/" "Authorization: Bearer $TOKEN");"
 done
 
-python3 - "${results[direct]}" "${results[public]}" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
+python3 - "${results[direct]}" "${results[public]}" "${results[keyed]}" "${results[jwt]}" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
 import statistics, sys
-names = ["direct upstream", "tollgate public route"]
+names = ["direct upstream", "tollgate public route", "tollgate API-key route", "tollgate JWT route"]
 rows = []
-for raw in sys.argv[1:3]:
+for raw in sys.argv[1:5]:
     runs = [list(map(float, r.split())) for r in raw.split(";") if r.strip()]
     rows.append([statistics.median(c) for c in zip(*runs)])
-print(f"wrk -t1 -c{sys.argv[3]} -d{sys.argv[4]}, median of {sys.argv[5]} rounds, loopback")
+print(f"wrk -t1 -c{sys.argv[5]} -d{sys.argv[6]}, median of {sys.argv[7]} rounds, loopback")
 print(f"{'target':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
 for name, (rps, p50, p99, err) in zip(names, rows):
     print(f"{name:<24}{rps:>10.0f}{p50:>10.3f}{p99:>10.3f}{err:>9.0f}")
-print(f"ratio tollgate/direct req/s: {rows[1][0] / rows[0][0]:.2f}")
+print(f"ratio public/direct req/s: {rows[1][0] / rows[0][0]:.2f}")
+print(f"ratio API-key/public req/s: {rows[2][0] / rows[1][0]:.3f}")
+print(f"ratio JWT/public req/s: {rows[3][0] / rows[1][0]:.3f}")
 PY

