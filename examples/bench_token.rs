@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.close().await;
         keys.into_iter()
             .next()
-            .ok_or_else(|| tollgate::store::StoreError::NotFound)
+            .ok_or(tollgate::store::StoreError::NotFound)
     })?;
     let alg = keys::jwt_algorithm(&key.algorithm).ok_or("unknown algorithm")?;
     let mut header = jsonwebtoken::Header::new(alg);
