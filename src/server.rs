@@ -22,6 +22,7 @@ use crate::auth::Authenticator;
 use crate::config::{Config, StoreSettings, StoreUrl};
 use crate::control::admin::AdminApi;
 use crate::control::registry::Registry;
+use crate::control::token::TokenService;
 use crate::control::{self, AdminState, HttpListenerService};
 use crate::proxy::conn::{GuardedApp, HeadLimits};
 use crate::proxy::{Gateway, InFlight, Snapshot};
@@ -151,6 +152,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
         usage.clone(),
         metrics.clone(),
     ));
+    let oauth = Arc::new(TokenService::new(
+        store.clone(),
+        pepper.clone(),
+        snapshot.clone(),
+        metrics.clone(),
+        signing_keys,
+    ));
     let registry = Arc::new(Registry::new(
         store.clone(),
         pepper,
@@ -174,6 +182,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let gateway = Gateway {
         state: snapshot.clone(),
         auth,
+        oauth,
         metrics: metrics.clone(),
         inflight: inflight.clone(),
     };

@@ -72,6 +72,7 @@ impl Drop for InFlightGuard {
 pub struct Gateway {
     pub state: Arc<ArcSwap<Snapshot>>,
     pub auth: Arc<crate::auth::Authenticator>,
+    pub oauth: Arc<crate::control::token::TokenService>,
     pub metrics: Arc<Metrics>,
     pub inflight: Arc<InFlight>,
 }
@@ -186,6 +187,55 @@ impl Gateway {
         Ok(route)
     }
 
+    /// The built-in authorization server's endpoints, answered here.
+    async fn serve_oauth(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        use crate::control::token::{OAuthAnswer, MAX_FORM_BYTES};
+        let mut body = Vec::new();
+        let mut too_large = false;
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > MAX_FORM_BYTES {
+                too_large = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let answer = if too_large {
+            session.set_keepalive(None);
+            OAuthAnswer {
+                status: http::StatusCode::PAYLOAD_TOO_LARGE,
+                headers: vec![("content-type", "application/json".into())],
+                body:
+                    br#"{"error":"invalid_request","error_description":"request body too large"}"#
+                        .to_vec(),
+            }
+        } else {
+            let req = session.req_header();
+            self.oauth
+                .handle(&req.method, &ctx.path, &req.headers, &body)
+                .await
+        };
+        let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 2))?;
+        for (k, v) in &answer.headers {
+            resp.insert_header(*k, v.as_str())?;
+        }
+        resp.insert_header(http::header::CONTENT_LENGTH, answer.body.len())?;
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
+        if !head_only {
+            session
+                .write_response_body(Some(answer.body.into()), true)
+                .await?;
+        }
+        Ok(true)
+    }
+
     /// Who is calling, and may they use this route?
     async fn check_access(
         &self,
@@ -255,6 +305,12 @@ impl ProxyHttp for Gateway {
             _ => uuid::Uuid::new_v4().to_string(),
         };
         ctx.span.record("request_id", ctx.request_id.as_str());
+        if let Ok(p) = path::normalize_path(session.req_header().uri.path().as_bytes()) {
+            if crate::control::token::TokenService::serves(&p) {
+                ctx.path = p;
+                return self.serve_oauth(session, ctx).await;
+            }
+        }
         let route = match self.admit(session, ctx) {
             Ok(route) => route,
             Err(rejection) => return self.reject(session, ctx, rejection).await,

@@ -13,6 +13,7 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub cache_lookups: IntCounterVec,
     pub jwks_refresh: IntCounterVec,
+    pub tokens_issued: prometheus::IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -67,6 +68,11 @@ impl Metrics {
             &["issuer", "result"],
         )?;
         registry.register(Box::new(jwks_refresh.clone()))?;
+        let tokens_issued = prometheus::IntCounter::new(
+            "tollgate_tokens_issued_total",
+            "Access tokens issued by the built-in token endpoint",
+        )?;
+        registry.register(Box::new(tokens_issued.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -84,6 +90,7 @@ impl Metrics {
             auth_failures,
             cache_lookups,
             jwks_refresh,
+            tokens_issued,
         })
     }
 

@@ -12,6 +12,7 @@ mod cli_config;
 mod forwarding;
 mod http_hygiene;
 mod lifecycle;
+mod oauth;
 mod paths;
 mod routing;
 mod upstreams;

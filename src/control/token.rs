@@ -1,0 +1,410 @@
+//! The built-in OAuth2 authorization server on the proxy listener (SPEC §5):
+//! `POST /oauth2/token` (client_credentials, RFC 6749), the JWKS and the
+//! RFC 8414 metadata. Tokens are RFC 9068 access tokens signed with the
+//! newest stored key; the proxy verifies them through the built-in issuer.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::auth::keys;
+use crate::proxy::Snapshot;
+use crate::secrets::{self, Pepper};
+use crate::store::{now, AuthType, SigningKey, Status, Store, StoreError};
+use crate::telemetry::Metrics;
+
+pub const TOKEN_PATH: &str = "/oauth2/token";
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+/// Largest form body accepted by the token endpoint.
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// An answer of the authorization server.
+#[derive(Debug)]
+pub struct OAuthAnswer {
+    pub status: StatusCode,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl OAuthAnswer {
+    fn json(status: StatusCode, v: &Value) -> Self {
+        OAuthAnswer {
+            status,
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("cache-control", "no-store".into()),
+                ("pragma", "no-cache".into()),
+            ],
+            body: v.to_string().into_bytes(),
+        }
+    }
+
+    /// RFC 6749 §5.2
+    fn error(code: &'static str, description: &str, basic: bool) -> Self {
+        let status = if code == "invalid_client" {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let mut a = Self::json(
+            status,
+            &json!({"error": code, "error_description": description}),
+        );
+        if code == "invalid_client" && basic {
+            a.headers
+                .push(("www-authenticate", "Basic realm=\"tollgate\"".into()));
+        }
+        a
+    }
+
+    pub fn method_not_allowed(allow: &str) -> Self {
+        let mut a = Self::json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "method_not_allowed", "error_description": "use POST"}),
+        );
+        a.headers.push(("allow", allow.to_string()));
+        a
+    }
+}
+
+pub struct TokenService {
+    store: Arc<dyn Store>,
+    pepper: Pepper,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<Metrics>,
+    signing_keys: ArcSwap<Vec<SigningKey>>,
+}
+
+/// RFC 6749 §2.3.1: client id and secret are form-url-encoded before Basic.
+fn form_decode(s: &str) -> Option<String> {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+struct ClientCredentials {
+    id: String,
+    secret: String,
+    basic: bool,
+}
+
+impl TokenService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        pepper: Pepper,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        metrics: Arc<Metrics>,
+        signing_keys: Vec<SigningKey>,
+    ) -> Self {
+        TokenService {
+            store,
+            pepper,
+            snapshot,
+            metrics,
+            signing_keys: ArcSwap::from_pointee(signing_keys),
+        }
+    }
+
+    /// Is this one of the authorization server's paths?
+    pub fn serves(path: &str) -> bool {
+        matches!(path, TOKEN_PATH | JWKS_PATH | METADATA_PATH)
+    }
+
+    pub async fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> OAuthAnswer {
+        match (path, method) {
+            (TOKEN_PATH, &Method::POST) => self.token(headers, body).await,
+            (TOKEN_PATH, _) => OAuthAnswer::method_not_allowed("POST"),
+            (JWKS_PATH, &Method::GET | &Method::HEAD) => self.jwks(),
+            (METADATA_PATH, &Method::GET | &Method::HEAD) => self.metadata(),
+            _ => OAuthAnswer::method_not_allowed("GET, HEAD"),
+        }
+    }
+
+    /// Public keys only: current and retired ones whose tokens may still live.
+    fn jwks(&self) -> OAuthAnswer {
+        let ttl = self.snapshot.load().config.auth.tokens.ttl.as_secs() as i64;
+        let at = now();
+        let keys: Vec<Value> = self
+            .signing_keys
+            .load()
+            .iter()
+            .filter(|k| k.retired_at.is_none_or(|r| r + ttl > at))
+            .map(|k| k.public_jwk.clone())
+            .collect();
+        let mut a = OAuthAnswer::json(StatusCode::OK, &json!({ "keys": keys }));
+        a.headers.retain(|(k, _)| *k == "content-type");
+        a.headers
+            .push(("cache-control", "public, max-age=300".into()));
+        a
+    }
+
+    fn metadata(&self) -> OAuthAnswer {
+        let iss = self.snapshot.load().config.auth.tokens.issuer.clone();
+        let base = iss.trim_end_matches('/');
+        let mut a = OAuthAnswer::json(
+            StatusCode::OK,
+            &json!({
+                "issuer": iss,
+                "token_endpoint": format!("{base}{TOKEN_PATH}"),
+                "jwks_uri": format!("{base}{JWKS_PATH}"),
+                "introspection_endpoint": format!("{base}/oauth2/introspect"),
+                "revocation_endpoint": format!("{base}/oauth2/revoke"),
+                "grant_types_supported": ["client_credentials"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "response_types_supported": ["token"],
+                "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
+            }),
+        );
+        a.headers.retain(|(k, _)| *k == "content-type");
+        a
+    }
+
+    fn credentials(
+        headers: &HeaderMap,
+        form: &[(String, String)],
+    ) -> Result<ClientCredentials, OAuthAnswer> {
+        let field = |name: &str| {
+            form.iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
+        let form_id = field("client_id");
+        let form_secret = field("client_secret");
+        let basic = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case("basic "));
+        if form_id.len() > 1 || form_secret.len() > 1 {
+            return Err(OAuthAnswer::error(
+                "invalid_request",
+                "repeated client credentials",
+                false,
+            ));
+        }
+        match basic {
+            Some(h) => {
+                if !form_secret.is_empty() {
+                    return Err(OAuthAnswer::error(
+                        "invalid_request",
+                        "use one client authentication method",
+                        true,
+                    ));
+                }
+                let decoded = STANDARD
+                    .decode(h[6..].trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        OAuthAnswer::error("invalid_client", "malformed Basic credentials", true)
+                    })?;
+                let (id, secret) = decoded.split_once(':').ok_or_else(|| {
+                    OAuthAnswer::error("invalid_client", "malformed Basic credentials", true)
+                })?;
+                let (Some(id), Some(secret)) = (form_decode(id), form_decode(secret)) else {
+                    return Err(OAuthAnswer::error(
+                        "invalid_client",
+                        "malformed Basic credentials",
+                        true,
+                    ));
+                };
+                if form_id.first().is_some_and(|f| *f != id) {
+                    return Err(OAuthAnswer::error(
+                        "invalid_request",
+                        "client_id does not match the Basic credentials",
+                        true,
+                    ));
+                }
+                Ok(ClientCredentials {
+                    id,
+                    secret,
+                    basic: true,
+                })
+            }
+            None => match (form_id.first(), form_secret.first()) {
+                (Some(id), Some(secret)) => Ok(ClientCredentials {
+                    id: id.clone(),
+                    secret: secret.clone(),
+                    basic: false,
+                }),
+                _ => Err(OAuthAnswer::error(
+                    "invalid_client",
+                    "client authentication is required",
+                    false,
+                )),
+            },
+        }
+    }
+
+    async fn token(&self, headers: &HeaderMap, body: &[u8]) -> OAuthAnswer {
+        let is_form = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return OAuthAnswer::error(
+                "invalid_request",
+                "the body must be application/x-www-form-urlencoded",
+                false,
+            );
+        }
+        let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+        let creds = match Self::credentials(headers, &form) {
+            Ok(c) => c,
+            Err(answer) => return answer,
+        };
+        let grant: Vec<&String> = form
+            .iter()
+            .filter(|(k, _)| k == "grant_type")
+            .map(|(_, v)| v)
+            .collect();
+        match grant.as_slice() {
+            [g] if g.as_str() == "client_credentials" => {}
+            [] => {
+                return OAuthAnswer::error("invalid_request", "grant_type is required", creds.basic)
+            }
+            [_] => {
+                return OAuthAnswer::error(
+                    "unsupported_grant_type",
+                    "only client_credentials is supported",
+                    creds.basic,
+                )
+            }
+            _ => return OAuthAnswer::error("invalid_request", "repeated grant_type", creds.basic),
+        }
+        let client = match self.authenticate_client(&creds).await {
+            Ok(c) => c,
+            Err(answer) => return answer,
+        };
+        if client.auth_type != AuthType::Oauth2 {
+            return OAuthAnswer::error(
+                "unauthorized_client",
+                "this client may not use client_credentials",
+                creds.basic,
+            );
+        }
+        let requested: Option<Vec<String>> = form
+            .iter()
+            .find(|(k, _)| k == "scope")
+            .map(|(_, v)| v.split_whitespace().map(str::to_string).collect());
+        let granted: Vec<String> = match &requested {
+            None => client.scopes.clone(),
+            Some(r) => {
+                let g: Vec<String> = r
+                    .iter()
+                    .filter(|s| client.scopes.contains(s))
+                    .cloned()
+                    .collect();
+                if g.is_empty() && !r.is_empty() {
+                    return OAuthAnswer::error(
+                        "invalid_scope",
+                        "none of the requested scopes is granted to this client",
+                        creds.basic,
+                    );
+                }
+                g
+            }
+        };
+        match self.issue(&client.id, &granted) {
+            Ok((token, expires_in)) => {
+                self.metrics.tokens_issued.inc();
+                OAuthAnswer::json(
+                    StatusCode::OK,
+                    &json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in, "scope": granted.join(" ")}),
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign an access token");
+                OAuthAnswer::json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"error": "server_error"}),
+                )
+            }
+        }
+    }
+
+    async fn authenticate_client(
+        &self,
+        creds: &ClientCredentials,
+    ) -> Result<crate::store::Client, OAuthAnswer> {
+        let refuse = || {
+            OAuthAnswer::error(
+                "invalid_client",
+                "unknown client or bad secret",
+                creds.basic,
+            )
+        };
+        if !secrets::well_formed(&creds.secret, secrets::CLIENT_SECRET_PREFIX)
+            || creds.id.len() > 128
+        {
+            return Err(refuse());
+        }
+        let client = match self.store.get_client(&creds.id).await {
+            Ok(c) => c,
+            Err(StoreError::NotFound) => return Err(refuse()),
+            Err(e) => {
+                tracing::error!(error = %e, "store unavailable at the token endpoint");
+                let mut a = OAuthAnswer::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"error": "temporarily_unavailable"}),
+                );
+                a.headers.push(("retry-after", "1".into()));
+                return Err(a);
+            }
+        };
+        if client.status != Status::Active {
+            return Err(refuse());
+        }
+        let hashes = self
+            .store
+            .secret_hashes(&client.id, now())
+            .await
+            .map_err(|_| refuse())?;
+        if hashes.iter().any(|h| self.pepper.verify(&creds.secret, h)) {
+            Ok(client)
+        } else {
+            Err(refuse())
+        }
+    }
+
+    /// Sign an RFC 9068 access token with the newest current key.
+    fn issue(&self, client_id: &str, scopes: &[String]) -> Result<(String, u64), String> {
+        let snap = self.snapshot.load();
+        let t = &snap.config.auth.tokens;
+        let want = keys::algorithm_name(t.algorithm);
+        let all = self.signing_keys.load();
+        let key = all
+            .iter()
+            .find(|k| k.retired_at.is_none() && k.algorithm == want)
+            .ok_or("no current signing key")?;
+        let alg = keys::jwt_algorithm(&key.algorithm).ok_or("unknown algorithm")?;
+        let mut header = jsonwebtoken::Header::new(alg);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("at+jwt".into());
+        let iat = now();
+        let ttl = t.ttl.as_secs();
+        let claims = json!({
+            "iss": t.issuer, "sub": client_id, "client_id": client_id, "aud": t.audience,
+            "iat": iat, "exp": iat + ttl as i64, "jti": secrets::new_id("jti"), "scope": scopes.join(" "),
+        });
+        let enc = keys::encoding_key(key).map_err(|e| e.to_string())?;
+        let token = jsonwebtoken::encode(&header, &claims, &enc).map_err(|e| e.to_string())?;
+        Ok((token, ttl))
+    }
+}

@@ -1,0 +1,308 @@
+//! The built-in token endpoint, JWKS and metadata (SPEC §5), and tokens it
+//! issues used at the proxy.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::harness::{client, Admin, Gateway, Upstream};
+
+const ISS: &str = "http://tollgate.test";
+
+struct Setup {
+    up: Upstream,
+    gw: Gateway,
+    admin: Admin,
+    id: String,
+    secret: String,
+}
+
+fn setup() -> Setup {
+    let up = Upstream::start("orders");
+    let gw = Gateway::start(&format!(
+        r#"
+auth:
+  tokens: {{ issuer: "{ISS}", audience: tollgate, ttl: 10m }}
+services:
+  orders: {{ upstreams: ["{}"] }}
+routes:
+  - {{ name: orders, match: {{ path_prefix: /orders }}, service: orders, auth: [jwt] }}
+  - {{ name: write, match: {{ path_prefix: /write }}, service: orders, auth: [jwt], scopes: [orders:write] }}
+"#,
+        up.target()
+    ));
+    let admin = Admin::new(&gw);
+    let c = admin.create_client(
+        json!({"name": "Batch", "auth_type": "oauth2", "scopes": ["orders:read", "orders:write"]}),
+    );
+    admin.post(
+        "/subscriptions",
+        json!({"client_id": c["id"], "service": "orders"}),
+    );
+    Setup {
+        up,
+        gw,
+        admin,
+        id: c["id"].as_str().unwrap().to_string(),
+        secret: c["client_secret"].as_str().unwrap().to_string(),
+    }
+}
+
+fn token_call(
+    s: &Setup,
+    basic: Option<(&str, &str)>,
+    form: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = client()
+        .post(s.gw.url("/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string());
+    if let Some((id, secret)) = basic {
+        req = req.header(
+            "authorization",
+            format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
+        );
+    }
+    let r = req.send().unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().unwrap_or(Value::Null))
+}
+
+fn payload(token: &str) -> (Value, Value) {
+    let parts: Vec<&str> = token.split('.').collect();
+    let h = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let p = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    (h, p)
+}
+
+#[test]
+fn client_credentials_by_basic_and_post_and_use_at_the_proxy() {
+    let s = setup();
+    let (status, headers, body) = token_call(
+        &s,
+        Some((&s.id, &s.secret)),
+        "grant_type=client_credentials",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 600);
+    assert_eq!(body["scope"], "orders:read orders:write");
+    assert!(body.get("refresh_token").is_none());
+    let token = body["access_token"].as_str().unwrap();
+    let (h, p) = payload(token);
+    assert_eq!(h["typ"], "at+jwt");
+    assert!(h["kid"].as_str().is_some());
+    assert_eq!(p["iss"], ISS);
+    assert_eq!(p["sub"], s.id.as_str());
+    assert_eq!(p["client_id"], s.id.as_str());
+    assert_eq!(p["aud"], "tollgate");
+    assert!(p["jti"].as_str().is_some());
+    assert_eq!(p["exp"].as_i64().unwrap() - p["iat"].as_i64().unwrap(), 600);
+
+    let r = client()
+        .get(s.gw.url("/orders/1"))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        s.up.requests()
+            .pop()
+            .unwrap()
+            .header("x-consumer-id")
+            .as_deref(),
+        Some(s.id.as_str())
+    );
+
+    // client_secret_post, with a narrower scope
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}&scope=orders:read+unknown",
+        s.id, s.secret
+    );
+    let (status, _, body) = token_call(&s, None, &form);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "orders:read");
+    let narrow = body["access_token"].as_str().unwrap();
+    assert_eq!(
+        client()
+            .get(s.gw.url("/write"))
+            .bearer_auth(narrow)
+            .send()
+            .unwrap()
+            .status(),
+        403
+    );
+
+    // RFC 6749 §2.3.1: the Basic credentials are form-encoded first
+    let encoded_id = s.id.replace('_', "%5F");
+    let (status, _, _) = token_call(
+        &s,
+        Some((&encoded_id, &s.secret)),
+        "grant_type=client_credentials",
+    );
+    assert_eq!(status, 200);
+
+    let text = s.gw.metrics_text();
+    assert!(text.contains("tollgate_tokens_issued_total 3"), "{text}");
+}
+
+#[test]
+fn every_error_code() {
+    let s = setup();
+    let good = Some((s.id.as_str(), s.secret.as_str()));
+    let (status, headers, body) = token_call(
+        &s,
+        Some((&s.id, "tgs_wrong")),
+        "grant_type=client_credentials",
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    assert_eq!(headers["www-authenticate"], "Basic realm=\"tollgate\"");
+    let other = s
+        .admin
+        .create_client(json!({"name": "O2", "auth_type": "oauth2"}));
+    let (status, headers, body) = token_call(
+        &s,
+        None,
+        &format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}",
+            s.id,
+            other["client_secret"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "another client's secret"
+    );
+    assert!(
+        headers.get("www-authenticate").is_none(),
+        "no Basic challenge when Basic was not used"
+    );
+    let (status, _, body) = token_call(&s, None, "grant_type=client_credentials");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    let both = format!("grant_type=client_credentials&client_secret={}", s.secret);
+    assert_eq!(token_call(&s, good, &both).2["error"], "invalid_request");
+    assert_eq!(token_call(&s, good, "").2["error"], "invalid_request");
+    assert_eq!(
+        token_call(
+            &s,
+            good,
+            "grant_type=client_credentials&grant_type=password"
+        )
+        .2["error"],
+        "invalid_request"
+    );
+    let (status, _, body) = token_call(&s, good, "grant_type=password&username=a&password=b");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    let (status, _, body) = token_call(&s, good, "grant_type=client_credentials&scope=admin");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    let r = client()
+        .post(s.gw.url("/oauth2/token"))
+        .body("grant_type=client_credentials")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400, "not a form");
+    let r = client().get(s.gw.url("/oauth2/token")).send().unwrap();
+    assert_eq!(r.status(), 405);
+
+    // rotation: the old secret stops at once, or after a grace period
+    let (_, rotated) = s
+        .admin
+        .post(&format!("/clients/{}/secret", s.id), json!({}));
+    assert_eq!(token_call(&s, good, "grant_type=client_credentials").0, 401);
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(
+        token_call(
+            &s,
+            Some((&s.id, &new_secret)),
+            "grant_type=client_credentials"
+        )
+        .0,
+        200
+    );
+    s.admin.post(
+        &format!("/clients/{}/secret", s.id),
+        json!({"grace_period_seconds": 60}),
+    );
+    assert_eq!(
+        token_call(
+            &s,
+            Some((&s.id, &new_secret)),
+            "grant_type=client_credentials"
+        )
+        .0,
+        200,
+        "old secret in its grace period"
+    );
+
+    // a revoked client gets nothing
+    s.admin
+        .post(&format!("/clients/{}/revoke", s.id), json!({}));
+    assert_eq!(
+        token_call(
+            &s,
+            Some((&s.id, &new_secret)),
+            "grant_type=client_credentials"
+        )
+        .0,
+        401
+    );
+    assert_eq!(s.up.count(), 0);
+}
+
+#[test]
+fn jwks_and_metadata() {
+    let s = setup();
+    let r = client()
+        .get(s.gw.url("/.well-known/jwks.json"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let jwks: Value = r.json().unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    for k in keys {
+        assert!(
+            k.get("d").is_none() && k.get("k").is_none(),
+            "public keys only: {k}"
+        );
+        assert_eq!(k["alg"], "ES256");
+    }
+    let (_, _, body) = token_call(
+        &s,
+        Some((&s.id, &s.secret)),
+        "grant_type=client_credentials",
+    );
+    let (h, _) = payload(body["access_token"].as_str().unwrap());
+    assert_eq!(h["kid"], keys[0]["kid"]);
+
+    let meta: Value = client()
+        .get(s.gw.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(meta["issuer"], ISS);
+    assert_eq!(meta["token_endpoint"], format!("{ISS}/oauth2/token"));
+    assert_eq!(meta["jwks_uri"], format!("{ISS}/.well-known/jwks.json"));
+    assert_eq!(meta["grant_types_supported"], json!(["client_credentials"]));
+    assert_eq!(
+        meta["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post"])
+    );
+}
