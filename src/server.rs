@@ -155,6 +155,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let oauth = Arc::new(TokenService::new(
         store.clone(),
         pepper.clone(),
+        jwt.clone(),
         snapshot.clone(),
         metrics.clone(),
         signing_keys,

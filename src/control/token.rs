@@ -11,6 +11,7 @@ use base64::Engine;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::auth::jwt::JwtAuth;
 use crate::auth::keys;
 use crate::proxy::Snapshot;
 use crate::secrets::{self, Pepper};
@@ -20,6 +21,8 @@ use crate::telemetry::Metrics;
 pub const TOKEN_PATH: &str = "/oauth2/token";
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+pub const INTROSPECT_PATH: &str = "/oauth2/introspect";
+pub const REVOKE_PATH: &str = "/oauth2/revoke";
 /// Largest form body accepted by the token endpoint.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
 
@@ -75,6 +78,7 @@ impl OAuthAnswer {
 pub struct TokenService {
     store: Arc<dyn Store>,
     pepper: Pepper,
+    jwt: Arc<JwtAuth>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
     signing_keys: ArcSwap<Vec<SigningKey>>,
@@ -99,6 +103,7 @@ impl TokenService {
     pub fn new(
         store: Arc<dyn Store>,
         pepper: Pepper,
+        jwt: Arc<JwtAuth>,
         snapshot: Arc<ArcSwap<Snapshot>>,
         metrics: Arc<Metrics>,
         signing_keys: Vec<SigningKey>,
@@ -106,6 +111,7 @@ impl TokenService {
         TokenService {
             store,
             pepper,
+            jwt,
             snapshot,
             metrics,
             signing_keys: ArcSwap::from_pointee(signing_keys),
@@ -114,7 +120,10 @@ impl TokenService {
 
     /// Is this one of the authorization server's paths?
     pub fn serves(path: &str) -> bool {
-        matches!(path, TOKEN_PATH | JWKS_PATH | METADATA_PATH)
+        matches!(
+            path,
+            TOKEN_PATH | JWKS_PATH | METADATA_PATH | INTROSPECT_PATH | REVOKE_PATH
+        )
     }
 
     pub async fn handle(
@@ -126,7 +135,11 @@ impl TokenService {
     ) -> OAuthAnswer {
         match (path, method) {
             (TOKEN_PATH, &Method::POST) => self.token(headers, body).await,
-            (TOKEN_PATH, _) => OAuthAnswer::method_not_allowed("POST"),
+            (INTROSPECT_PATH, &Method::POST) => self.introspect(headers, body).await,
+            (REVOKE_PATH, &Method::POST) => self.revoke(headers, body).await,
+            (TOKEN_PATH | INTROSPECT_PATH | REVOKE_PATH, _) => {
+                OAuthAnswer::method_not_allowed("POST")
+            }
             (JWKS_PATH, &Method::GET | &Method::HEAD) => self.jwks(),
             (METADATA_PATH, &Method::GET | &Method::HEAD) => self.metadata(),
             _ => OAuthAnswer::method_not_allowed("GET, HEAD"),
@@ -250,21 +263,10 @@ impl TokenService {
     }
 
     async fn token(&self, headers: &HeaderMap, body: &[u8]) -> OAuthAnswer {
-        let is_form = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.to_ascii_lowercase()
-                    .starts_with("application/x-www-form-urlencoded")
-            });
-        if !is_form {
-            return OAuthAnswer::error(
-                "invalid_request",
-                "the body must be application/x-www-form-urlencoded",
-                false,
-            );
-        }
-        let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+        let form = match Self::form(headers, body) {
+            Ok(f) => f,
+            Err(a) => return a,
+        };
         let creds = match Self::credentials(headers, &form) {
             Ok(c) => c,
             Err(answer) => return answer,
@@ -337,6 +339,91 @@ impl TokenService {
                 )
             }
         }
+    }
+
+    /// The form of a POST, or the RFC 6749 error to answer.
+    fn form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, OAuthAnswer> {
+        let is_form = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return Err(OAuthAnswer::error(
+                "invalid_request",
+                "the body must be application/x-www-form-urlencoded",
+                false,
+            ));
+        }
+        Ok(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// A client authenticated for introspection or revocation.
+    async fn caller(
+        &self,
+        headers: &HeaderMap,
+        form: &[(String, String)],
+    ) -> Result<crate::store::Client, OAuthAnswer> {
+        let creds = Self::credentials(headers, form)?;
+        self.authenticate_client(&creds).await
+    }
+
+    /// RFC 7662: anything not valid is just `{"active": false}`.
+    async fn introspect(&self, headers: &HeaderMap, body: &[u8]) -> OAuthAnswer {
+        let form = match Self::form(headers, body) {
+            Ok(f) => f,
+            Err(a) => return a,
+        };
+        if let Err(a) = self.caller(headers, &form).await {
+            return a;
+        }
+        let inactive = OAuthAnswer::json(StatusCode::OK, &json!({"active": false}));
+        let Some((_, token)) = form.iter().find(|(k, _)| k == "token") else {
+            return OAuthAnswer::error("invalid_request", "token is required", false);
+        };
+        let Ok(v) = self.jwt.verify(token).await else {
+            return inactive;
+        };
+        let crate::auth::jwt::ClientRef::Id(client_id) = &v.client else {
+            return inactive;
+        };
+        match self.store.get_client(client_id).await {
+            Ok(c) if c.status == Status::Active => {}
+            _ => return inactive,
+        }
+        let t = &self.snapshot.load().config.auth.tokens;
+        OAuthAnswer::json(
+            StatusCode::OK,
+            &json!({"active": true, "client_id": client_id, "sub": client_id, "scope": v.scopes.join(" "),
+                    "exp": v.exp, "iss": t.issuer, "aud": t.audience, "token_type": "Bearer", "jti": v.jti}),
+        )
+    }
+
+    /// RFC 7009: 200 whatever the token; only the caller's own valid token
+    /// is revoked, and the proxy refuses it at once.
+    async fn revoke(&self, headers: &HeaderMap, body: &[u8]) -> OAuthAnswer {
+        let form = match Self::form(headers, body) {
+            Ok(f) => f,
+            Err(a) => return a,
+        };
+        let caller = match self.caller(headers, &form).await {
+            Ok(c) => c,
+            Err(a) => return a,
+        };
+        let Some((_, token)) = form.iter().find(|(k, _)| k == "token") else {
+            return OAuthAnswer::error("invalid_request", "token is required", false);
+        };
+        if let Ok(v) = self.jwt.verify(token).await {
+            let own = matches!(&v.client, crate::auth::jwt::ClientRef::Id(id) if *id == caller.id);
+            if let (true, Some(jti)) = (own, &v.jti) {
+                self.jwt.revoke_jti(jti).await;
+            }
+        }
+        let mut a = OAuthAnswer::json(StatusCode::OK, &json!({}));
+        a.body.clear();
+        a
     }
 
     async fn authenticate_client(

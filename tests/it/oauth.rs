@@ -306,3 +306,100 @@ fn jwks_and_metadata() {
         json!(["client_secret_basic", "client_secret_post"])
     );
 }
+
+fn form_call(s: &Setup, path: &str, basic: (&str, &str), form: &str) -> (u16, Value) {
+    let r = client()
+        .post(s.gw.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "authorization",
+            format!(
+                "Basic {}",
+                STANDARD.encode(format!("{}:{}", basic.0, basic.1))
+            ),
+        )
+        .body(form.to_string())
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn introspection_and_revocation() {
+    let s = setup();
+    let me = (s.id.as_str(), s.secret.as_str());
+    let token = token_call(&s, Some(me), "grant_type=client_credentials").2["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = form_call(&s, "/oauth2/introspect", me, &format!("token={token}"));
+    assert_eq!(status, 200);
+    assert_eq!(body["active"], true);
+    assert_eq!(body["client_id"], s.id.as_str());
+    assert_eq!(body["scope"], "orders:read orders:write");
+    for junk in ["nonsense", "a.b.c", ""] {
+        let (status, body) = form_call(&s, "/oauth2/introspect", me, &format!("token={junk}"));
+        assert_eq!((status, body), (200, json!({"active": false})), "{junk:?}");
+    }
+    let (status, body) = form_call(
+        &s,
+        "/oauth2/introspect",
+        (&s.id, "tgs_wrong"),
+        &format!("token={token}"),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    // another client cannot revoke my token
+    let other = s
+        .admin
+        .create_client(json!({"name": "Other", "auth_type": "oauth2"}));
+    let theirs = (
+        other["id"].as_str().unwrap(),
+        other["client_secret"].as_str().unwrap(),
+    );
+    assert_eq!(
+        form_call(&s, "/oauth2/revoke", theirs, &format!("token={token}")).0,
+        200
+    );
+    assert_eq!(
+        client()
+            .get(s.gw.url("/orders/1"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    // an unknown token is 200
+    assert_eq!(form_call(&s, "/oauth2/revoke", me, "token=unknown").0, 200);
+    // my own revocation is refused by the proxy at once
+    assert_eq!(
+        form_call(&s, "/oauth2/revoke", me, &format!("token={token}")).0,
+        200
+    );
+    assert_eq!(
+        client()
+            .get(s.gw.url("/orders/1"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        form_call(&s, "/oauth2/introspect", me, &format!("token={token}")).1,
+        json!({"active": false})
+    );
+    assert_eq!(
+        client()
+            .get(s.gw.url("/oauth2/revoke"))
+            .send()
+            .unwrap()
+            .status(),
+        405
+    );
+}
