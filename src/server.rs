@@ -183,7 +183,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let gateway = Gateway {
         state: snapshot.clone(),
         auth,
-        oauth,
+        oauth: oauth.clone(),
         metrics: metrics.clone(),
         inflight: inflight.clone(),
     };
@@ -205,6 +205,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         snapshot: snapshot.clone(),
         api: AdminApi {
             registry,
+            oauth: oauth.clone(),
             token: Arc::new(token),
         },
     });

@@ -23,6 +23,7 @@ use crate::store::{ApiKey, AuditEntry, Client, Subscription};
 #[derive(Clone)]
 pub struct AdminApi {
     pub registry: Arc<Registry>,
+    pub oauth: Arc<crate::control::token::TokenService>,
     pub token: Arc<String>,
 }
 
@@ -135,6 +136,7 @@ pub fn router(api: AdminApi) -> Router {
             axum::routing::delete(delete_subscription),
         )
         .route("/audit", get(audit))
+        .route("/signing-keys/rotate", post(rotate_signing_key))
         .route("/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token))
         .fallback(|| async { AdminError::NotFound("no such admin endpoint".into()) })
@@ -343,11 +345,33 @@ async fn audit(
     }))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct RotatedKey {
+    kid: String,
+    algorithm: String,
+    #[schema(value_type = Object)]
+    public_jwk: serde_json::Value,
+}
+
+#[utoipa::path(post, path = "/admin/v1/signing-keys/rotate",
+    responses((status = 200, body = RotatedKey), (status = 503, body = ErrorBody)))]
+async fn rotate_signing_key(
+    State(api): State<AdminApi>,
+    ConnectInfo(peer): Peer,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    api.oauth
+        .rotate_signing_key(&actor(&peer))
+        .await
+        .map(Json)
+        .map_err(|e| AdminError::Unavailable(e.to_string()))
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tollgate admin API", description = "Consumer clients, API keys, subscriptions and the audit log."),
     paths(create_client, list_clients, get_client, patch_client, rotate_secret, revoke_client, create_key, list_keys,
-          revoke_key, renew_key, create_subscription, list_subscriptions, delete_subscription, audit, openapi),
+          revoke_key, renew_key, create_subscription, list_subscriptions, delete_subscription, audit,
+          rotate_signing_key, openapi),
     modifiers(&BearerAuth),
     security(("admin_token" = []))
 )]

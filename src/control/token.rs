@@ -118,6 +118,28 @@ impl TokenService {
         }
     }
 
+    /// A new current signing key; the previous ones stay published until
+    /// their last token has expired. Both the token endpoint and the proxy
+    /// use the new set before this returns.
+    pub async fn rotate_signing_key(&self, actor: &str) -> Result<Value, StoreError> {
+        let alg = self.snapshot.load().config.auth.tokens.algorithm;
+        let key = tokio::task::spawn_blocking(move || keys::generate(alg))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let audit = crate::store::Audit {
+            actor: actor.into(),
+            action: "signing_key.rotate",
+            target: key.kid.clone(),
+            detail: json!({"algorithm": key.algorithm}),
+        };
+        self.store.rotate_signing_key(&key, now(), audit).await?;
+        let all = self.store.list_signing_keys().await?;
+        self.jwt.set_builtin_keys(&all);
+        self.signing_keys.store(Arc::new(all));
+        Ok(json!({"kid": key.kid, "algorithm": key.algorithm, "public_jwk": key.public_jwk}))
+    }
+
     /// Is this one of the authorization server's paths?
     pub fn serves(path: &str) -> bool {
         matches!(

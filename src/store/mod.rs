@@ -115,6 +115,13 @@ pub trait Store: Send + Sync {
     /// Signing keys, newest first.
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
     async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+    /// Retire every current key and insert `key` as the current one.
+    async fn rotate_signing_key(
+        &self,
+        key: &SigningKey,
+        at: Timestamp,
+        audit: Audit,
+    ) -> StoreResult<()>;
 }
 
 /// Open the store named by the configuration, creating and migrating it.

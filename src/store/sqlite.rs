@@ -509,6 +509,30 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn rotate_signing_key(
+        &self,
+        key: &SigningKey,
+        at: Timestamp,
+        audit: Audit,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, created_at, retired_at) VALUES (?, ?, ?, ?, ?, NULL)")
+            .bind(&key.kid)
+            .bind(&key.algorithm)
+            .bind(&key.private_pem)
+            .bind(key.public_jwk.to_string())
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+        write_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn list_audit(&self, limit: i64) -> StoreResult<Vec<AuditEntry>> {
         let rows = sqlx::query(
             "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?",

@@ -406,6 +406,7 @@ fn audit_and_openapi() {
         "/admin/v1/subscriptions",
         "/admin/v1/subscriptions/{id}",
         "/admin/v1/audit",
+        "/admin/v1/signing-keys/rotate",
         "/admin/v1/openapi.json",
     ] {
         assert!(

@@ -403,3 +403,47 @@ fn introspection_and_revocation() {
         405
     );
 }
+
+#[test]
+fn signing_key_rotation_keeps_old_tokens_valid() {
+    let s = setup();
+    let me = Some((s.id.as_str(), s.secret.as_str()));
+    let old = token_call(&s, me, "grant_type=client_credentials").2["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, rotated) = s.admin.post("/signing-keys/rotate", json!({}));
+    assert_eq!(status, 200, "{rotated}");
+    assert!(rotated["public_jwk"].get("d").is_none());
+    let new = token_call(&s, me, "grant_type=client_credentials").2["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(payload(&new).0["kid"], rotated["kid"]);
+    assert_ne!(payload(&old).0["kid"], rotated["kid"]);
+    let jwks: Value = client()
+        .get(s.gw.url("/.well-known/jwks.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        2,
+        "the previous key stays published"
+    );
+    for t in [&old, &new] {
+        assert_eq!(
+            client()
+                .get(s.gw.url("/orders/1"))
+                .bearer_auth(t)
+                .send()
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let (_, audit) = s.admin.get("/audit?limit=1");
+    assert_eq!(audit["entries"][0]["action"], "signing_key.rotate");
+    assert!(!audit.to_string().contains("PRIVATE KEY"));
+}
