@@ -54,6 +54,8 @@ enum Command {
         #[command(subcommand)]
         cmd: cli::KeysCmd,
     },
+    /// Print an access token from the token endpoint (cached until 75% of its lifetime).
+    Token(cli::TokenArgs),
     /// Subscriptions (admin API).
     Subscriptions {
         #[command(flatten)]
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Clients { conn, cmd } => cli::clients(&conn, cmd),
         Command::Keys { conn, cmd } => cli::keys(&conn, cmd),
         Command::Subscriptions { conn, cmd } => cli::subscriptions(&conn, cmd),
+        Command::Token(args) => cli::token(args),
         Command::CheckConfig { config } => match config::load(&config) {
             Ok(c) => {
                 println!("{}", c.summary());

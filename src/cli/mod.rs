@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
+use sha2::Digest;
 
 #[derive(Args, Debug, Clone)]
 pub struct AdminConn {
@@ -360,4 +361,139 @@ fn seg(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    /// Defaults to the credentials saved by `clients create --store`.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    #[arg(long, env = "TOLLGATE_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    #[arg(
+        long,
+        env = "TOLLGATE_TOKEN_URL",
+        default_value = "http://127.0.0.1:8080/oauth2/token"
+    )]
+    pub token_url: String,
+    /// Space-separated scopes to ask for (default: all of the client's).
+    #[arg(long)]
+    pub scope: Option<String>,
+}
+
+/// A token is reused until this share of its lifetime has passed.
+const REUSE_FRACTION: f64 = 0.75;
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Print an access token, reusing a cached one until 75% of its lifetime.
+pub fn token(args: TokenArgs) -> ExitCode {
+    let saved: Value = credentials_path()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let client_id = args
+        .client_id
+        .or_else(|| saved["client_id"].as_str().map(str::to_string));
+    let secret = args
+        .client_secret
+        .or_else(|| saved["client_secret"].as_str().map(str::to_string));
+    let (Some(client_id), Some(secret)) = (client_id, secret) else {
+        eprintln!("tollgate: no client credentials: pass --client-id and --client-secret, or save them with `clients create --store`");
+        return ExitCode::from(2);
+    };
+    let scope = args.scope.unwrap_or_default();
+    // the secret's digest is part of the key: other credentials never reuse this token
+    let secret_digest = crate::secrets::to_hex(&sha2::Sha256::digest(secret.as_bytes())[..8]);
+    let cache_key = format!(
+        "{} {} {} {}",
+        args.token_url, client_id, secret_digest, scope
+    );
+    let cache_path = dirs::cache_dir().map(|d| d.join("tollgate").join("tokens.json"));
+    let mut cache: Value = cache_path
+        .as_ref()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| json!({}));
+    let now = crate::store::now();
+    if let Some(entry) = cache.get(&cache_key) {
+        let obtained = entry["obtained_at"].as_i64().unwrap_or(0);
+        let lifetime = entry["expires_in"].as_i64().unwrap_or(0);
+        if let Some(t) = entry["access_token"].as_str() {
+            if (now - obtained) as f64 <= lifetime as f64 * REUSE_FRACTION {
+                println!("{t}");
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+    let mut form = vec![("grant_type", "client_credentials")];
+    if !scope.is_empty() {
+        form.push(("scope", scope.as_str()));
+    }
+    let client = match reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let resp = client
+        .post(&args.token_url)
+        .basic_auth(form_encode(&client_id), Some(form_encode(&secret)))
+        .form(&form)
+        .send();
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(format!(
+                "cannot reach the token endpoint at {}: {e}",
+                args.token_url
+            ))
+        }
+    };
+    let status = resp.status();
+    let body: Value = resp.json().unwrap_or(Value::Null);
+    if !status.is_success() {
+        return fail(format!(
+            "{} (HTTP {}, {})",
+            body["error_description"]
+                .as_str()
+                .unwrap_or("token request refused"),
+            status.as_u16(),
+            body["error"].as_str().unwrap_or("error")
+        ));
+    }
+    let Some(token) = body["access_token"].as_str() else {
+        return fail("the token endpoint answered without an access_token");
+    };
+    cache[&cache_key] =
+        json!({"access_token": token, "obtained_at": now, "expires_in": body["expires_in"]});
+    if let Some(p) = &cache_path {
+        if let Err(e) = write_private(p, &cache.to_string()) {
+            eprintln!("tollgate: token not cached: {e}");
+        }
+    }
+    println!("{token}");
+    ExitCode::SUCCESS
+}
+
+/// RFC 6749 §2.3.1: form-encode before HTTP Basic.
+fn form_encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

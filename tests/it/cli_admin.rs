@@ -224,3 +224,68 @@ fn errors_are_clear_with_non_zero_exit() {
     let usage = cli.run(&["clients", "create"]);
     assert_eq!(usage.code, 2, "clap usage error");
 }
+
+#[test]
+fn token_command_reuses_a_cached_token() {
+    let gw = Gateway::start(CONFIG);
+    let cli = Cli::new(&gw);
+    let c = cli.ok(&[
+        "clients",
+        "create",
+        "--name",
+        "Job",
+        "--auth-type",
+        "oauth2",
+        "--store",
+    ]);
+    let url = gw.url("/oauth2/token");
+    let token1 = std::process::Command::new(bin())
+        .args(["token", "--token-url", &url])
+        .env("HOME", cli.home.path())
+        .env("XDG_CONFIG_HOME", cli.home.path())
+        .env_remove("XDG_CACHE_HOME")
+        .output()
+        .unwrap();
+    assert!(
+        token1.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token1.stderr)
+    );
+    let t1 = String::from_utf8_lossy(&token1.stdout).trim().to_string();
+    assert_eq!(t1.split('.').count(), 3, "{t1}");
+    let token2 = std::process::Command::new(bin())
+        .args(["token", "--token-url", &url])
+        .env("HOME", cli.home.path())
+        .env("XDG_CONFIG_HOME", cli.home.path())
+        .env_remove("XDG_CACHE_HOME")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&token2.stdout).trim(),
+        t1,
+        "the cached token is reused"
+    );
+    let text = gw.metrics_text();
+    assert!(
+        text.contains("tollgate_tokens_issued_total 1"),
+        "one token for both calls: {text}"
+    );
+
+    // explicit credentials; a wrong secret is a clear error
+    let id = c["id"].as_str().unwrap();
+    let bad = cli.run(&[
+        "token",
+        "--token-url",
+        &url,
+        "--client-id",
+        id,
+        "--client-secret",
+        "tgs_nope",
+    ]);
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains("HTTP 401, invalid_client"),
+        "{}",
+        bad.stderr
+    );
+}
