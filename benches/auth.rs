@@ -208,5 +208,53 @@ fn bench_jwt(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_jwt);
+/// Tokens signed per second by the token endpoint's own signing path, for
+/// each configurable algorithm.
+fn bench_issue(c: &mut Criterion) {
+    use arc_swap::ArcSwap;
+    use tollgate::auth::jwt::JwtAuth;
+    use tollgate::auth::keys;
+    use tollgate::config::SigningAlgorithm;
+    use tollgate::control::token::TokenService;
+    use tollgate::proxy::Snapshot;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(
+        rt.block_on(SqliteStore::open(&dir.path().join("t.db")))
+            .expect("store"),
+    );
+    let mut g = c.benchmark_group("token_issue");
+    for (alg, name) in [
+        (SigningAlgorithm::Es256, "ES256"),
+        (SigningAlgorithm::EdDsa, "EdDSA"),
+        (SigningAlgorithm::Rs256, "RS256"),
+    ] {
+        let yaml = format!("auth:\n  tokens: {{ issuer: \"http://bench\", audience: tollgate, algorithm: {name} }}\n");
+        let config = Arc::new(
+            tollgate::config::parse(&yaml, std::path::Path::new("bench.yaml")).expect("config"),
+        );
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let jwt = Arc::new(JwtAuth::new(&config, metrics.clone()));
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(config)));
+        let key = keys::generate(alg).expect("key");
+        let svc = TokenService::new(
+            store.clone(),
+            Pepper::new(b"p".to_vec()),
+            jwt,
+            snapshot,
+            metrics,
+            vec![key],
+        );
+        let scopes = vec!["orders:read".to_string(), "orders:write".to_string()];
+        g.bench_function(name, |b| {
+            b.iter(|| svc.issue("cli_bench", &scopes).expect("token"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_jwt, bench_issue);
 criterion_main!(benches);

@@ -82,6 +82,21 @@ pub struct TokenService {
     snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
     signing_keys: ArcSwap<Vec<SigningKey>>,
+    /// The current key of the configured algorithm, parsed once.
+    signer: ArcSwap<Option<(String, keys::Signer)>>,
+}
+
+fn current_signer(keys_: &[SigningKey], algorithm: &str) -> Option<(String, keys::Signer)> {
+    let key = keys_
+        .iter()
+        .find(|k| k.retired_at.is_none() && k.algorithm == algorithm)?;
+    match keys::Signer::load(key) {
+        Ok(s) => Some((key.kid.clone(), s)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the signing key");
+            None
+        }
+    }
 }
 
 /// RFC 6749 §2.3.1: client id and secret are form-url-encoded before Basic.
@@ -108,12 +123,15 @@ impl TokenService {
         metrics: Arc<Metrics>,
         signing_keys: Vec<SigningKey>,
     ) -> Self {
+        let algorithm = keys::algorithm_name(snapshot.load().config.auth.tokens.algorithm);
+        let signer = current_signer(&signing_keys, algorithm);
         TokenService {
             store,
             pepper,
             jwt,
             snapshot,
             metrics,
+            signer: ArcSwap::from_pointee(signer),
             signing_keys: ArcSwap::from_pointee(signing_keys),
         }
     }
@@ -136,6 +154,8 @@ impl TokenService {
         self.store.rotate_signing_key(&key, now(), audit).await?;
         let all = self.store.list_signing_keys().await?;
         self.jwt.set_builtin_keys(&all);
+        self.signer
+            .store(Arc::new(current_signer(&all, keys::algorithm_name(alg))));
         self.signing_keys.store(Arc::new(all));
         Ok(json!({"kid": key.kid, "algorithm": key.algorithm, "public_jwk": key.public_jwk}))
     }
@@ -493,27 +513,20 @@ impl TokenService {
     }
 
     /// Sign an RFC 9068 access token with the newest current key.
-    fn issue(&self, client_id: &str, scopes: &[String]) -> Result<(String, u64), String> {
+    pub fn issue(&self, client_id: &str, scopes: &[String]) -> Result<(String, u64), String> {
         let snap = self.snapshot.load();
         let t = &snap.config.auth.tokens;
-        let want = keys::algorithm_name(t.algorithm);
-        let all = self.signing_keys.load();
-        let key = all
-            .iter()
-            .find(|k| k.retired_at.is_none() && k.algorithm == want)
-            .ok_or("no current signing key")?;
-        let alg = keys::jwt_algorithm(&key.algorithm).ok_or("unknown algorithm")?;
-        let mut header = jsonwebtoken::Header::new(alg);
-        header.kid = Some(key.kid.clone());
-        header.typ = Some("at+jwt".into());
+        let signer = self.signer.load();
+        let Some((kid, signer)) = signer.as_ref() else {
+            return Err("no current signing key".into());
+        };
+        let header = json!({"alg": keys::algorithm_name(t.algorithm), "typ": "at+jwt", "kid": kid});
         let iat = now();
         let ttl = t.ttl.as_secs();
         let claims = json!({
             "iss": t.issuer, "sub": client_id, "client_id": client_id, "aud": t.audience,
             "iat": iat, "exp": iat + ttl as i64, "jti": secrets::new_id("jti"), "scope": scopes.join(" "),
         });
-        let enc = keys::encoding_key(key).map_err(|e| e.to_string())?;
-        let token = jsonwebtoken::encode(&header, &claims, &enc).map_err(|e| e.to_string())?;
-        Ok((token, ttl))
+        Ok((signer.sign(&header, &claims), ttl))
     }
 }
