@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod proxy;
+pub mod ratelimit;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -3,7 +3,9 @@
 //! RFC 8414 metadata. Tokens are RFC 9068 access tokens signed with the
 //! newest stored key; the proxy verifies them through the built-in issuer.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use base64::engine::general_purpose::STANDARD;
@@ -14,6 +16,7 @@ use serde_json::{json, Value};
 use crate::auth::jwt::JwtAuth;
 use crate::auth::keys;
 use crate::proxy::Snapshot;
+use crate::ratelimit::{Limit, LocalLimiter};
 use crate::secrets::{self, Pepper};
 use crate::store::{now, AuthType, SigningKey, Status, Store, StoreError};
 use crate::telemetry::Metrics;
@@ -23,6 +26,22 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 pub const INTROSPECT_PATH: &str = "/oauth2/introspect";
 pub const REVOKE_PATH: &str = "/oauth2/revoke";
+/// Tokens issued per client.
+pub const ISSUE_LIMIT: Limit = Limit {
+    count: 20,
+    per: Duration::from_secs(1),
+};
+/// Failed authentications per (source address, client id).
+pub const FAILURE_LIMIT: Limit = Limit {
+    count: 10,
+    per: Duration::from_secs(60),
+};
+/// Failed authentications per source address, whatever the client.
+pub const ADDRESS_FAILURE_LIMIT: Limit = Limit {
+    count: 50,
+    per: Duration::from_secs(60),
+};
+
 /// Largest form body accepted by the token endpoint.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
 
@@ -65,6 +84,16 @@ impl OAuthAnswer {
         a
     }
 
+    fn rate_limited(retry_after: Duration) -> Self {
+        let mut a = Self::json(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"error": "rate_limited", "error_description": "too many requests; retry later"}),
+        );
+        a.headers
+            .push(("retry-after", retry_after.as_secs().max(1).to_string()));
+        a
+    }
+
     pub fn method_not_allowed(allow: &str) -> Self {
         let mut a = Self::json(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -82,6 +111,7 @@ pub struct TokenService {
     snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
     signing_keys: ArcSwap<Vec<SigningKey>>,
+    limiter: LocalLimiter,
     /// The current key of the configured algorithm, parsed once.
     signer: ArcSwap<Option<(String, keys::Signer)>>,
 }
@@ -132,6 +162,7 @@ impl TokenService {
             snapshot,
             metrics,
             signer: ArcSwap::from_pointee(signer),
+            limiter: LocalLimiter::new(100_000, Duration::from_secs(120)),
             signing_keys: ArcSwap::from_pointee(signing_keys),
         }
     }
@@ -174,9 +205,10 @@ impl TokenService {
         path: &str,
         headers: &HeaderMap,
         body: &[u8],
+        peer: Option<IpAddr>,
     ) -> OAuthAnswer {
         match (path, method) {
-            (TOKEN_PATH, &Method::POST) => self.token(headers, body).await,
+            (TOKEN_PATH, &Method::POST) => self.token(headers, body, peer).await,
             (INTROSPECT_PATH, &Method::POST) => self.introspect(headers, body).await,
             (REVOKE_PATH, &Method::POST) => self.revoke(headers, body).await,
             (TOKEN_PATH | INTROSPECT_PATH | REVOKE_PATH, _) => {
@@ -304,7 +336,7 @@ impl TokenService {
         }
     }
 
-    async fn token(&self, headers: &HeaderMap, body: &[u8]) -> OAuthAnswer {
+    async fn token(&self, headers: &HeaderMap, body: &[u8], peer: Option<IpAddr>) -> OAuthAnswer {
         let form = match Self::form(headers, body) {
             Ok(f) => f,
             Err(a) => return a,
@@ -332,10 +364,35 @@ impl TokenService {
             }
             _ => return OAuthAnswer::error("invalid_request", "repeated grant_type", creds.basic),
         }
+        // Failed authentications are limited per (address, client) and per
+        // address; a spent allowance is refused before any secret is checked.
+        let addr = peer.map(|p| p.to_string()).unwrap_or_default();
+        let pair_key = format!("fail {addr} {}", creds.id);
+        let addr_key = format!("fail {addr}");
+        for (key, limit) in [
+            (&pair_key, FAILURE_LIMIT),
+            (&addr_key, ADDRESS_FAILURE_LIMIT),
+        ] {
+            if let Err(retry) = self.limiter.check(key, limit, false) {
+                return OAuthAnswer::rate_limited(retry);
+            }
+        }
         let client = match self.authenticate_client(&creds).await {
             Ok(c) => c,
-            Err(answer) => return answer,
+            Err(answer) => {
+                if answer.status == StatusCode::UNAUTHORIZED {
+                    let _ = self.limiter.check(&pair_key, FAILURE_LIMIT, true);
+                    let _ = self.limiter.check(&addr_key, ADDRESS_FAILURE_LIMIT, true);
+                }
+                return answer;
+            }
         };
+        if let Err(retry) = self
+            .limiter
+            .check(&format!("issue {}", client.id), ISSUE_LIMIT, true)
+        {
+            return OAuthAnswer::rate_limited(retry);
+        }
         if client.auth_type != AuthType::Oauth2 {
             return OAuthAnswer::error(
                 "unauthorized_client",

@@ -213,9 +213,13 @@ impl Gateway {
                         .to_vec(),
             }
         } else {
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
             let req = session.req_header();
             self.oauth
-                .handle(&req.method, &ctx.path, &req.headers, &body)
+                .handle(&req.method, &ctx.path, &req.headers, &body, peer)
                 .await
         };
         let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 2))?;

@@ -447,3 +447,53 @@ fn signing_key_rotation_keeps_old_tokens_valid() {
     assert_eq!(audit["entries"][0]["action"], "signing_key.rotate");
     assert!(!audit.to_string().contains("PRIVATE KEY"));
 }
+
+#[test]
+fn wrong_secrets_are_rate_limited_without_locking_out_other_clients() {
+    let s = setup();
+    let other = s
+        .admin
+        .create_client(json!({"name": "Neighbour", "auth_type": "oauth2"}));
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..100 {
+        let (status, headers, _) = token_call(
+            &s,
+            Some((&s.id, "tgs_wrongwrongwrongwrongwrongwr")),
+            "grant_type=client_credentials",
+        );
+        if status == 429 && retry_after.is_none() {
+            retry_after = headers
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+        }
+        statuses.push(status);
+    }
+    assert!(statuses[..10].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        90,
+        "{statuses:?}"
+    );
+    assert!(retry_after.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+    // the attacked client is limited even with its right secret, for now...
+    assert_eq!(
+        token_call(
+            &s,
+            Some((&s.id, &s.secret)),
+            "grant_type=client_credentials"
+        )
+        .0,
+        429
+    );
+    // ...but another client from the same address is not locked out
+    let (status, _, body) = token_call(
+        &s,
+        Some((
+            other["id"].as_str().unwrap(),
+            other["client_secret"].as_str().unwrap(),
+        )),
+        "grant_type=client_credentials",
+    );
+    assert_eq!(status, 200, "{body}");
+}
