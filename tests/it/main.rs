@@ -11,6 +11,7 @@ mod cli_admin;
 mod cli_config;
 mod forwarding;
 mod http_hygiene;
+mod interop;
 mod lifecycle;
 mod oauth;
 mod paths;
