@@ -557,6 +557,15 @@ impl TokenService {
         if client.status != Status::Active {
             return Err(refuse());
         }
+        // Client ids are not secret; an api_key or external client has no
+        // secret to check and may not use this grant.
+        if client.auth_type != AuthType::Oauth2 {
+            return Err(OAuthAnswer::error(
+                "unauthorized_client",
+                "this client may not use client_credentials",
+                creds.basic,
+            ));
+        }
         let hashes = self
             .store
             .secret_hashes(&client.id, now())

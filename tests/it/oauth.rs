@@ -219,6 +219,21 @@ fn every_error_code() {
     assert_eq!(r.status(), 400, "not a form");
     let r = client().get(s.gw.url("/oauth2/token")).send().unwrap();
     assert_eq!(r.status(), 405);
+    let keyed = s
+        .admin
+        .create_client(json!({"name": "Keyed", "auth_type": "api_key"}));
+    let (status, _, body) = token_call(
+        &s,
+        Some((
+            keyed["id"].as_str().unwrap(),
+            tollgate::secrets::generate_client_secret().expose(),
+        )),
+        "grant_type=client_credentials",
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
 
     // rotation: the old secret stops at once, or after a grace period
     let (_, rotated) = s
@@ -496,4 +511,56 @@ fn wrong_secrets_are_rate_limited_without_locking_out_other_clients() {
         "grant_type=client_credentials",
     );
     assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn eddsa_and_rs256_by_configuration() {
+    for alg in ["EdDSA", "RS256"] {
+        let up = Upstream::start("orders");
+        let gw = Gateway::start(&format!(
+            "auth:\n  tokens: {{ issuer: \"{ISS}\", algorithm: {alg} }}\nservices:\n  orders: {{ upstreams: [\"{}\"] }}\nroutes:\n  - {{ name: orders, match: {{ path_prefix: /orders }}, service: orders, auth: [jwt] }}\n",
+            up.target()
+        ));
+        let admin = Admin::new(&gw);
+        let c = admin.create_client(json!({"name": "Alg", "auth_type": "oauth2"}));
+        admin.post(
+            "/subscriptions",
+            json!({"client_id": c["id"], "service": "orders"}),
+        );
+        let s = Setup {
+            up,
+            gw,
+            admin,
+            id: c["id"].as_str().unwrap().to_string(),
+            secret: c["client_secret"].as_str().unwrap().to_string(),
+        };
+        let (status, _, body) = token_call(
+            &s,
+            Some((&s.id, &s.secret)),
+            "grant_type=client_credentials",
+        );
+        assert_eq!(status, 200, "{alg}: {body}");
+        let token = body["access_token"].as_str().unwrap();
+        assert_eq!(payload(token).0["alg"], alg);
+        let jwks: Value = client()
+            .get(s.gw.url("/.well-known/jwks.json"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert!(
+            jwks["keys"][0].get("d").is_none() && jwks["keys"][0].get("p").is_none(),
+            "{jwks}"
+        );
+        assert_eq!(
+            client()
+                .get(s.gw.url("/orders/1"))
+                .bearer_auth(token)
+                .send()
+                .unwrap()
+                .status(),
+            200,
+            "{alg}"
+        );
+    }
 }
