@@ -5,10 +5,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use moka::future::Cache;
-use moka::Expiry;
 
 use super::{AuthFailure, Principal};
 use crate::config::CacheSettings;
@@ -26,30 +24,7 @@ pub struct KeyRecord {
     pub principal: Arc<Principal>,
 }
 
-#[derive(Debug, Clone)]
-pub enum Lookup {
-    Found(Arc<KeyRecord>),
-    Unknown,
-}
-
-struct TtlByOutcome {
-    ttl: Duration,
-    negative_ttl: Duration,
-}
-
-impl Expiry<String, Lookup> for TtlByOutcome {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        value: &Lookup,
-        _now: Instant,
-    ) -> Option<Duration> {
-        Some(match value {
-            Lookup::Found(_) => self.ttl,
-            Lookup::Unknown => self.negative_ttl,
-        })
-    }
-}
+type Lookup = super::cache::Lookup<KeyRecord>;
 
 pub struct ApiKeyAuth {
     store: Arc<dyn Store>,
@@ -65,14 +40,7 @@ impl ApiKeyAuth {
         settings: &CacheSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(settings.max_entries)
-            .expire_after(TtlByOutcome {
-                ttl: settings.ttl,
-                negative_ttl: settings.negative_ttl,
-            })
-            .support_invalidation_closures()
-            .build();
+        let cache = super::cache::build(settings);
         ApiKeyAuth {
             store,
             pepper,
@@ -87,21 +55,13 @@ impl ApiKeyAuth {
             return Err(AuthFailure::MalformedKey);
         }
         let hash = self.pepper.hash(presented);
-        let lookup = match self.cache.get(&hash).await {
-            Some(hit) => {
-                self.metrics.cache_lookup("api_key", true);
-                hit
-            }
-            None => {
-                self.metrics.cache_lookup("api_key", false);
-                let store = self.store.clone();
-                let h = hash.clone();
-                self.cache
-                    .try_get_with(hash, async move { load(store.as_ref(), &h).await })
-                    .await
-                    .map_err(|e| AuthFailure::StoreUnavailable(e.to_string()))?
-            }
-        };
+        let store = self.store.clone();
+        let h = hash.clone();
+        let lookup =
+            super::cache::lookup(&self.cache, hash, &self.metrics, "api_key", async move {
+                load(store.as_ref(), &h).await
+            })
+            .await?;
         match lookup {
             Lookup::Unknown => Err(AuthFailure::UnknownKey),
             Lookup::Found(rec) => {
@@ -212,8 +172,8 @@ mod tests {
         let cached = add_client(&sqlite, &pepper, 1).await;
         let uncached = add_client(&sqlite, &pepper, 2).await;
         let settings = CacheSettings {
-            ttl: Duration::from_secs(60),
-            negative_ttl: Duration::from_secs(5),
+            ttl: std::time::Duration::from_secs(60),
+            negative_ttl: std::time::Duration::from_secs(5),
             max_entries: 100,
         };
         let metrics = Arc::new(Metrics::new().unwrap());

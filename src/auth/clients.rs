@@ -3,10 +3,8 @@
 //! and dropped at once when an admin change touches the client.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use moka::future::Cache;
-use moka::Expiry;
 
 use super::jwt::ClientRef;
 use super::{AuthFailure, Principal};
@@ -14,25 +12,7 @@ use crate::config::CacheSettings;
 use crate::store::{AuthType, Client, Status, Store, StoreError};
 use crate::telemetry::Metrics;
 
-#[derive(Debug, Clone)]
-enum Lookup {
-    Found(Arc<Principal>),
-    Unknown,
-}
-
-struct TtlByOutcome {
-    ttl: Duration,
-    negative_ttl: Duration,
-}
-
-impl Expiry<ClientRef, Lookup> for TtlByOutcome {
-    fn expire_after_create(&self, _k: &ClientRef, v: &Lookup, _now: Instant) -> Option<Duration> {
-        Some(match v {
-            Lookup::Found(_) => self.ttl,
-            Lookup::Unknown => self.negative_ttl,
-        })
-    }
-}
+type Lookup = super::cache::Lookup<Principal>;
 
 pub struct ClientDirectory {
     store: Arc<dyn Store>,
@@ -42,14 +22,7 @@ pub struct ClientDirectory {
 
 impl ClientDirectory {
     pub fn new(store: Arc<dyn Store>, settings: &CacheSettings, metrics: Arc<Metrics>) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(settings.max_entries)
-            .expire_after(TtlByOutcome {
-                ttl: settings.ttl,
-                negative_ttl: settings.negative_ttl,
-            })
-            .support_invalidation_closures()
-            .build();
+        let cache = super::cache::build(settings);
         ClientDirectory {
             store,
             cache,
@@ -58,21 +31,16 @@ impl ClientDirectory {
     }
 
     pub async fn resolve(&self, r: &ClientRef) -> Result<Arc<Principal>, AuthFailure> {
-        let lookup = match self.cache.get(r).await {
-            Some(hit) => {
-                self.metrics.cache_lookup("client", true);
-                hit
-            }
-            None => {
-                self.metrics.cache_lookup("client", false);
-                let store = self.store.clone();
-                let key = r.clone();
-                self.cache
-                    .try_get_with(r.clone(), async move { load(store.as_ref(), &key).await })
-                    .await
-                    .map_err(|e| AuthFailure::StoreUnavailable(e.to_string()))?
-            }
-        };
+        let store = self.store.clone();
+        let key = r.clone();
+        let lookup = super::cache::lookup(
+            &self.cache,
+            r.clone(),
+            &self.metrics,
+            "client",
+            async move { load(store.as_ref(), &key).await },
+        )
+        .await?;
         match lookup {
             Lookup::Found(p) if p.active => Ok(p),
             _ => Err(AuthFailure::UnknownClient),

@@ -4,6 +4,7 @@
 //! refused; every failure is counted by reason.
 
 pub mod api_key;
+pub mod cache;
 pub mod clients;
 pub mod jwt;
 pub mod keys;

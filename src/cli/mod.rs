@@ -202,31 +202,16 @@ fn print(v: &Value) -> ExitCode {
 }
 
 fn save_credentials(v: &Value) -> Result<PathBuf, String> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = credentials_path().ok_or("no user config directory")?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
     let creds = json!({
         "client_id": v["id"],
         "client_secret": v.get("client_secret"),
         "api_key": v.get("api_key").map(|k| &k["key"]),
     });
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(
-        serde_json::to_string_pretty(&creds)
-            .unwrap_or_default()
-            .as_bytes(),
-    )
-    .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    write_private(
+        &path,
+        &serde_json::to_string_pretty(&creds).unwrap_or_default(),
+    )?;
     Ok(path)
 }
 
@@ -384,6 +369,7 @@ pub struct TokenArgs {
 /// A token is reused until this share of its lifetime has passed.
 const REUSE_FRACTION: f64 = 0.75;
 
+/// Write a file readable by its owner only (0600), atomically.
 fn write_private(path: &std::path::Path, text: &str) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {

@@ -497,16 +497,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
-        sqlx::query("INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(&key.kid)
-            .bind(&key.algorithm)
-            .bind(&key.private_pem)
-            .bind(key.public_jwk.to_string())
-            .bind(key.created_at)
-            .bind(key.retired_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_signing_key(&mut conn, key).await
     }
 
     async fn rotate_signing_key(
@@ -520,14 +512,7 @@ impl Store for SqliteStore {
             .bind(at)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, created_at, retired_at) VALUES (?, ?, ?, ?, ?, NULL)")
-            .bind(&key.kid)
-            .bind(&key.algorithm)
-            .bind(&key.private_pem)
-            .bind(key.public_jwk.to_string())
-            .bind(key.created_at)
-            .execute(&mut *tx)
-            .await?;
+        insert_signing_key(&mut tx, key).await?;
         write_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(())
@@ -554,6 +539,22 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+}
+
+async fn insert_signing_key(
+    conn: &mut sqlx::SqliteConnection,
+    key: &SigningKey,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.private_pem)
+        .bind(key.public_jwk.to_string())
+        .bind(key.created_at)
+        .bind(key.retired_at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 async fn insert_key(tx: &mut sqlx::SqliteConnection, k: &NewApiKey) -> StoreResult<()> {
