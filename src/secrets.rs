@@ -103,17 +103,11 @@ impl Pepper {
         Pepper(mac)
     }
 
-    pub fn random() -> Self {
-        let mut b = vec![0u8; 32];
-        rand::thread_rng().fill(&mut b[..]);
-        Pepper::new(b)
-    }
-
     /// HMAC-SHA256(pepper, secret), hex-encoded: what the store keeps.
     pub fn hash(&self, secret: &str) -> String {
         let mut mac = self.0.clone();
         mac.update(secret.as_bytes());
-        hex(&mac.finalize().into_bytes())
+        to_hex(&mac.finalize().into_bytes())
     }
 
     /// Constant-time check of a presented secret against a stored hash.
@@ -124,7 +118,7 @@ impl Pepper {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -132,10 +126,6 @@ fn hex(bytes: &[u8]) -> String {
         out.push(DIGITS[(b & 15) as usize] as char);
     }
     out
-}
-
-pub fn to_hex(bytes: &[u8]) -> String {
-    hex(bytes)
 }
 
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {

@@ -86,10 +86,6 @@ impl ApiKeyAuth {
             Lookup::Unknown => false,
         });
     }
-
-    pub async fn invalidate_all(&self) {
-        self.cache.invalidate_all();
-    }
 }
 
 async fn load(store: &dyn Store, hash: &str) -> Result<Lookup, StoreError> {

@@ -138,8 +138,9 @@ impl Gateway {
         Ok(true)
     }
 
-    /// Steps up to the upstream; `Err` is the answer to send instead.
-    fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Arc<Route>, Rejection> {
+    /// Checks of the request head every request passes, the gateway's own
+    /// endpoints included; leaves the normalized path in `ctx`.
+    fn read_head(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), Rejection> {
         let config = &ctx.snapshot.config;
         let req = session.req_header();
         let raw_head = session.as_downstream().to_h1_raw();
@@ -165,6 +166,15 @@ impl Gateway {
             None => path.clone(),
         };
         ctx.path = path;
+        Ok(())
+    }
+
+    /// The route for a checked head; `Err` is the answer to send instead.
+    fn choose_route(
+        &self,
+        req: &RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<Arc<Route>, Rejection> {
         let host = req
             .headers
             .get(http::header::HOST)
@@ -309,13 +319,13 @@ impl ProxyHttp for Gateway {
             _ => uuid::Uuid::new_v4().to_string(),
         };
         ctx.span.record("request_id", ctx.request_id.as_str());
-        if let Ok(p) = path::normalize_path(session.req_header().uri.path().as_bytes()) {
-            if crate::control::token::TokenService::serves(&p) {
-                ctx.path = p;
-                return self.serve_oauth(session, ctx).await;
-            }
+        if let Err(rejection) = self.read_head(session, ctx) {
+            return self.reject(session, ctx, rejection).await;
         }
-        let route = match self.admit(session, ctx) {
+        if crate::control::token::TokenService::serves(&ctx.path) {
+            return self.serve_oauth(session, ctx).await;
+        }
+        let route = match self.choose_route(session.req_header(), ctx) {
             Ok(route) => route,
             Err(rejection) => return self.reject(session, ctx, rejection).await,
         };

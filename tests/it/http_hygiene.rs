@@ -17,9 +17,11 @@ fn gateway(up: &Upstream) -> Gateway {
 fn malformed_requests_get_400_and_close() {
     let up = Upstream::start("u");
     let gw = gateway(&up);
-    let cases: [&[u8]; 3] = [
+    let cases: [&[u8]; 4] = [
         b"GARBAGE\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        // the gateway's own endpoints get the same head checks
+        b"POST /oauth2/token HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
     ];
     for bytes in cases {
