@@ -2,7 +2,7 @@
 //! gateways can live in one process) and the metric families of SPEC §7.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -14,6 +14,13 @@ pub struct Metrics {
     pub cache_lookups: IntCounterVec,
     pub jwks_refresh: IntCounterVec,
     pub tokens_issued: prometheus::IntCounter,
+    pub rate_limited: IntCounterVec,
+    /// Limit decisions the shared counter store (Redis) could not make,
+    /// by what was done instead (`allowed`: fail open, `refused`: fail closed).
+    pub rate_limit_backend_errors: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    /// From a change committed on any node to its cache eviction on this one.
+    pub invalidation_lag: Histogram,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -73,6 +80,41 @@ impl Metrics {
             "Access tokens issued by the built-in token endpoint",
         )?;
         registry.register(Box::new(tokens_issued.clone()))?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "tollgate_rate_limited_total",
+                "Requests refused by a rate limit or quota, by service and plan",
+            ),
+            &["service", "plan"],
+        )?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        let rate_limit_backend_errors = IntCounterVec::new(
+            Opts::new(
+                "tollgate_rate_limit_backend_errors_total",
+                "Limit decisions the shared counter store could not make, by the action taken",
+            ),
+            &["action"],
+        )?;
+        registry.register(Box::new(rate_limit_backend_errors.clone()))?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "tollgate_config_reloads_total",
+                "Configuration reloads, by result",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        for result in ["ok", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        let invalidation_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "tollgate_invalidation_lag_seconds",
+                "Time from a committed change to the eviction of the cache entries it affects on this node",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
+        )?;
+        registry.register(Box::new(invalidation_lag.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -91,6 +133,10 @@ impl Metrics {
             cache_lookups,
             jwks_refresh,
             tokens_issued,
+            rate_limited,
+            rate_limit_backend_errors,
+            config_reloads,
+            invalidation_lag,
         })
     }
 
