@@ -245,8 +245,9 @@ fn bench_issue(c: &mut Criterion) {
             Pepper::new(b"p".to_vec()),
             jwt,
             snapshot,
-            metrics,
+            metrics.clone(),
             vec![key],
+            Arc::new(tollgate::ratelimit::Limiter::new(None, metrics)),
         );
         let scopes = vec!["orders:read".to_string(), "orders:write".to_string()];
         g.bench_function(name, |b| {

@@ -26,6 +26,7 @@ use crate::control::token::TokenService;
 use crate::control::{self, AdminState, HttpListenerService};
 use crate::proxy::conn::{GuardedApp, HeadLimits};
 use crate::proxy::{Gateway, InFlight, Snapshot};
+use crate::ratelimit::Limiter;
 use crate::secrets::Pepper;
 use crate::store::{ChangeListener, Store};
 use crate::telemetry::Metrics;
@@ -152,6 +153,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
         usage.clone(),
         metrics.clone(),
     ));
+    let limiter = {
+        let _rt = store_rt_handle.enter();
+        Arc::new(Limiter::new(config.redis.as_ref(), metrics.clone()))
+    };
+    limiter.announce(&config);
     let oauth = Arc::new(TokenService::new(
         store.clone(),
         pepper.clone(),
@@ -159,6 +165,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         snapshot.clone(),
         metrics.clone(),
         signing_keys,
+        limiter.clone(),
     ));
     let registry = Arc::new(Registry::new(
         store.clone(),
@@ -186,6 +193,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         oauth: oauth.clone(),
         metrics: metrics.clone(),
         inflight: inflight.clone(),
+        limiter: limiter.clone(),
     };
     let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
     let app = GuardedApp {

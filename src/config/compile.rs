@@ -413,7 +413,30 @@ impl Compiler {
                 if !(raw.url.starts_with("redis://") || raw.url.starts_with("rediss://")) {
                     self.err(&path.key("url"), "expected redis://HOST:PORT or rediss://…");
                 }
-                Some(Some(RedisSettings { url: raw.url }))
+                let timeout = self.duration(
+                    raw.timeout.as_deref(),
+                    &path.key("timeout"),
+                    Duration::from_millis(250),
+                );
+                if timeout.is_zero() {
+                    self.err(&path.key("timeout"), "must be more than 0");
+                }
+                let failure_mode = match raw.failure_mode.as_deref() {
+                    None | Some("open") => FailureMode::Open,
+                    Some("closed") => FailureMode::Closed,
+                    Some(other) => {
+                        self.err(
+                            &path.key("failure_mode"),
+                            format!("unknown failure mode `{other}`: expected open or closed"),
+                        );
+                        FailureMode::Open
+                    }
+                };
+                Some(Some(RedisSettings {
+                    url: raw.url,
+                    timeout,
+                    failure_mode,
+                }))
             }
         }
     }
@@ -574,7 +597,35 @@ impl Compiler {
                 }
                 q
             });
-            plans.insert(name.clone(), Plan { name, rate, quota });
+            if raw.burst == Some(0) {
+                self.err(&pp.key("burst"), "must be at least 1");
+            }
+            if raw.burst.is_some() && rate.is_none() {
+                self.err(&pp.key("burst"), "a burst needs a rate");
+            }
+            let burst = raw.burst.or(rate.map(|r| r.count)).unwrap_or(0);
+            plans.insert(
+                name.clone(),
+                Plan {
+                    name,
+                    rate,
+                    burst,
+                    quota,
+                    default: raw.default,
+                },
+            );
+        }
+        let defaults: Vec<&str> = plans
+            .values()
+            .filter(|p| p.default)
+            .map(|p| p.name.as_str())
+            .collect();
+        if defaults.len() > 1 {
+            let message = format!(
+                "only one plan may be the default; {} all say default: true",
+                defaults.join(", ")
+            );
+            self.err(&path.key(defaults[1].to_string()).key("default"), message);
         }
         plans
     }

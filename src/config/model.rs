@@ -124,6 +124,18 @@ pub struct CacheSettings {
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
     pub url: String,
+    /// Longest wait for one limit decision before the failure mode applies.
+    pub timeout: Duration,
+    pub failure_mode: FailureMode,
+}
+
+/// What a limited route does when the shared counters cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    /// Let the request through (authentication still applies).
+    Open,
+    /// Refuse it with 429.
+    Closed,
 }
 
 #[derive(Debug, Clone)]
@@ -236,7 +248,18 @@ pub struct Quota {
 pub struct Plan {
     pub name: String,
     pub rate: Option<Rate>,
+    /// Requests that may pass at once after a quiet spell (GCRA burst);
+    /// the rate's count unless set.
+    pub burst: u64,
     pub quota: Option<Quota>,
+    /// Applies to subscriptions that name no plan.
+    pub default: bool,
+}
+
+impl Plan {
+    pub fn is_unlimited(&self) -> bool {
+        self.rate.is_none() && self.quota.is_none()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -71,6 +71,10 @@ pub struct RawCache {
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
     pub url: String,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub failure_mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +135,10 @@ pub struct RawPlan {
     pub rate: Option<String>,
     #[serde(default)]
     pub quota: Option<String>,
+    #[serde(default)]
+    pub burst: Option<u64>,
+    #[serde(default)]
+    pub default: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::auth::jwt::JwtAuth;
 use crate::auth::keys;
 use crate::proxy::Snapshot;
-use crate::ratelimit::{Limit, LocalLimiter};
+use crate::ratelimit::{Decision, Limiter, Policy, Rate};
 use crate::secrets::{self, Pepper};
 use crate::store::{now, AuthType, SigningKey, Status, Store, StoreError};
 use crate::telemetry::Metrics;
@@ -27,20 +27,11 @@ pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 pub const INTROSPECT_PATH: &str = "/oauth2/introspect";
 pub const REVOKE_PATH: &str = "/oauth2/revoke";
 /// Tokens issued per client.
-pub const ISSUE_LIMIT: Limit = Limit {
-    count: 20,
-    per: Duration::from_secs(1),
-};
+pub const ISSUE_LIMIT: Policy = Policy::rate(Rate::new(20, Duration::from_secs(1)));
 /// Failed authentications per (source address, client id).
-pub const FAILURE_LIMIT: Limit = Limit {
-    count: 10,
-    per: Duration::from_secs(60),
-};
+pub const FAILURE_LIMIT: Policy = Policy::rate(Rate::new(10, Duration::from_secs(60)));
 /// Failed authentications per source address, whatever the client.
-pub const ADDRESS_FAILURE_LIMIT: Limit = Limit {
-    count: 50,
-    per: Duration::from_secs(60),
-};
+pub const ADDRESS_FAILURE_LIMIT: Policy = Policy::rate(Rate::new(50, Duration::from_secs(60)));
 
 /// Largest form body accepted by the token endpoint.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -84,13 +75,12 @@ impl OAuthAnswer {
         a
     }
 
-    fn rate_limited(retry_after: Duration) -> Self {
+    fn rate_limited(decision: &Decision) -> Self {
         let mut a = Self::json(
             StatusCode::TOO_MANY_REQUESTS,
             &json!({"error": "rate_limited", "error_description": "too many requests; retry later"}),
         );
-        a.headers
-            .push(("retry-after", retry_after.as_secs().max(1).to_string()));
+        a.headers.extend(decision.headers());
         a
     }
 
@@ -111,7 +101,7 @@ pub struct TokenService {
     snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
     signing_keys: ArcSwap<Vec<SigningKey>>,
-    limiter: LocalLimiter,
+    limiter: Arc<Limiter>,
     /// The current key of the configured algorithm, parsed once.
     signer: ArcSwap<Option<(String, keys::Signer)>>,
 }
@@ -152,6 +142,7 @@ impl TokenService {
         snapshot: Arc<ArcSwap<Snapshot>>,
         metrics: Arc<Metrics>,
         signing_keys: Vec<SigningKey>,
+        limiter: Arc<Limiter>,
     ) -> Self {
         let algorithm = keys::algorithm_name(snapshot.load().config.auth.tokens.algorithm);
         let signer = current_signer(&signing_keys, algorithm);
@@ -162,7 +153,7 @@ impl TokenService {
             snapshot,
             metrics,
             signer: ArcSwap::from_pointee(signer),
-            limiter: LocalLimiter::new(100_000, Duration::from_secs(120)),
+            limiter,
             signing_keys: ArcSwap::from_pointee(signing_keys),
         }
     }
@@ -373,25 +364,29 @@ impl TokenService {
             (&pair_key, FAILURE_LIMIT),
             (&addr_key, ADDRESS_FAILURE_LIMIT),
         ] {
-            if let Err(retry) = self.limiter.check(key, limit, false) {
-                return OAuthAnswer::rate_limited(retry);
+            let d = self.limiter.check(key, &limit, 0).await;
+            if !d.allowed {
+                return OAuthAnswer::rate_limited(&d);
             }
         }
         let client = match self.authenticate_client(&creds).await {
             Ok(c) => c,
             Err(answer) => {
                 if answer.status == StatusCode::UNAUTHORIZED {
-                    let _ = self.limiter.check(&pair_key, FAILURE_LIMIT, true);
-                    let _ = self.limiter.check(&addr_key, ADDRESS_FAILURE_LIMIT, true);
+                    self.limiter.check(&pair_key, &FAILURE_LIMIT, 1).await;
+                    self.limiter
+                        .check(&addr_key, &ADDRESS_FAILURE_LIMIT, 1)
+                        .await;
                 }
                 return answer;
             }
         };
-        if let Err(retry) = self
+        let d = self
             .limiter
-            .check(&format!("issue {}", client.id), ISSUE_LIMIT, true)
-        {
-            return OAuthAnswer::rate_limited(retry);
+            .check(&format!("issue {}", client.id), &ISSUE_LIMIT, 1)
+            .await;
+        if !d.allowed {
+            return OAuthAnswer::rate_limited(&d);
         }
         if client.auth_type != AuthType::Oauth2 {
             return OAuthAnswer::error(

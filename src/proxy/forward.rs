@@ -121,6 +121,35 @@ pub fn acceptable_request_id(v: &[u8]) -> bool {
     !v.is_empty() && v.len() <= 128 && v.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
+/// The address a request comes from, for per-address limits: the TCP peer,
+/// unless the peer is a trusted proxy; then the rightmost address of
+/// `X-Forwarded-For` that is not itself a trusted proxy (addresses further
+/// left were written by the client and prove nothing).
+pub fn client_address(
+    peer: Option<IpAddr>,
+    forwarded_for: Option<&http::HeaderValue>,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer = peer?;
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let Some(list) = forwarded_for.and_then(|v| v.to_str().ok()) else {
+        return Some(peer);
+    };
+    let mut last = peer;
+    for hop in list.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if is_trusted(ip) => last = ip,
+            Ok(ip) => return Some(ip),
+            // garbage in the chain: stop at the last address we can vouch for
+            Err(_) => return Some(last),
+        }
+    }
+    Some(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +208,36 @@ mod tests {
         assert_eq!(r.headers.get("x-forwarded-for").unwrap(), "10.1.1.1");
         assert_eq!(r.headers.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(r.headers.get("x-request-id").unwrap(), "rid");
+    }
+
+    #[test]
+    fn client_address_trusts_only_trusted_hops() {
+        let lb = crate::config::IpNet {
+            addr: "10.0.0.0".parse().unwrap(),
+            prefix: 8,
+        };
+        let hv = |s: &str| http::HeaderValue::from_str(s).unwrap();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let untrusted = ip("192.0.2.7");
+        assert_eq!(
+            client_address(untrusted, Some(&hv("203.0.113.9")), &[lb]),
+            untrusted,
+            "an untrusted peer's X-Forwarded-For is ignored"
+        );
+        assert_eq!(
+            client_address(
+                ip("10.1.1.1"),
+                Some(&hv("1.2.3.4, 198.51.100.2, 10.2.2.2")),
+                &[lb]
+            ),
+            ip("198.51.100.2"),
+            "the rightmost address a trusted proxy saw"
+        );
+        assert_eq!(
+            client_address(ip("10.1.1.1"), Some(&hv("nonsense, 10.2.2.2")), &[lb]),
+            ip("10.2.2.2")
+        );
+        assert_eq!(client_address(ip("10.1.1.1"), None, &[lb]), ip("10.1.1.1"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use tracing::field::Empty;
 
 use crate::config::{Config, Route, RouteTarget};
+use crate::ratelimit::{Decision, Limiter, PlanChoice, Plans};
 use crate::telemetry::Metrics;
 use forward::{acceptable_request_id, rewrite_upstream_request, ForwardContext, Identity};
 use reject::Rejection;
@@ -35,6 +36,7 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     pub router: Router,
     pub upstreams: Upstreams,
+    pub plans: Plans,
 }
 
 impl Snapshot {
@@ -42,6 +44,7 @@ impl Snapshot {
         Snapshot {
             router: Router::new(&config.routes),
             upstreams: Upstreams::new(config.services.values()),
+            plans: Plans::new(&config),
             config,
         }
     }
@@ -75,6 +78,7 @@ pub struct Gateway {
     pub oauth: Arc<crate::control::token::TokenService>,
     pub metrics: Arc<Metrics>,
     pub inflight: Arc<InFlight>,
+    pub limiter: Arc<Limiter>,
 }
 
 pub struct RequestCtx {
@@ -87,6 +91,8 @@ pub struct RequestCtx {
     /// Normalized path plus the raw query, what the upstream receives.
     path_and_query: String,
     identity: Option<Identity>,
+    /// The plan's decision, reported in `RateLimit-*` headers.
+    rate_limit: Option<Decision>,
     tried: Vec<SocketAddr>,
     upstream_start: Option<Instant>,
     span: tracing::Span,
@@ -223,11 +229,15 @@ impl Gateway {
                         .to_vec(),
             }
         } else {
-            let peer = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip());
             let req = session.req_header();
+            let peer = forward::client_address(
+                session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
+                req.headers.get("x-forwarded-for"),
+                &ctx.snapshot.config.server.trusted_proxies,
+            );
             self.oauth
                 .handle(&req.method, &ctx.path, &req.headers, &body, peer)
                 .await
@@ -267,8 +277,63 @@ impl Gateway {
         let identity = crate::authz::authorize(&authenticated, route).inspect_err(|r| {
             self.metrics.auth_failure(r.code());
         })?;
+        if let RouteTarget::Service(service) = &route.target {
+            let plan = authenticated
+                .principal
+                .subscriptions
+                .get(&service.name)
+                .and_then(|(_, plan)| plan.as_deref());
+            ctx.rate_limit = self
+                .limit(
+                    &snapshot.plans,
+                    &service.name,
+                    &identity.subscription_id,
+                    plan,
+                )
+                .await?;
+        }
         ctx.identity = Some(identity);
         Ok(())
+    }
+
+    /// Take one request from the subscription's plan.
+    async fn limit(
+        &self,
+        plans: &Plans,
+        service: &str,
+        subscription_id: &str,
+        plan: Option<&str>,
+    ) -> Result<Option<Decision>, Rejection> {
+        let (name, policy) = match plans.choose(plan) {
+            PlanChoice::Unlimited => return Ok(None),
+            PlanChoice::Limited(name, policy) => (name, policy),
+            PlanChoice::Unknown(name) => {
+                // a plan removed from the configuration while subscriptions
+                // still name it: refuse rather than lift every limit
+                tracing::error!(plan = %name, subscription = %subscription_id, "subscription names a plan the configuration lacks; refusing");
+                self.metrics
+                    .rate_limited
+                    .with_label_values(&[service, name.as_str()])
+                    .inc();
+                return Err(Rejection::RateLimited(Decision {
+                    allowed: false,
+                    limit: 0,
+                    remaining: 0,
+                    reset: std::time::Duration::from_secs(60),
+                    retry_after: std::time::Duration::from_secs(60),
+                }));
+            }
+        };
+        let key = format!("sub:{subscription_id}");
+        let decision = self.limiter.check(&key, &policy, 1).await;
+        if !decision.allowed {
+            self.metrics
+                .rate_limited
+                .with_label_values(&[service, &name])
+                .inc();
+            return Err(Rejection::RateLimited(decision));
+        }
+        Ok(Some(decision))
     }
 }
 
@@ -300,6 +365,7 @@ impl ProxyHttp for Gateway {
             path: String::new(),
             path_and_query: String::new(),
             identity: None,
+            rate_limit: None,
             tried: Vec::new(),
             upstream_start: None,
             span: tracing::info_span!("request", request_id = Empty, route = Empty, client = Empty),
@@ -478,6 +544,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(d) = &ctx.rate_limit {
+            for (name, value) in d.headers() {
+                upstream_response.insert_header(name, value)?;
+            }
+        }
         Ok(())
     }
 

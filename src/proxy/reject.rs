@@ -20,6 +20,8 @@ pub enum Rejection {
     NotSubscribed,
     /// The scopes the route requires.
     InsufficientScope(String),
+    /// A plan's rate or quota is spent; the decision fills the headers.
+    RateLimited(crate::ratelimit::Decision),
     StoreUnavailable,
     BadGateway,
     GatewayTimeout,
@@ -41,6 +43,7 @@ impl Rejection {
             Rejection::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Rejection::MissingCredentials | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Rejection::NotSubscribed | Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Rejection::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::BadGateway => StatusCode::BAD_GATEWAY,
             Rejection::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -59,6 +62,7 @@ impl Rejection {
             Rejection::InvalidToken(_) => "invalid_token",
             Rejection::NotSubscribed => "not_subscribed",
             Rejection::InsufficientScope(_) => "insufficient_scope",
+            Rejection::RateLimited(_) => "rate_limited",
             Rejection::StoreUnavailable => "store_unavailable",
             Rejection::BadGateway => "bad_gateway",
             Rejection::GatewayTimeout => "gateway_timeout",
@@ -76,6 +80,7 @@ impl Rejection {
             Rejection::InvalidToken(why) => why,
             Rejection::NotSubscribed => "the client is not subscribed to this service",
             Rejection::InsufficientScope(_) => "the credential lacks a scope this route requires",
+            Rejection::RateLimited(_) => "the plan's rate limit or quota is spent; retry later",
             Rejection::StoreUnavailable => "credentials cannot be checked right now",
             Rejection::BadGateway => "the upstream service refused or failed",
             Rejection::GatewayTimeout => "the upstream service did not answer in time",
@@ -114,6 +119,11 @@ impl Rejection {
                 format!("Bearer realm=\"tollgate\", error=\"insufficient_scope\", scope=\"{scope}\""),
             )),
             Rejection::StoreUnavailable => headers.push((http::header::RETRY_AFTER, "1".into())),
+            Rejection::RateLimited(d) => headers.extend(
+                d.headers()
+                    .into_iter()
+                    .map(|(k, v)| (HeaderName::from_static(k), v)),
+            ),
             Rejection::MethodNotAllowed(allowed) => headers.push((
                 http::header::ALLOW,
                 allowed

@@ -169,6 +169,7 @@ pub struct GatewayBuilder {
     body: String,
     extra_args: Vec<String>,
     env: BTreeMap<String, String>,
+    store_url: Option<String>,
 }
 
 impl Gateway {
@@ -180,6 +181,7 @@ impl Gateway {
             body: body.to_string(),
             extra_args: Vec::new(),
             env: BTreeMap::new(),
+            store_url: None,
         }
     }
 
@@ -243,6 +245,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// A store of the test's choosing (shared by several gateways, or kept
+    /// across a restart) instead of a fresh SQLite file.
+    pub fn store(mut self, url: &str) -> Self {
+        self.store_url = Some(url.to_string());
+        self
+    }
+
     /// Spawn without waiting for readiness; for start-up failures.
     pub fn run_to_exit(self, limit: Duration) -> (Option<i32>, String) {
         let mut gw = self.spawn();
@@ -262,9 +271,12 @@ impl GatewayBuilder {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let (server_extra, rest) = split_server_extra(&self.body);
+        let store = self
+            .store_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}/tollgate.db", dir.path().display()));
         let yaml = format!(
-            "server:\n  listen: [\"{proxy}\"]\n  shutdown_timeout: 10s\n{server_extra}admin:\n  listen: {admin}\nmetrics:\n  listen: {metrics}\nstore:\n  url: sqlite://{}/tollgate.db\n{rest}",
-            dir.path().display()
+            "server:\n  listen: [\"{proxy}\"]\n  shutdown_timeout: 10s\n{server_extra}admin:\n  listen: {admin}\nmetrics:\n  listen: {metrics}\nstore:\n  url: {store}\n{rest}"
         );
         let config = dir.path().join("tollgate.yaml");
         std::fs::write(&config, yaml).expect("write config");

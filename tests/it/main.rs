@@ -15,5 +15,6 @@ mod interop;
 mod lifecycle;
 mod oauth;
 mod paths;
+mod ratelimit;
 mod routing;
 mod upstreams;
