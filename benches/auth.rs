@@ -257,5 +257,65 @@ fn bench_issue(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_jwt, bench_issue);
+/// One limit decision: no plan (the baseline), counters in memory, counters
+/// in Redis (`TOLLGATE_TEST_REDIS_URL`, else redis://127.0.0.1:6379; left
+/// out with a message when it does not answer).
+fn bench_limit(c: &mut Criterion) {
+    use tollgate::ratelimit::{Limiter, PlanChoice, Plans};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let yaml = "plans:\n  roomy: { rate: 100000000/s, quota: 1000000000000/month }\n  open: {}\nredis: { url: \"REDIS\" }\n";
+    let url = std::env::var("TOLLGATE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let config = tollgate::config::parse(
+        &yaml.replace("REDIS", &url),
+        std::path::Path::new("bench.yaml"),
+    )
+    .expect("config");
+    let plans = Plans::new(&config);
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let local = Limiter::new(None, metrics.clone());
+    let shared = {
+        let _rt = rt.enter();
+        Limiter::new(config.redis.as_ref(), metrics)
+    };
+    let PlanChoice::Limited(_, policy) = plans.choose(Some("roomy")) else {
+        panic!("roomy is a limited plan");
+    };
+    let mut g = c.benchmark_group("limit");
+    g.bench_function("unlimited", |b| {
+        b.iter(|| matches!(plans.choose(Some("open")), PlanChoice::Unlimited))
+    });
+    let mut n = 0u64;
+    g.bench_function("local", |b| {
+        b.to_async(&rt).iter(|| {
+            n += 1;
+            let key = format!("sub:{}", n % 1000);
+            let local = &local;
+            async move { assert!(local.check(&key, &policy, 1).await.allowed) }
+        })
+    });
+    // a decision made without Redis reports nothing remaining
+    let reachable = rt
+        .block_on(shared.check("bench-probe", &policy, 0))
+        .remaining
+        > 0;
+    if reachable {
+        g.bench_function("redis", |b| {
+            b.to_async(&rt).iter(|| {
+                n += 1;
+                let key = format!("sub:{}", n % 1000);
+                let shared = &shared;
+                async move { assert!(shared.check(&key, &policy, 1).await.allowed) }
+            })
+        });
+    } else {
+        eprintln!("limit/redis left out: {url} does not answer");
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_jwt, bench_issue, bench_limit);
 criterion_main!(benches);

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Load comparison on loopback, in one run: the same upstream (a) directly,
 # and through Tollgate on (b) a public route, (c) an API-key route and (d) a
-# JWT route (built-in issuer). Each target is measured in ROUNDS alternating
+# JWT route (built-in issuer), then the API-key route under a plan whose
+# limit is never reached, so every request pays one limit decision: (e)
+# counters in memory, (f) counters in Redis (a second gateway on the same
+# store with redis.url). Each target is measured in ROUNDS alternating
 # rounds; the medians are reported with ratios.
 #
 #   benches/load.sh            # DURATION=10s CONNECTIONS=32 ROUNDS=3
+#   REDIS_URL=redis://127.0.0.1:6379 (default; TOLLGATE_TEST_REDIS_URL too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap
@@ -21,42 +25,62 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port); GW=$(port); ADMIN=$(port); METRICS=$(port)
+UP=$(port); GW=$(port); ADMIN=$(port); METRICS=$(port); GW2=$(port); ADMIN2=$(port); METRICS2=$(port)
+REDIS_URL="${REDIS_URL:-${TOLLGATE_TEST_REDIS_URL:-redis://127.0.0.1:6379}}"
 
 ./target/release/examples/bench_upstream "127.0.0.1:$UP" & pids+=($!)
-cat > "$work/bench.yaml" <<YAML
+config() { # proxy admin metrics extra
+cat <<YAML
 server:
-  listen: ["127.0.0.1:$GW"]
+  listen: ["127.0.0.1:$1"]
   threads: 1
-admin: { listen: "127.0.0.1:$ADMIN" }
-metrics: { listen: "127.0.0.1:$METRICS" }
+admin: { listen: "127.0.0.1:$2" }
+metrics: { listen: "127.0.0.1:$3" }
 store: { url: "sqlite://$work/tollgate.db", cache: { ttl: 300s } }
+$4
 auth:
   tokens: { issuer: "http://127.0.0.1:$GW", audience: tollgate }
 logging: { level: warn }
+plans:
+  roomy: { rate: 100000000/s }
 services:
   up: { upstreams: ["127.0.0.1:$UP"] }
+  metered: { upstreams: ["127.0.0.1:$UP"] }
 routes:
   - { name: keyed, match: { path_prefix: /keyed }, service: up, auth: [api_key] }
+  - { name: limited, match: { path_prefix: /limited }, service: metered, auth: [api_key] }
   - { name: jwt, match: { path_prefix: /jwt }, service: up, auth: [jwt] }
   - { name: public, match: { path_prefix: / }, service: up, auth: public }
 YAML
-TOLLGATE_ADMIN_TOKEN=bench ./target/release/tollgate serve --config "$work/bench.yaml" >"$work/gw.log" 2>&1 & pids+=($!)
-for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$ADMIN/readyz" >/dev/null 2>&1 && curl -fsS "http://127.0.0.1:$GW/" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+}
+config "$GW" "$ADMIN" "$METRICS" "" > "$work/bench.yaml"
+config "$GW2" "$ADMIN2" "$METRICS2" "redis: { url: \"$REDIS_URL\" }" > "$work/bench-redis.yaml"
+start() { # config admin proxy
+    TOLLGATE_ADMIN_TOKEN=bench ./target/release/tollgate serve --config "$1" >"$1.log" 2>&1 & pids+=($!)
+    for _ in $(seq 1 100); do
+        curl -fsS "http://127.0.0.1:$2/readyz" >/dev/null 2>&1 && curl -fsS "http://127.0.0.1:$3/" >/dev/null 2>&1 && return
+        sleep 0.1
+    done
+    echo "gateway with $1 did not start: $(cat "$1.log")" >&2; exit 1
+}
+start "$work/bench.yaml" "$ADMIN" "$GW"
+start "$work/bench-redis.yaml" "$ADMIN2" "$GW2"
 
 admin() { curl -fsS -H "Authorization: Bearer bench" -H "Content-Type: application/json" "http://127.0.0.1:$ADMIN/admin/v1$1" -d "$2"; }
 field() { python3 -c "import json,sys; v=json.load(sys.stdin); print(eval('v' + sys.argv[1]))" "$1"; }
 KEYED=$(admin /clients '{"name":"bench-key","auth_type":"api_key"}')
 KEY=$(echo "$KEYED" | field '["api_key"]["key"]')
 admin /subscriptions "{\"client_id\":\"$(echo "$KEYED" | field '["id"]')\",\"service\":\"up\"}" >/dev/null
+admin /subscriptions "{\"client_id\":\"$(echo "$KEYED" | field '["id"]')\",\"service\":\"metered\",\"plan\":\"roomy\"}" >/dev/null
 OAUTH=$(admin /clients '{"name":"bench-jwt","auth_type":"oauth2"}' | field '["id"]')
 admin /subscriptions "{\"client_id\":\"$OAUTH\",\"service\":\"up\"}" >/dev/null
 TOKEN=$(./target/release/examples/bench_token "$work/tollgate.db" "http://127.0.0.1:$GW" tollgate "$OAUTH")
 curl -fsS -o /dev/null -H "X-API-Key: $KEY" "http://127.0.0.1:$GW/keyed/" || { echo "API-key route refused the bench key" >&2; exit 1; }
 curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW/jwt/" || { echo "JWT route refused the bench token" >&2; exit 1; }
+for gw in "$GW" "$GW2"; do
+    curl -fsS -D - -o /dev/null -H "X-API-Key: $KEY" "http://127.0.0.1:$gw/limited/" | grep -qi '^ratelimit-limit' \
+        || { echo "the limited route on :$gw answered without RateLimit headers" >&2; exit 1; }
+done
 
 # wrk --latency prints "50% 1.23ms"; normalise to milliseconds
 run() {
@@ -78,26 +102,30 @@ PY
 }
 
 declare -A results
-targets=(direct public keyed jwt)
 for r in $(seq 1 "$ROUNDS"); do
     results[direct]+="$(run "http://127.0.0.1:$UP/");"
     results[public]+="$(run "http://127.0.0.1:$GW/");"
     results[keyed]+="$(run "http://127.0.0.1:$GW/keyed/" "X-API-Key: $KEY");"
     results[jwt]+="$(run "http://127.0.0.1:$GW/jwt/" "Authorization: Bearer $TOKEN");"
+    results[local]+="$(run "http://127.0.0.1:$GW/limited/" "X-API-Key: $KEY");"
+    results[redis]+="$(run "http://127.0.0.1:$GW2/limited/" "X-API-Key: $KEY");"
 done
 
-python3 - "${results[direct]}" "${results[public]}" "${results[keyed]}" "${results[jwt]}" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
+python3 - "${results[direct]}" "${results[public]}" "${results[keyed]}" "${results[jwt]}" "${results[local]}" "${results[redis]}" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
 import statistics, sys
-names = ["direct upstream", "tollgate public route", "tollgate API-key route", "tollgate JWT route"]
+names = ["direct upstream", "tollgate public route", "tollgate API-key route", "tollgate JWT route",
+         "API key + local limit", "API key + Redis limit"]
 rows = []
-for raw in sys.argv[1:5]:
+for raw in sys.argv[1:7]:
     runs = [list(map(float, r.split())) for r in raw.split(";") if r.strip()]
     rows.append([statistics.median(c) for c in zip(*runs)])
-print(f"wrk -t1 -c{sys.argv[5]} -d{sys.argv[6]}, median of {sys.argv[7]} rounds, loopback")
+print(f"wrk -t1 -c{sys.argv[7]} -d{sys.argv[8]}, median of {sys.argv[9]} rounds, loopback")
 print(f"{'target':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
 for name, (rps, p50, p99, err) in zip(names, rows):
     print(f"{name:<24}{rps:>10.0f}{p50:>10.3f}{p99:>10.3f}{err:>9.0f}")
 print(f"ratio public/direct req/s: {rows[1][0] / rows[0][0]:.2f}")
 print(f"ratio API-key/public req/s: {rows[2][0] / rows[1][0]:.3f}")
 print(f"ratio JWT/public req/s: {rows[3][0] / rows[1][0]:.3f}")
+print(f"ratio local-limit/API-key req/s: {rows[4][0] / rows[2][0]:.3f}")
+print(f"ratio Redis-limit/API-key req/s: {rows[5][0] / rows[2][0]:.3f}")
 PY
