@@ -1,8 +1,8 @@
 //! The deployment assets under `deploy/` (Prometheus, Grafana, systemd,
 //! Docker, Kubernetes), each checked by the tool that consumes it or against
 //! a real gateway. A missing tool fails its test with the way to install it
-//! (scripts/bootstrap and scripts/test install them), except systemd-analyze,
-//! which a container may not be able to have.
+//! (scripts/test installs them), except systemd-analyze, which a container
+//! may not be able to have.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -48,7 +48,7 @@ fn tool(program: &str, args: &[&str], dir: Option<&Path>) -> Output {
 fn install_hint(program: &str) -> &'static str {
     match program {
         "promtool" | "prometheus" => {
-            "install the Debian package `prometheus` (scripts/bootstrap does, as root with apt-get)"
+            "install the Debian package `prometheus` (scripts/test does, as root with apt-get)"
         }
         "kubernetes-validate" => {
             "`python3 -m pip install --user kubernetes-validate` (scripts/test does)"
