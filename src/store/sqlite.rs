@@ -42,11 +42,16 @@ impl SqlStore<Sqlite> {
     }
 }
 
-/// SQLite lets one writer at a time hold the database from its first write
-/// to its commit, so change rows already take their seq in commit order.
+/// SQLite lets one writer at a time hold the database, from BEGIN
+/// IMMEDIATE to its commit, so change rows already take their seq in commit
+/// order.
 #[async_trait]
 impl Backend for Sqlite {
-    const BEGIN_WRITE: &'static str = "BEGIN";
+    /// Take the write lock at once: a deferred transaction that has read
+    /// gets SQLITE_BUSY at its first write while another writer holds the
+    /// lock (the busy timeout does not apply to that upgrade); IMMEDIATE
+    /// waits for the lock instead.
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
     async fn execute(conn: &mut SqliteConnection, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
         Ok(bind(sql, args).execute(conn).await?.rows_affected())

@@ -1007,3 +1007,30 @@ where
     }
     out
 }
+
+/// A write that reads first waits for another writer instead of failing
+/// with "database is locked" (SQLite does not wait to upgrade a read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_wait_for_another_writer() {
+    let db = Sqlite::open().await;
+    let store = db.store.clone();
+    add(
+        &*store,
+        client("cli_1", AuthType::ApiKey),
+        Some(new_key("key_1", "cli_1", "h1", None)),
+        None,
+    )
+    .await;
+    let mut other = store.pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("UPDATE clients SET name = 'other' WHERE id = 'cli_1'")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { set_key(&*store, "key_1", Status::Active, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    other.rollback().await.unwrap();
+    waiting.await.unwrap().unwrap();
+}
