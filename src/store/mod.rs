@@ -4,6 +4,7 @@
 //! PostgreSQL (shared); every change is written with its audit entry and
 //! its change-feed row in one transaction.
 
+pub mod feed;
 pub mod model;
 mod postgres;
 mod sql;
