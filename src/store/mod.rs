@@ -1,10 +1,18 @@
-//! The store of clients, credentials, subscriptions and the audit log. One
-//! trait, an embedded SQLite implementation (the default) and room for a
-//! PostgreSQL one beside it; every change is written with its audit entry
-//! in one transaction.
+//! The store of clients, credentials, subscriptions and the audit log, and
+//! what several nodes share: the change feed, revoked tokens, quota usage.
+//! One trait, one SQL implementation over SQLite (embedded, the default) or
+//! PostgreSQL (shared); every change is written with its audit entry and
+//! its change-feed row in one transaction.
 
+pub mod feed;
 pub mod model;
+mod postgres;
+mod sql;
 mod sqlite;
+#[doc(hidden)]
+pub mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +20,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use model::*;
+pub use postgres::{PgStore, CHANGES_CHANNEL};
+pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreUrl;
@@ -54,6 +64,10 @@ pub struct NewClient {
     pub key: Option<NewApiKey>,
 }
 
+/// Every method that changes a client, its credentials or its
+/// subscriptions refuses a revoked client (Conflict), checked in the same
+/// transaction as the change, so a revocation that commits meanwhile is not
+/// undone.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Is the database reachable?
@@ -85,7 +99,8 @@ pub trait Store: Send + Sync {
     async fn insert_api_key(&self, key: NewApiKey, audit: Audit) -> StoreResult<ApiKey>;
     async fn get_api_key(&self, id: &str) -> StoreResult<ApiKey>;
     async fn list_api_keys(&self, client_id: &str) -> StoreResult<Vec<ApiKey>>;
-    /// Set a key's status and expiry (revoke, renew).
+    /// Set a key's status and expiry (revoke, renew). Making a key of a
+    /// revoked client active is a conflict.
     async fn set_api_key_state(
         &self,
         id: &str,
@@ -122,15 +137,31 @@ pub trait Store: Send + Sync {
         at: Timestamp,
         audit: Audit,
     ) -> StoreResult<()>;
+
+    /// The change feed after `after_seq`, ascending, at most `limit` rows.
+    /// Every change that affects authentication or authorization is in it,
+    /// committed with that change, in commit order.
+    async fn changes_since(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<Change>>;
+    /// The newest seq of the change feed; 0 when it is empty.
+    async fn last_change_seq(&self) -> StoreResult<i64>;
+
+    /// Refuse the token `jti` on every node until `expires_at` (its own
+    /// expiry). Revoking it again is no error.
+    async fn revoke_token(&self, jti: &str, expires_at: Timestamp) -> StoreResult<()>;
+    /// The revoked tokens that have not expired at `at`, with their expiry.
+    async fn revoked_tokens(&self, at: Timestamp) -> StoreResult<Vec<(String, Timestamp)>>;
+
+    /// Add counted requests to their windows' totals, in one transaction.
+    async fn add_quota_usage(&self, deltas: &[QuotaDelta]) -> StoreResult<()>;
+    /// The totals (in `delta`) of the windows that end after `at`.
+    async fn quota_usage(&self, at: Timestamp) -> StoreResult<Vec<QuotaDelta>>;
 }
 
 /// Open the store named by the configuration, creating and migrating it.
 pub async fn open(url: &StoreUrl) -> StoreResult<Arc<dyn Store>> {
     match url {
         StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
-        StoreUrl::Postgres(_) => Err(StoreError::Unavailable(
-            "the PostgreSQL store is not available in this build yet; use sqlite://".into(),
-        )),
+        StoreUrl::Postgres(url) => Ok(Arc::new(PgStore::connect(url).await?)),
     }
 }
 

@@ -186,3 +186,60 @@ impl std::fmt::Debug for SigningKey {
             .finish_non_exhaustive()
     }
 }
+
+/// What a row of the change feed is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// A client, its credentials or its subscriptions; target = client id.
+    Client,
+    /// A token-signing key of the built-in issuer; target = kid.
+    SigningKey,
+    /// A revoked token; target = jti.
+    Token,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Client => "client",
+            ChangeKind::SigningKey => "signing_key",
+            ChangeKind::Token => "token",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client" => Some(ChangeKind::Client),
+            "signing_key" => Some(ChangeKind::SigningKey),
+            "token" => Some(ChangeKind::Token),
+            _ => None,
+        }
+    }
+}
+
+/// One committed change that other nodes must apply to their caches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Increases with commit order (see the backends), so a follower only
+    /// needs the last seq it applied.
+    pub seq: i64,
+    /// Milliseconds since the Unix epoch, for the lag metric.
+    pub at_ms: i64,
+    pub kind: ChangeKind,
+    pub target: String,
+}
+
+/// Requests counted against one quota window; as a total when read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaDelta {
+    pub counter: String,
+    pub window_start: Timestamp,
+    pub window_end: Timestamp,
+    pub delta: i64,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,885 @@
+//! The `Store` written once for both databases. SQLite and PostgreSQL get
+//! the same tables (see migrations/) and the same SQL (`$1` placeholders,
+//! which sqlx's SQLite driver also reads); a backend only says how a query
+//! is bound and run, and what a change needs beyond its row.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::query::Query;
+use sqlx::{ColumnIndex, Database, Decode, Encode, IntoArguments, Pool, Row, Transaction, Type};
+
+use super::*;
+
+/// A store over one sqlx pool; `SqliteStore` and `PgStore` name the two.
+pub struct SqlStore<DB: Database> {
+    pub(super) pool: Pool<DB>,
+}
+
+impl<DB: Database> SqlStore<DB> {
+    /// Close the pool: every later call fails as if the database were gone.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A value bound to a `$n` placeholder.
+#[derive(Debug, Clone, Copy)]
+pub enum Arg<'a> {
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    Int(i64),
+    OptInt(Option<i64>),
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(v: &'a str) -> Self {
+        Arg::Text(v)
+    }
+}
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(v: &'a String) -> Self {
+        Arg::Text(v)
+    }
+}
+impl<'a> From<&'a Option<String>> for Arg<'a> {
+    fn from(v: &'a Option<String>) -> Self {
+        Arg::OptText(v.as_deref())
+    }
+}
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Arg::OptText(v)
+    }
+}
+impl From<i64> for Arg<'_> {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<Option<i64>> for Arg<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Arg::OptInt(v)
+    }
+}
+
+/// `args![a, b]`: the values of `$1`, `$2`.
+macro_rules! args {
+    ($($v:expr),* $(,)?) => { &[$(Arg::from($v)),*] };
+}
+
+/// Bind `args` in order; both drivers share this.
+pub(super) fn bind<'q, DB>(sql: &'q str, args: &[Arg<'q>]) -> Query<'q, DB, DB::Arguments<'q>>
+where
+    DB: Database,
+    DB::Arguments<'q>: IntoArguments<'q, DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+{
+    args.iter().fold(sqlx::query(sql), |q, a| match *a {
+        Arg::Text(v) => q.bind(v),
+        Arg::OptText(v) => q.bind(v),
+        Arg::Int(v) => q.bind(v),
+        Arg::OptInt(v) => q.bind(v),
+    })
+}
+
+/// What one database must provide; the rest is `SqlStore`.
+#[async_trait]
+pub trait Backend: Database<Row: StoreRow> {
+    /// Starts a transaction that will write.
+    const BEGIN_WRITE: &'static str;
+
+    async fn execute(conn: &mut Self::Connection, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64>;
+    async fn fetch_all(
+        conn: &mut Self::Connection,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<Self::Row>>;
+    async fn fetch_optional(
+        conn: &mut Self::Connection,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Option<Self::Row>>;
+
+    /// In a change's transaction, just before its row takes a seq: whatever
+    /// makes seq order equal commit order.
+    async fn before_change(_conn: &mut Self::Connection) -> StoreResult<()> {
+        Ok(())
+    }
+    /// In a change's transaction, once its row is written.
+    async fn after_change(_conn: &mut Self::Connection, _seq: i64) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+/// Columns by name as text or integers: all the conversions below need,
+/// so they serve both drivers' rows.
+pub trait StoreRow {
+    fn text(&self, col: &str) -> StoreResult<String>;
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>>;
+    fn int(&self, col: &str) -> StoreResult<i64>;
+    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>>;
+}
+
+impl<R> StoreRow for R
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, col: &str) -> StoreResult<String> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> StoreResult<i64> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
+        Ok(self.try_get(col)?)
+    }
+}
+
+const CLIENT_COLS: &str =
+    "id, name, description, auth_type, scopes, issuer, external_id, status, created_at, revoked_at";
+const KEY_COLS: &str =
+    "id, client_id, name, prefix, status, created_at, expires_at, last_used_at, use_count";
+const SUB_COLS: &str = "id, client_id, service, plan, created_at";
+
+/// Change rows are kept this long (a follower further behind has restarted
+/// and begins at the newest row anyway).
+const KEEP_CHANGES_MS: i64 = 7 * 86_400_000;
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Unavailable(format!("bad {what} {value:?} in the database"))
+}
+
+fn client_from(row: &impl StoreRow) -> StoreResult<Client> {
+    let auth_type = row.text("auth_type")?;
+    let status = row.text("status")?;
+    Ok(Client {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        description: row.text("description")?,
+        auth_type: AuthType::parse(&auth_type).ok_or_else(|| corrupt("auth_type", &auth_type))?,
+        scopes: scopes_from_text(&row.text("scopes")?),
+        issuer: row.opt_text("issuer")?,
+        external_id: row.opt_text("external_id")?,
+        status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        created_at: row.int("created_at")?,
+        revoked_at: row.opt_int("revoked_at")?,
+    })
+}
+
+fn key_from(row: &impl StoreRow, at: Timestamp) -> StoreResult<ApiKey> {
+    let status = row.text("status")?;
+    let expires_at = row.opt_int("expires_at")?;
+    let shown = if status == "active" && expires_at.is_some_and(|e| e <= at) {
+        "expired".to_string()
+    } else {
+        status
+    };
+    Ok(ApiKey {
+        id: row.text("id")?,
+        client_id: row.text("client_id")?,
+        name: row.text("name")?,
+        prefix: row.text("prefix")?,
+        status: shown,
+        created_at: row.int("created_at")?,
+        expires_at,
+        last_used_at: row.opt_int("last_used_at")?,
+        use_count: row.int("use_count")?,
+    })
+}
+
+fn sub_from(row: &impl StoreRow) -> StoreResult<Subscription> {
+    Ok(Subscription {
+        id: row.text("id")?,
+        client_id: row.text("client_id")?,
+        service: row.text("service")?,
+        plan: row.opt_text("plan")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+fn signing_key_from(row: &impl StoreRow) -> StoreResult<SigningKey> {
+    let jwk = row.text("public_jwk")?;
+    Ok(SigningKey {
+        kid: row.text("kid")?,
+        algorithm: row.text("algorithm")?,
+        private_pem: row.text("private_key")?,
+        public_jwk: serde_json::from_str(&jwk).map_err(|_| corrupt("public_jwk", &jwk))?,
+        created_at: row.int("created_at")?,
+        retired_at: row.opt_int("retired_at")?,
+    })
+}
+
+fn audit_from(row: &impl StoreRow) -> StoreResult<AuditEntry> {
+    Ok(AuditEntry {
+        id: row.int("id")?,
+        at: row.int("at")?,
+        actor: row.text("actor")?,
+        action: row.text("action")?,
+        target: row.text("target")?,
+        detail: serde_json::from_str(&row.text("detail")?).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+fn change_from(row: &impl StoreRow) -> StoreResult<Change> {
+    let kind = row.text("kind")?;
+    Ok(Change {
+        seq: row.int("seq")?,
+        at_ms: row.int("at_ms")?,
+        kind: ChangeKind::parse(&kind).ok_or_else(|| corrupt("change kind", &kind))?,
+        target: row.text("target")?,
+    })
+}
+
+fn quota_from(row: &impl StoreRow) -> StoreResult<QuotaDelta> {
+    Ok(QuotaDelta {
+        counter: row.text("counter")?,
+        window_start: row.int("window_start")?,
+        window_end: row.int("window_end")?,
+        delta: row.int("count")?,
+    })
+}
+
+/// A unique violation means `what`; other errors keep their meaning.
+fn conflict_means(what: &str) -> impl FnOnce(StoreError) -> StoreError + '_ {
+    move |e| match e {
+        StoreError::Conflict(_) => StoreError::Conflict(what.into()),
+        other => other,
+    }
+}
+
+async fn write_audit<DB: Backend>(conn: &mut DB::Connection, audit: &Audit) -> StoreResult<()> {
+    let detail = audit.detail.to_string();
+    DB::execute(
+        conn,
+        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+        args![now(), &audit.actor, audit.action, &audit.target, &detail],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Append to the change feed; call it last in the transaction, just before
+/// commit, since a backend may serialize changes from here to the commit.
+async fn write_change<DB: Backend>(
+    conn: &mut DB::Connection,
+    kind: ChangeKind,
+    target: &str,
+) -> StoreResult<()> {
+    DB::before_change(conn).await?;
+    let at_ms = now_ms();
+    let row = DB::fetch_optional(
+        conn,
+        "INSERT INTO changes (at, at_ms, kind, target) VALUES ($1, $2, $3, $4) RETURNING seq",
+        args![at_ms / 1000, at_ms, kind.as_str(), target],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Unavailable("the change row was not written".into()))?;
+    let seq = row.int("seq")?;
+    // Pruning scans the table: once in a while is enough.
+    if seq % 64 == 0 {
+        DB::execute(
+            conn,
+            "DELETE FROM changes WHERE at_ms < $1",
+            args![at_ms - KEEP_CHANGES_MS],
+        )
+        .await?;
+    }
+    DB::after_change(conn, seq).await
+}
+
+/// Lock the client's row for the rest of the transaction and make sure it is
+/// active. The no-op update takes PostgreSQL's row lock (and SQLite's write
+/// lock) in both dialects, so a concurrent revoke either waits for this
+/// transaction and then removes what it added, or commits first and this
+/// sees `revoked`: revocation stays final.
+async fn lock_active_client<DB: Backend>(
+    conn: &mut DB::Connection,
+    client_id: &str,
+) -> StoreResult<()> {
+    let row = DB::fetch_optional(
+        conn,
+        "UPDATE clients SET status = status WHERE id = $1 RETURNING status",
+        args![client_id],
+    )
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    match row.text("status")?.as_str() {
+        "active" => Ok(()),
+        _ => Err(StoreError::Conflict("the client is revoked".into())),
+    }
+}
+
+async fn insert_key<DB: Backend>(conn: &mut DB::Connection, k: &NewApiKey) -> StoreResult<()> {
+    DB::execute(
+        conn,
+        "INSERT INTO api_keys (id, client_id, name, prefix, hash, created_at, expires_at, last_used_at, use_count, status) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 0, 'active')",
+        args![&k.id, &k.client_id, &k.name, &k.prefix, &k.hash, k.created_at, k.expires_at],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_secret<DB: Backend>(conn: &mut DB::Connection, s: &NewSecret) -> StoreResult<()> {
+    DB::execute(
+        conn,
+        "INSERT INTO client_secrets (id, client_id, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, NULL)",
+        args![&s.id, &s.client_id, &s.hash, s.created_at],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_signing_key<DB: Backend>(
+    conn: &mut DB::Connection,
+    key: &SigningKey,
+) -> StoreResult<()> {
+    let jwk = key.public_jwk.to_string();
+    DB::execute(
+        conn,
+        "INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        args![&key.kid, &key.algorithm, &key.private_pem, &jwk, key.created_at, key.retired_at],
+    )
+    .await?;
+    write_change::<DB>(conn, ChangeKind::SigningKey, &key.kid).await
+}
+
+async fn get_client<DB: Backend>(conn: &mut DB::Connection, id: &str) -> StoreResult<Client> {
+    let row = DB::fetch_optional(
+        conn,
+        &format!("SELECT {CLIENT_COLS} FROM clients WHERE id = $1"),
+        args![id],
+    )
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    client_from(&row)
+}
+
+async fn get_api_key<DB: Backend>(conn: &mut DB::Connection, id: &str) -> StoreResult<ApiKey> {
+    let row = DB::fetch_optional(
+        conn,
+        &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = $1"),
+        args![id],
+    )
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    key_from(&row, now())
+}
+
+async fn get_subscription<DB: Backend>(
+    conn: &mut DB::Connection,
+    id: &str,
+) -> StoreResult<Subscription> {
+    let row = DB::fetch_optional(
+        conn,
+        &format!("SELECT {SUB_COLS} FROM subscriptions WHERE id = $1"),
+        args![id],
+    )
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    sub_from(&row)
+}
+
+impl<DB: Backend> SqlStore<DB> {
+    async fn conn(&self) -> StoreResult<PoolConnection<DB>> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    async fn write(&self) -> StoreResult<Transaction<'static, DB>> {
+        Ok(self.pool.begin_with(DB::BEGIN_WRITE).await?)
+    }
+}
+
+#[async_trait]
+impl<DB: Backend> Store for SqlStore<DB> {
+    async fn ping(&self) -> StoreResult<()> {
+        DB::fetch_optional(&mut *self.conn().await?, "SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    async fn insert_client(&self, new: NewClient, audit: Audit) -> StoreResult<()> {
+        let c = &new.client;
+        let scopes = scopes_to_text(&c.scopes);
+        let mut tx = self.write().await?;
+        DB::execute(
+            &mut tx,
+            "INSERT INTO clients (id, name, description, auth_type, scopes, issuer, external_id, status, created_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            args![
+                &c.id,
+                &c.name,
+                &c.description,
+                c.auth_type.as_str(),
+                &scopes,
+                &c.issuer,
+                &c.external_id,
+                c.status.as_str(),
+                c.created_at,
+                c.revoked_at
+            ],
+        )
+        .await
+        .map_err(conflict_means(
+            "a client with this issuer and external_id exists",
+        ))?;
+        if let Some(s) = &new.secret {
+            insert_secret::<DB>(&mut tx, s).await?;
+        }
+        if let Some(k) = &new.key {
+            insert_key::<DB>(&mut tx, k).await?;
+        }
+        write_audit::<DB>(&mut tx, &audit).await?;
+        // An external client may have been looked up (and cached as unknown).
+        write_change::<DB>(&mut tx, ChangeKind::Client, &c.id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_client(&self, id: &str) -> StoreResult<Client> {
+        get_client::<DB>(&mut *self.conn().await?, id).await
+    }
+
+    async fn list_clients(&self, status: Option<Status>) -> StoreResult<Vec<Client>> {
+        let mut conn = self.conn().await?;
+        let rows = match status {
+            Some(s) => {
+                DB::fetch_all(
+                    &mut conn,
+                    &format!(
+                    "SELECT {CLIENT_COLS} FROM clients WHERE status = $1 ORDER BY created_at, id"
+                ),
+                    args![s.as_str()],
+                )
+                .await?
+            }
+            None => {
+                DB::fetch_all(
+                    &mut conn,
+                    &format!("SELECT {CLIENT_COLS} FROM clients ORDER BY created_at, id"),
+                    &[],
+                )
+                .await?
+            }
+        };
+        rows.iter().map(client_from).collect()
+    }
+
+    async fn update_client(
+        &self,
+        id: &str,
+        patch: ClientPatch,
+        audit: Audit,
+    ) -> StoreResult<Client> {
+        let scopes = patch.scopes.as_deref().map(scopes_to_text);
+        let mut tx = self.write().await?;
+        // One statement, so a concurrent update or revoke cannot interleave.
+        let row = DB::fetch_optional(
+            &mut tx,
+            &format!(
+                "UPDATE clients SET name = COALESCE($1, name), description = COALESCE($2, description), \
+                 scopes = COALESCE($3, scopes) WHERE id = $4 AND status = 'active' RETURNING {CLIENT_COLS}"
+            ),
+            args![&patch.name, &patch.description, &scopes, id],
+        )
+        .await?;
+        let Some(row) = row else {
+            get_client::<DB>(&mut tx, id).await?;
+            return Err(StoreError::Conflict("the client is revoked".into()));
+        };
+        let client = client_from(&row)?;
+        write_audit::<DB>(&mut tx, &audit).await?;
+        write_change::<DB>(&mut tx, ChangeKind::Client, id).await?;
+        tx.commit().await?;
+        Ok(client)
+    }
+
+    async fn revoke_client(&self, id: &str, at: Timestamp, audit: Audit) -> StoreResult<Client> {
+        let mut tx = self.write().await?;
+        let row = DB::fetch_optional(
+            &mut tx,
+            &format!(
+                "UPDATE clients SET status = 'revoked', revoked_at = $1 WHERE id = $2 AND status = 'active' \
+                 RETURNING {CLIENT_COLS}"
+            ),
+            args![at, id],
+        )
+        .await?;
+        let Some(row) = row else {
+            get_client::<DB>(&mut tx, id).await?;
+            return Err(StoreError::Conflict("the client is already revoked".into()));
+        };
+        let client = client_from(&row)?;
+        for sql in [
+            "DELETE FROM subscriptions WHERE client_id = $1",
+            "UPDATE api_keys SET status = 'revoked' WHERE client_id = $1",
+            "DELETE FROM client_secrets WHERE client_id = $1",
+        ] {
+            DB::execute(&mut tx, sql, args![id]).await?;
+        }
+        write_audit::<DB>(&mut tx, &audit).await?;
+        write_change::<DB>(&mut tx, ChangeKind::Client, id).await?;
+        tx.commit().await?;
+        Ok(client)
+    }
+
+    async fn replace_secret(
+        &self,
+        secret: NewSecret,
+        old_valid_until: Option<Timestamp>,
+        audit: Audit,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        lock_active_client::<DB>(&mut tx, &secret.client_id).await?;
+        match old_valid_until {
+            Some(until) => {
+                DB::execute(
+                    &mut tx,
+                    "UPDATE client_secrets SET expires_at = $1 WHERE client_id = $2 AND (expires_at IS NULL OR expires_at > $1)",
+                    args![until, &secret.client_id],
+                )
+                .await?;
+            }
+            None => {
+                DB::execute(
+                    &mut tx,
+                    "DELETE FROM client_secrets WHERE client_id = $1",
+                    args![&secret.client_id],
+                )
+                .await?;
+            }
+        }
+        insert_secret::<DB>(&mut tx, &secret).await?;
+        write_audit::<DB>(&mut tx, &audit).await?;
+        write_change::<DB>(&mut tx, ChangeKind::Client, &secret.client_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn secret_hashes(&self, client_id: &str, at: Timestamp) -> StoreResult<Vec<String>> {
+        let rows = DB::fetch_all(
+            &mut *self.conn().await?,
+            "SELECT hash FROM client_secrets WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+            args![client_id, at],
+        )
+        .await?;
+        rows.iter().map(|r| r.text("hash")).collect()
+    }
+
+    async fn insert_api_key(&self, key: NewApiKey, audit: Audit) -> StoreResult<ApiKey> {
+        let mut tx = self.write().await?;
+        lock_active_client::<DB>(&mut tx, &key.client_id).await?;
+        insert_key::<DB>(&mut tx, &key).await?;
+        write_audit::<DB>(&mut tx, &audit).await?;
+        let created = get_api_key::<DB>(&mut tx, &key.id).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn get_api_key(&self, id: &str) -> StoreResult<ApiKey> {
+        get_api_key::<DB>(&mut *self.conn().await?, id).await
+    }
+
+    async fn list_api_keys(&self, client_id: &str) -> StoreResult<Vec<ApiKey>> {
+        let rows = DB::fetch_all(
+            &mut *self.conn().await?,
+            &format!(
+                "SELECT {KEY_COLS} FROM api_keys WHERE client_id = $1 ORDER BY created_at, id"
+            ),
+            args![client_id],
+        )
+        .await?;
+        let at = now();
+        rows.iter().map(|r| key_from(r, at)).collect()
+    }
+
+    async fn set_api_key_state(
+        &self,
+        id: &str,
+        status: Status,
+        expires_at: Option<Timestamp>,
+        audit: Audit,
+    ) -> StoreResult<ApiKey> {
+        let mut tx = self.write().await?;
+        let client_id = DB::fetch_optional(
+            &mut tx,
+            "SELECT client_id FROM api_keys WHERE id = $1",
+            args![id],
+        )
+        .await?
+        .ok_or(StoreError::NotFound)?
+        .text("client_id")?;
+        if status == Status::Active {
+            lock_active_client::<DB>(&mut tx, &client_id)
+                .await
+                .map_err(conflict_means("the key's client is revoked"))?;
+        }
+        DB::execute(
+            &mut tx,
+            "UPDATE api_keys SET status = $1, expires_at = $2 WHERE id = $3",
+            args![status.as_str(), expires_at, id],
+        )
+        .await?;
+        write_audit::<DB>(&mut tx, &audit).await?;
+        let key = get_api_key::<DB>(&mut tx, id).await?;
+        write_change::<DB>(&mut tx, ChangeKind::Client, &client_id).await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    async fn find_api_key(&self, hash: &str) -> StoreResult<Option<(ApiKey, Client)>> {
+        let mut conn = self.conn().await?;
+        let Some(row) = DB::fetch_optional(
+            &mut conn,
+            &format!("SELECT {KEY_COLS} FROM api_keys WHERE hash = $1"),
+            args![hash],
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let key = key_from(&row, now())?;
+        let client = get_client::<DB>(&mut conn, &key.client_id).await?;
+        Ok(Some((key, client)))
+    }
+
+    async fn record_usage(&self, usage: &HashMap<String, KeyUsage>) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        for (id, u) in usage {
+            DB::execute(
+                &mut tx,
+                "UPDATE api_keys SET use_count = use_count + $1, \
+                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 THEN $2 ELSE last_used_at END \
+                 WHERE id = $3",
+                args![u.count, u.last_used_at, id],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_subscription(&self, sub: Subscription, audit: Audit) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        lock_active_client::<DB>(&mut tx, &sub.client_id).await?;
+        DB::execute(
+            &mut tx,
+            "INSERT INTO subscriptions (id, client_id, service, plan, created_at) VALUES ($1, $2, $3, $4, $5)",
+            args![&sub.id, &sub.client_id, &sub.service, &sub.plan, sub.created_at],
+        )
+        .await
+        .map_err(conflict_means(
+            "the client is already subscribed to this service",
+        ))?;
+        write_audit::<DB>(&mut tx, &audit).await?;
+        write_change::<DB>(&mut tx, ChangeKind::Client, &sub.client_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_subscriptions(&self, client_id: Option<&str>) -> StoreResult<Vec<Subscription>> {
+        let mut conn = self.conn().await?;
+        let rows = match client_id {
+            Some(c) => {
+                DB::fetch_all(
+                    &mut conn,
+                    &format!(
+                        "SELECT {SUB_COLS} FROM subscriptions WHERE client_id = $1 ORDER BY created_at, id"
+                    ),
+                    args![c],
+                )
+                .await?
+            }
+            None => {
+                DB::fetch_all(
+                    &mut conn,
+                    &format!("SELECT {SUB_COLS} FROM subscriptions ORDER BY created_at, id"),
+                    &[],
+                )
+                .await?
+            }
+        };
+        rows.iter().map(sub_from).collect()
+    }
+
+    async fn get_subscription(&self, id: &str) -> StoreResult<Subscription> {
+        get_subscription::<DB>(&mut *self.conn().await?, id).await
+    }
+
+    async fn delete_subscription(&self, id: &str, audit: Audit) -> StoreResult<Subscription> {
+        let mut tx = self.write().await?;
+        let sub = get_subscription::<DB>(&mut tx, id).await?;
+        let deleted = DB::execute(
+            &mut tx,
+            "DELETE FROM subscriptions WHERE id = $1",
+            args![id],
+        )
+        .await?;
+        if deleted == 0 {
+            // deleted by a concurrent call since the read
+            return Err(StoreError::NotFound);
+        }
+        write_audit::<DB>(&mut tx, &audit).await?;
+        write_change::<DB>(&mut tx, ChangeKind::Client, &sub.client_id).await?;
+        tx.commit().await?;
+        Ok(sub)
+    }
+
+    async fn list_audit(&self, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+        let rows = DB::fetch_all(
+            &mut *self.conn().await?,
+            "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+            args![limit],
+        )
+        .await?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn find_external_client(
+        &self,
+        issuer: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<Client>> {
+        let row = DB::fetch_optional(
+            &mut *self.conn().await?,
+            &format!("SELECT {CLIENT_COLS} FROM clients WHERE issuer = $1 AND external_id = $2"),
+            args![issuer, external_id],
+        )
+        .await?;
+        row.as_ref().map(client_from).transpose()
+    }
+
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        let rows = DB::fetch_all(
+            &mut *self.conn().await?,
+            "SELECT kid, algorithm, private_key, public_jwk, created_at, retired_at FROM signing_keys \
+             ORDER BY created_at DESC, kid",
+            &[],
+        )
+        .await?;
+        rows.iter().map(signing_key_from).collect()
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        insert_signing_key::<DB>(&mut tx, key).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        key: &SigningKey,
+        at: Timestamp,
+        audit: Audit,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        DB::execute(
+            &mut tx,
+            "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL",
+            args![at],
+        )
+        .await?;
+        write_audit::<DB>(&mut tx, &audit).await?;
+        insert_signing_key::<DB>(&mut tx, key).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn changes_since(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<Change>> {
+        let rows = DB::fetch_all(
+            &mut *self.conn().await?,
+            "SELECT seq, at_ms, kind, target FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+            args![after_seq, limit],
+        )
+        .await?;
+        rows.iter().map(change_from).collect()
+    }
+
+    async fn last_change_seq(&self) -> StoreResult<i64> {
+        let row = DB::fetch_optional(
+            &mut *self.conn().await?,
+            "SELECT COALESCE(MAX(seq), 0) AS seq FROM changes",
+            &[],
+        )
+        .await?;
+        row.map_or(Ok(0), |r| r.int("seq"))
+    }
+
+    async fn revoke_token(&self, jti: &str, expires_at: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        // Tokens past their expiry are refused anyway: their rows can go.
+        DB::execute(
+            &mut tx,
+            "DELETE FROM revoked_tokens WHERE expires_at <= $1",
+            args![now()],
+        )
+        .await?;
+        let inserted = DB::execute(
+            &mut tx,
+            "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+            args![jti, expires_at],
+        )
+        .await?;
+        // Revoking again changes nothing, so nothing is announced.
+        if inserted > 0 {
+            write_change::<DB>(&mut tx, ChangeKind::Token, jti).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoked_tokens(&self, at: Timestamp) -> StoreResult<Vec<(String, Timestamp)>> {
+        let rows = DB::fetch_all(
+            &mut *self.conn().await?,
+            "SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1 ORDER BY jti",
+            args![at],
+        )
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.text("jti")?, r.int("expires_at")?)))
+            .collect()
+    }
+
+    async fn add_quota_usage(&self, deltas: &[QuotaDelta]) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        for d in deltas {
+            DB::execute(
+                &mut tx,
+                "INSERT INTO quota_usage (counter, window_start, window_end, count) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (counter, window_start) DO UPDATE SET count = quota_usage.count + excluded.count",
+                args![&d.counter, d.window_start, d.window_end, d.delta],
+            )
+            .await?;
+        }
+        DB::execute(
+            &mut tx,
+            "DELETE FROM quota_usage WHERE window_end <= $1",
+            args![now()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn quota_usage(&self, at: Timestamp) -> StoreResult<Vec<QuotaDelta>> {
+        let rows = DB::fetch_all(
+            &mut *self.conn().await?,
+            "SELECT counter, window_start, window_end, count FROM quota_usage WHERE window_end > $1 \
+             ORDER BY counter, window_start",
+            args![at],
+        )
+        .await?;
+        rows.iter().map(quota_from).collect()
+    }
+}

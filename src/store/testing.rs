@@ -1,0 +1,122 @@
+//! For tests (this crate's and tests/it): a fresh PostgreSQL database per
+//! test on the server named by `TOLLGATE_TEST_PG_URL`. Not for production.
+
+use sqlx::{Connection, Executor, PgConnection};
+
+/// The variable that names a PostgreSQL server for tests.
+pub const PG_URL_VAR: &str = "TOLLGATE_TEST_PG_URL";
+
+/// The test server's URL; `None`, said plainly on stderr, when tests that
+/// need PostgreSQL should skip.
+pub fn pg_test_url() -> Option<String> {
+    match std::env::var(PG_URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipping: {PG_URL_VAR} is not set");
+            None
+        }
+    }
+}
+
+/// Create an empty database `tg_<random>` on the server of `base_url` and
+/// return its URL. Panics (it is for tests) when the server refuses.
+pub async fn fresh_pg_database(base_url: &str) -> String {
+    let name = format!("tg_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(base_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test server ({PG_URL_VAR}): {e}"));
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap_or_else(|e| panic!("cannot create the test database {name}: {e}"));
+    let _ = conn.close().await;
+    with_database(base_url, &name)
+}
+
+/// Drop a database made by [`fresh_pg_database`], disconnecting whoever is
+/// still on it. Best effort: a database left behind is only clutter.
+pub async fn drop_pg_database(base_url: &str, db_url: &str) {
+    let Some(name) = database_name(db_url).filter(|n| n.starts_with("tg_")) else {
+        return;
+    };
+    if let Ok(mut conn) = PgConnection::connect(base_url).await {
+        let _ = conn
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await;
+        let _ = conn.close().await;
+    }
+}
+
+/// A fresh database, dropped when this guard goes (a failed test too).
+pub struct PgTestDatabase {
+    pub url: String,
+    base_url: String,
+}
+
+impl PgTestDatabase {
+    pub async fn create(base_url: &str) -> PgTestDatabase {
+        PgTestDatabase {
+            url: fresh_pg_database(base_url).await,
+            base_url: base_url.to_string(),
+        }
+    }
+}
+
+impl Drop for PgTestDatabase {
+    fn drop(&mut self) {
+        let (base, url) = (self.base_url.clone(), self.url.clone());
+        // Drop cannot await, and may run inside a runtime: use a thread.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(drop_pg_database(&base, &url));
+            }
+        })
+        .join();
+    }
+}
+
+/// `base_url` with its database replaced by `name` (query kept).
+fn with_database(base_url: &str, name: &str) -> String {
+    let (main, query) = match base_url.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (base_url, None),
+    };
+    let authority_at = main.find("://").map_or(0, |i| i + 3);
+    let root = match main[authority_at..].find('/') {
+        Some(i) => &main[..authority_at + i],
+        None => main,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+fn database_name(url: &str) -> Option<&str> {
+    let main = url.split('?').next()?;
+    let after = &main[main.find("://")? + 3..];
+    let name = &after[after.find('/')? + 1..];
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_of_a_url_is_replaced() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/test", "tg_x"),
+            "postgres://u@h:5432/tg_x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/test?sslmode=disable", "tg_x"),
+            "postgres://u:p@h/tg_x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "tg_x"), "postgres://h/tg_x");
+        assert_eq!(database_name("postgres://h/tg_x?a=b"), Some("tg_x"));
+        assert_eq!(database_name("postgres://h"), None);
+    }
+}
