@@ -22,12 +22,14 @@ use crate::auth::Authenticator;
 use crate::config::{Config, StoreSettings, StoreUrl};
 use crate::control::admin::AdminApi;
 use crate::control::registry::Registry;
+use crate::control::sync::CacheSync;
 use crate::control::token::TokenService;
 use crate::control::{self, AdminState, HttpListenerService};
 use crate::proxy::conn::{GuardedApp, HeadLimits};
 use crate::proxy::{Gateway, InFlight, Snapshot};
 use crate::ratelimit::Limiter;
 use crate::secrets::Pepper;
+use crate::store::feed::ChangeFeed;
 use crate::store::{ChangeListener, Store};
 use crate::telemetry::Metrics;
 
@@ -134,6 +136,21 @@ pub fn run(config: Config) -> Result<(), StartError> {
     std::mem::forget(store_rt);
 
     let metrics = Arc::new(Metrics::new()?);
+    // The change feed starts at the store's last change before anything is
+    // loaded from the store, so a change committed by another node during
+    // start-up (a signing key, a revocation) is delivered, not missed.
+    let cache_sync = Arc::new(CacheSync::default());
+    let listen_url = match &config.store.url {
+        StoreUrl::Postgres(url) => Some(url.clone()),
+        StoreUrl::Sqlite(_) => None,
+    };
+    let feed = store_rt_handle.block_on(ChangeFeed::start(
+        store.clone(),
+        listen_url,
+        cache_sync.clone(),
+        metrics.invalidation_lag.clone(),
+        CHANGE_POLL,
+    ))?;
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(config.clone())));
     let usage = Arc::new(UsageRecorder::default());
     let api_keys = ApiKeyAuth::new(
@@ -158,6 +175,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         Arc::new(Limiter::new(config.redis.as_ref(), metrics.clone()))
     };
     limiter.announce(&config);
+    store_rt_handle.block_on(limiter.load_quota_usage(store.as_ref()))?;
     let oauth = Arc::new(TokenService::new(
         store.clone(),
         pepper.clone(),
@@ -167,6 +185,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         signing_keys,
         limiter.clone(),
     ));
+    for (jti, _) in store_rt_handle.block_on(store.revoked_tokens(crate::store::now()))? {
+        store_rt_handle.block_on(jwt.revoke_jti(&jti));
+    }
+    cache_sync.bind(auth.clone(), jwt.clone(), oauth.clone());
     let registry = Arc::new(Registry::new(
         store.clone(),
         pepper,
@@ -231,9 +253,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
     ));
     server.add_service(background_service("jwks", JwksRefresher { jwt }));
     server.add_service(background_service(
+        "changes",
+        ChangeFollower {
+            feed: std::sync::Mutex::new(Some(feed)),
+            runtime: store_rt_handle.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "usage",
         UsageFlusher {
             usage: usage.clone(),
+            limiter: limiter.clone(),
             store: store.clone(),
         },
     ));
@@ -243,6 +273,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             inflight,
             timeout: config.server.shutdown_timeout,
             usage,
+            limiter,
             store,
         },
     ));
@@ -265,16 +296,40 @@ struct Drain {
     inflight: Arc<InFlight>,
     timeout: Duration,
     usage: Arc<UsageRecorder>,
+    limiter: Arc<Limiter>,
     store: Arc<dyn Store>,
 }
 
-/// Writes batched API-key usage every `USAGE_FLUSH`.
+/// Writes batched API-key usage and quota usage every `USAGE_FLUSH`.
 struct UsageFlusher {
     usage: Arc<UsageRecorder>,
+    limiter: Arc<Limiter>,
     store: Arc<dyn Store>,
 }
 
 const USAGE_FLUSH: Duration = Duration::from_secs(2);
+
+/// How often the change feed is read even without a notification (the
+/// only way on SQLite; a safety net on PostgreSQL). Revocations reach every
+/// node within this bound plus one read.
+const CHANGE_POLL: Duration = Duration::from_secs(1);
+
+/// Applies the changes of every node to this node's caches, on the store's
+/// runtime, until shutdown.
+struct ChangeFollower {
+    feed: std::sync::Mutex<Option<ChangeFeed>>,
+    runtime: tokio::runtime::Handle,
+}
+
+#[async_trait]
+impl BackgroundService for ChangeFollower {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let feed = self.feed.lock().ok().and_then(|mut f| f.take());
+        if let Some(feed) = feed {
+            let _ = self.runtime.spawn(feed.run(shutdown)).await;
+        }
+    }
+}
 
 /// Fetches every external issuer's JWKS at start and every `JWKS_REFRESH`.
 struct JwksRefresher {
@@ -324,7 +379,10 @@ impl BackgroundService for UsageFlusher {
         let mut tick = tokio::time::interval(USAGE_FLUSH);
         loop {
             tokio::select! {
-                _ = tick.tick() => self.usage.flush(self.store.as_ref()).await,
+                _ = tick.tick() => {
+                    self.usage.flush(self.store.as_ref()).await;
+                    self.limiter.flush_quota_usage(self.store.as_ref()).await;
+                }
                 _ = shutdown.changed() => return,
             }
         }
@@ -343,6 +401,7 @@ impl BackgroundService for Drain {
         }
         let left = self.inflight.count();
         self.usage.flush(self.store.as_ref()).await;
+        self.limiter.flush_quota_usage(self.store.as_ref()).await;
         // let the last answers leave the socket buffers
         tokio::time::sleep(Duration::from_millis(100)).await;
         tracing::info!(

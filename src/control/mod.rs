@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod registry;
+pub mod sync;
 pub mod token;
 
 use std::net::TcpListener as StdListener;

@@ -174,12 +174,21 @@ impl TokenService {
             detail: json!({"algorithm": key.algorithm}),
         };
         self.store.rotate_signing_key(&key, now(), audit).await?;
+        self.reload_signing_keys().await?;
+        Ok(json!({"kid": key.kid, "algorithm": key.algorithm, "public_jwk": key.public_jwk}))
+    }
+
+    /// Take the signing keys from the store (after a rotation here or on
+    /// another node): the proxy verifies with all of them, the endpoint
+    /// signs with the current one.
+    pub async fn reload_signing_keys(&self) -> Result<(), StoreError> {
+        let alg = self.snapshot.load().config.auth.tokens.algorithm;
         let all = self.store.list_signing_keys().await?;
         self.jwt.set_builtin_keys(&all);
         self.signer
             .store(Arc::new(current_signer(&all, keys::algorithm_name(alg))));
         self.signing_keys.store(Arc::new(all));
-        Ok(json!({"kid": key.kid, "algorithm": key.algorithm, "public_jwk": key.public_jwk}))
+        Ok(())
     }
 
     /// Is this one of the authorization server's paths?
@@ -513,6 +522,15 @@ impl TokenService {
             let own = matches!(&v.client, crate::auth::jwt::ClientRef::Id(id) if *id == caller.id);
             if let (true, Some(jti)) = (own, &v.jti) {
                 self.jwt.revoke_jti(jti).await;
+                // the store tells every other node through the change feed
+                let expires_at = i64::try_from(v.exp).unwrap_or(i64::MAX);
+                if let Err(e) = self.store.revoke_token(jti, expires_at).await {
+                    tracing::warn!(error = %e, "cannot record a token revocation; refused on this node only");
+                    return OAuthAnswer::json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({"error": "temporarily_unavailable", "error_description": "the revocation could not be recorded; retry"}),
+                    );
+                }
             }
         }
         let mut a = OAuthAnswer::json(StatusCode::OK, &json!({}));

@@ -7,16 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{quota_window, unix_now, Decision, Policy, Views};
-
-/// A quota count of one key in one window; `count` is a total when seeded
-/// and a delta when taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuotaUsage {
-    pub counter: String,
-    pub window_start: i64,
-    pub window_end: i64,
-    pub count: i64,
-}
+use crate::store::QuotaDelta;
 
 #[derive(Default)]
 struct QuotaCell {
@@ -124,17 +115,17 @@ impl LocalCounters {
         .decide()
     }
 
-    pub fn take_quota_usage(&self) -> Vec<QuotaUsage> {
+    pub fn take_quota_usage(&self) -> Vec<QuotaDelta> {
         let (unix, _) = unix_now();
         let mut map = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
         map.retain(|key, cell| {
             if cell.unsaved > 0 {
-                out.push(QuotaUsage {
+                out.push(QuotaDelta {
                     counter: key.clone(),
                     window_start: cell.window_start,
                     window_end: cell.window_end,
-                    count: cell.unsaved as i64,
+                    delta: cell.unsaved as i64,
                 });
                 cell.unsaved = 0;
             }
@@ -144,7 +135,7 @@ impl LocalCounters {
     }
 
     /// Add usage counted before this process (persisted totals).
-    pub fn seed_quota_usage(&self, usage: &[QuotaUsage]) {
+    pub fn seed_quota_usage(&self, usage: &[QuotaDelta]) {
         let (unix, _) = unix_now();
         let mut map = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
         for u in usage.iter().filter(|u| u.window_end > unix) {
@@ -159,7 +150,7 @@ impl LocalCounters {
                     ..QuotaCell::default()
                 };
             }
-            cell.used += u.count.max(0) as u64;
+            cell.used += u.delta.max(0) as u64;
         }
     }
 }
@@ -236,7 +227,7 @@ mod tests {
         assert!(refused.retry_after <= Duration::from_secs(86_400));
         let saved = c.take_quota_usage();
         assert_eq!(saved.len(), 1);
-        assert_eq!(saved[0].count, 3);
+        assert_eq!(saved[0].delta, 3);
         assert!(c.take_quota_usage().is_empty(), "nothing new since");
 
         // a new process seeded with the saved total has nothing left
@@ -265,6 +256,6 @@ mod tests {
             quota: None,
         };
         assert!(c.check("k", &rate_only, 1).allowed);
-        assert_eq!(c.take_quota_usage()[0].count, 1);
+        assert_eq!(c.take_quota_usage()[0].delta, 1);
     }
 }

@@ -20,9 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, FailureMode, Plan, QuotaPeriod, RedisSettings};
+use crate::store::{QuotaDelta, Store};
 use crate::telemetry::Metrics;
 
-pub use local::{LocalCounters, QuotaUsage};
+pub use local::LocalCounters;
 pub use shared::SharedCounters;
 
 /// `count` requests per `per`, with `burst` of them at once.
@@ -219,6 +220,8 @@ impl Views {
 /// Every limit decision of the node.
 pub struct Limiter {
     local: LocalCounters,
+    /// Quota usage a failed write could not persist, for the next one.
+    unsaved: std::sync::Mutex<Vec<QuotaDelta>>,
     shared: Option<SharedCounters>,
     failure_mode: FailureMode,
     metrics: Arc<Metrics>,
@@ -228,6 +231,7 @@ impl Limiter {
     pub fn new(redis: Option<&RedisSettings>, metrics: Arc<Metrics>) -> Limiter {
         Limiter {
             local: LocalCounters::new(1_000_000),
+            unsaved: std::sync::Mutex::new(Vec::new()),
             shared: redis.map(SharedCounters::new),
             failure_mode: redis.map_or(FailureMode::Open, |r| r.failure_mode),
             metrics,
@@ -258,15 +262,32 @@ impl Limiter {
         }
     }
 
-    /// Quota usage counted here since the last call, to persist (local
-    /// counters only; Redis keeps its own).
-    pub fn take_quota_usage(&self) -> Vec<QuotaUsage> {
-        self.local.take_quota_usage()
+    /// Load the quota usage persisted by earlier processes (local counters
+    /// only: with Redis, the counts live in Redis).
+    pub async fn load_quota_usage(&self, store: &dyn Store) -> crate::store::StoreResult<()> {
+        if self.shared.is_none() {
+            let (now, _) = unix_now();
+            self.local.seed_quota_usage(&store.quota_usage(now).await?);
+        }
+        Ok(())
     }
 
-    /// Usage persisted earlier (by any node), counted before this process.
-    pub fn seed_quota_usage(&self, usage: &[QuotaUsage]) {
-        self.local.seed_quota_usage(usage)
+    /// Persist the quota usage counted since the last flush; on failure it
+    /// is kept for the next one.
+    pub async fn flush_quota_usage(&self, store: &dyn Store) {
+        let mut batch =
+            std::mem::take(&mut *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()));
+        batch.extend(self.local.take_quota_usage());
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = store.add_quota_usage(&batch).await {
+            tracing::warn!(error = %e, counters = batch.len(), "cannot persist quota usage; will retry");
+            self.unsaved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(batch);
+        }
     }
 
     /// Start every `{service, plan}` series of `tollgate_rate_limited_total`

@@ -9,6 +9,7 @@ mod auth_api_key;
 mod auth_jwt;
 mod cli_admin;
 mod cli_config;
+mod cluster;
 mod deploy;
 mod forwarding;
 mod http_hygiene;

@@ -1,0 +1,335 @@
+//! Several gateway processes on one PostgreSQL store: what one node
+//! creates works on the others, what one node revokes is refused on the
+//! others within 2 s, tokens and signing keys are shared, and a database
+//! outage loses nothing and lets nothing through. Needs
+//! `TOLLGATE_TEST_PG_URL` (each test gets a fresh database).
+
+use std::net::ToSocketAddrs;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tollgate::store::testing::{pg_test_url, PgTestDatabase};
+
+use crate::harness::{client, eventually, Admin, CutProxy, Gateway, Upstream};
+
+const PEPPER: &str = "cluster-test-pepper-0123456789abcdef";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn fresh_database() -> Option<PgTestDatabase> {
+    let base = pg_test_url()?;
+    Some(runtime().block_on(PgTestDatabase::create(&base)))
+}
+
+fn body(up: &Upstream) -> String {
+    format!(
+        r#"auth:
+  tokens: {{ issuer: "http://tollgate.cluster", audience: tollgate, ttl: 10m }}
+services:
+  orders: {{ upstreams: ["{up}"] }}
+routes:
+  - {{ name: orders, match: {{ path_prefix: /orders }}, service: orders, auth: [api_key, jwt] }}
+"#,
+        up = up.target()
+    )
+}
+
+fn node(up: &Upstream, db_url: &str) -> Gateway {
+    Gateway::builder(&body(up))
+        .store(db_url)
+        .env("TOLLGATE_PEPPER", PEPPER)
+        .start()
+}
+
+fn with_key(gw: &Gateway, key: &str) -> u16 {
+    client()
+        .get(gw.url("/orders/1"))
+        .header("x-api-key", key)
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+fn with_token(gw: &Gateway, token: &str) -> u16 {
+    client()
+        .get(gw.url("/orders/1"))
+        .bearer_auth(token)
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// An API-key client subscribed to `orders`: (client id, key).
+fn keyed_client(admin: &Admin) -> (String, String) {
+    let c = admin.create_client(json!({"name": "Shop", "auth_type": "api_key"}));
+    let (status, v) = admin.post(
+        "/subscriptions",
+        json!({"client_id": c["id"], "service": "orders"}),
+    );
+    assert_eq!(status, 201, "{v}");
+    (
+        c["id"].as_str().unwrap().to_string(),
+        c["api_key"]["key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Poll until `f` holds, every 5 ms, at most `limit`: how long it took.
+fn time_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+fn metric(gw: &Gateway, name: &str) -> f64 {
+    gw.metrics_text()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_revocation_on_one_node_is_refused_on_the_others_within_two_seconds() {
+    let Some(db) = fresh_database() else { return };
+    let up = Upstream::start("orders");
+    let a = node(&up, &db.url);
+    let b = node(&up, &db.url);
+    let c = node(&up, &db.url);
+    let admin = Admin::new(&a);
+
+    let (first_id, key) = keyed_client(&admin);
+    for gw in [&a, &b, &c] {
+        assert_eq!(
+            with_key(gw, &key),
+            200,
+            "a client created on A works everywhere"
+        );
+    }
+
+    // 100 revocations on A, each of a key that B has cached
+    let (client_id, _) = keyed_client(&admin);
+    let mut lags = Vec::new();
+    for _ in 0..100 {
+        let (status, k) = admin.post(&format!("/clients/{client_id}/keys"), json!({}));
+        assert_eq!(status, 201, "{k}");
+        let key = k["key"].as_str().unwrap().to_string();
+        assert_eq!(with_key(&b, &key), 200);
+        assert_eq!(with_key(&b, &key), 200, "now cached on B");
+        let (status, _) = admin.post(
+            &format!("/keys/{}/revoke", k["id"].as_str().unwrap()),
+            json!({}),
+        );
+        assert_eq!(status, 200);
+        let lag = time_until(Duration::from_secs(5), || with_key(&b, &key) == 401)
+            .expect("a revoked key is refused on B");
+        lags.push(lag);
+    }
+    lags.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (p50, p95, max) = (lags[49], lags[94], lags[99]);
+    eprintln!(
+        "revocation lag on another node over 100 revocations: min {:.1} ms, median {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        ms(lags[0]),
+        ms(p50),
+        ms(p95),
+        ms(max)
+    );
+    assert!(max < Duration::from_secs(2), "max lag {max:?}");
+
+    // a client revoked on A: its key is refused on B and C
+    let (status, _) = admin.post(&format!("/clients/{first_id}/revoke"), json!({}));
+    assert_eq!(status, 200);
+    for gw in [&b, &c] {
+        assert!(
+            time_until(Duration::from_secs(2), || with_key(gw, &key) == 401).is_some(),
+            "the revoked client's key is refused on every node"
+        );
+    }
+    assert!(
+        metric(&b, "tollgate_invalidation_lag_seconds_count") >= 100.0,
+        "B measured the lag of every change it applied"
+    );
+}
+
+#[test]
+fn tokens_and_signing_keys_are_shared_by_every_node() {
+    let Some(db) = fresh_database() else { return };
+    let up = Upstream::start("orders");
+    let a = node(&up, &db.url);
+    let b = node(&up, &db.url);
+    let admin = Admin::new(&a);
+    let c = admin.create_client(json!({"name": "Batch", "auth_type": "oauth2"}));
+    let (id, secret) = (
+        c["id"].as_str().unwrap().to_string(),
+        c["client_secret"].as_str().unwrap().to_string(),
+    );
+    let (status, v) = admin.post(
+        "/subscriptions",
+        json!({"client_id": id, "service": "orders"}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let token_from = |gw: &Gateway| -> String {
+        let r = client()
+            .post(gw.url("/oauth2/token"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.json::<Value>().unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let t = token_from(&a);
+    assert_eq!(with_token(&b, &t), 200, "a token issued by A verifies on B");
+    let t_b = token_from(&b);
+    assert_eq!(with_token(&a, &t_b), 200, "and one issued by B on A");
+
+    // a token revoked through A is refused on B
+    let r = client()
+        .post(a.url("/oauth2/revoke"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", t.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        time_until(Duration::from_secs(2), || with_token(&b, &t) == 401).is_some(),
+        "a token revoked on A is refused on B within 2 s"
+    );
+    assert_eq!(with_token(&b, &t_b), 200, "other tokens stay valid");
+
+    // a signing key rotated on A signs tokens that B verifies
+    let (status, rotated) = admin.post("/signing-keys/rotate", json!({}));
+    assert_eq!(status, 200, "{rotated}");
+    let t_new = token_from(&a);
+    assert!(
+        time_until(Duration::from_secs(2), || with_token(&b, &t_new) == 200).is_some(),
+        "B verifies tokens of the key rotated on A within 2 s"
+    );
+    let jwks: Value = client()
+        .get(b.url("/.well-known/jwks.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert!(
+        kids.contains(&rotated["kid"].as_str().unwrap()),
+        "B publishes the new key: {kids:?}"
+    );
+    assert_eq!(
+        with_token(&b, &t_b),
+        200,
+        "tokens of the previous key still pass"
+    );
+}
+
+#[test]
+fn a_database_outage_loses_nothing_and_lets_nothing_through() {
+    let Some(db) = fresh_database() else { return };
+    let pg = url_addr(&db.url);
+    let relay = CutProxy::start(pg);
+    let via_relay = db
+        .url
+        .replacen(&authority(&db.url), &relay.addr.to_string(), 1);
+    let up = Upstream::start("orders");
+    let a = node(&up, &via_relay);
+    let b = node(&up, &via_relay);
+    let admin = Admin::new(&a);
+
+    let (_, cached) = keyed_client(&admin);
+    let (_, uncached) = keyed_client(&admin);
+    let (revoked_id, revoked_before) = keyed_client(&admin);
+    assert_eq!(with_key(&b, &cached), 200);
+    assert_eq!(with_key(&b, &revoked_before), 200);
+    // a change made just before the outage must not be lost by B
+    let (status, _) = admin.post(&format!("/clients/{revoked_id}/revoke"), json!({}));
+    assert_eq!(status, 200);
+    relay.cut();
+
+    for _ in 0..5 {
+        assert_eq!(
+            with_key(&b, &cached),
+            200,
+            "cached credentials keep working"
+        );
+        assert_eq!(
+            with_key(&b, &uncached),
+            503,
+            "an uncached one is 503, never 200"
+        );
+    }
+    let (status, v) = admin.call(
+        "POST",
+        "/clients",
+        Some(r#"{"name":"x","auth_type":"api_key"}"#),
+    );
+    assert_eq!(status, 503, "admin calls fail clearly: {v}");
+    assert_eq!(v["error"], "store_unavailable", "{v}");
+    let ready = client()
+        .get(format!("http://{}/readyz", b.admin))
+        .send()
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503, "not ready without its store");
+
+    relay.restore();
+    assert!(
+        eventually(Duration::from_secs(15), || with_key(&b, &uncached) == 200),
+        "B recovers without a restart"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || with_key(&b, &revoked_before)
+            == 401),
+        "the revocation made before the outage reaches B"
+    );
+    assert_eq!(with_key(&b, &cached), 200);
+    let (_, after) = keyed_client(&admin);
+    assert_eq!(with_key(&b, &after), 200, "A writes again and B reads it");
+    let (status, listed) = admin.get("/clients");
+    assert_eq!(status, 200);
+    assert_eq!(
+        listed["clients"].as_array().unwrap().len(),
+        4,
+        "every client made before the outage is still there: {listed}"
+    );
+}
+
+/// `host:port` of a postgres:// URL.
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?']).next().unwrap_or(rest);
+    host.rsplit_once('@').map_or(host, |(_, h)| h).to_string()
+}
+
+fn url_addr(url: &str) -> std::net::SocketAddr {
+    let auth = authority(url);
+    let with_port = if auth.contains(':') {
+        auth
+    } else {
+        format!("{auth}:5432")
+    };
+    with_port
+        .to_socket_addrs()
+        .unwrap()
+        .find(|a| a.is_ipv4())
+        .expect("an IPv4 address for the test PostgreSQL")
+}
