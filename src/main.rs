@@ -34,6 +34,13 @@ enum Command {
         /// Overrides `logging.format` of the configuration.
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
+        /// Write the process id to this file (removed at exit).
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// Graceful upgrade: take the listening sockets over from the
+        /// process named by --pid-file once this one has started cleanly.
+        #[arg(long, requires = "pid_file")]
+        upgrade: bool,
     },
     /// Check a configuration file: a summary and exit 0, or every error and exit 2.
     CheckConfig {
@@ -82,7 +89,12 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Serve { config, log_format } => {
+        Command::Serve {
+            config,
+            log_format,
+            pid_file,
+            upgrade,
+        } => {
             let config = match config::load(&config) {
                 Ok(c) => c,
                 Err(errors) => {
@@ -96,7 +108,8 @@ fn main() -> ExitCode {
                 None => config.logging.format,
             };
             tollgate::telemetry::logging::init(format, &config.logging.level);
-            match tollgate::server::run(config) {
+            let options = tollgate::server::RunOptions { pid_file, upgrade };
+            match tollgate::server::run(config, options) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tollgate: {e}");

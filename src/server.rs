@@ -4,6 +4,7 @@
 //! SIGTERM before exiting 0.
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use crate::auth::Authenticator;
 use crate::config::{Config, StoreSettings, StoreUrl};
 use crate::control::admin::AdminApi;
 use crate::control::registry::Registry;
+use crate::control::reload::Reloader;
 use crate::control::sync::CacheSync;
 use crate::control::token::TokenService;
 use crate::control::{self, AdminState, HttpListenerService};
@@ -32,6 +34,7 @@ use crate::secrets::Pepper;
 use crate::store::feed::ChangeFeed;
 use crate::store::{ChangeListener, Store};
 use crate::telemetry::Metrics;
+use crate::upgrade;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -51,6 +54,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("cannot start the store runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("upgrade: {0}")]
+    Upgrade(String),
 }
 
 /// The pepper keys every stored hash. From the variable `store.pepper_env`;
@@ -108,15 +113,42 @@ fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError>
     TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, what, source })
 }
 
+/// How `tollgate serve` was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Write the process id here once serving (removed at exit).
+    pub pid_file: Option<PathBuf>,
+    /// Take the listening sockets over from the process named by the pid
+    /// file (graceful upgrade), which then drains and exits.
+    pub upgrade: bool,
+}
+
 /// Build everything and run until SIGTERM/SIGINT; never returns on success.
-pub fn run(config: Config) -> Result<(), StartError> {
+pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
     let config = Arc::new(config);
-    let admin_listener = bind(config.admin.listen, "admin")?;
-    let metrics_listener = bind(config.metrics.listen, "metrics")?;
-    for addr in &config.server.listen {
-        // Pingora binds the proxy listeners itself once running; try each
-        // first so that a taken or forbidden port is a clear error here.
-        drop(bind(*addr, "proxy")?);
+    // The old process of an upgrade must still be there: it hands over
+    // the proxy sockets only once this one has loaded everything.
+    let old_pid = match (&options.pid_file, options.upgrade) {
+        (Some(file), true) => Some(upgrade::old_process(file).map_err(StartError::Upgrade)?),
+        (None, true) => {
+            return Err(StartError::Upgrade(
+                "--upgrade needs --pid-file naming the running process".into(),
+            ))
+        }
+        _ => None,
+    };
+    // Admin and metrics sockets allow a second binder (the new process of
+    // a graceful upgrade); outside an upgrade, a plain bind first makes a
+    // port held by anyone a clear error.
+    let admin_listener = upgrade::bind_shared(config.admin.listen, "admin", old_pid.is_none())?;
+    let metrics_listener =
+        upgrade::bind_shared(config.metrics.listen, "metrics", old_pid.is_none())?;
+    if old_pid.is_none() {
+        for addr in &config.server.listen {
+            // Pingora binds the proxy listeners itself once running; try each
+            // first so that a taken or forbidden port is a clear error here.
+            drop(bind(*addr, "proxy")?);
+        }
     }
 
     let token = std::env::var(&config.admin.token_env).unwrap_or_default();
@@ -196,6 +228,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
         vec![auth.clone() as Arc<dyn ChangeListener>],
     ));
     let inflight = Arc::new(InFlight::default());
+    let reloader = Arc::new(Reloader::new(
+        config.source.clone(),
+        snapshot.clone(),
+        jwt.clone(),
+        limiter.clone(),
+        metrics.clone(),
+    ));
 
     let shutdown_secs = config.server.shutdown_timeout.as_secs_f64().ceil() as u64;
     let conf = ServerConf {
@@ -204,10 +243,23 @@ pub fn run(config: Config) -> Result<(), StartError> {
         // exits as soon as the last in-flight request has finished.
         grace_period_seconds: Some(shutdown_secs.max(1)),
         graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: upgrade::socket_path(options.pid_file.as_deref(), config.admin.listen),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade: old_pid.is_some(),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    if let Some(pid) = old_pid {
+        // the old process connects to the upgrade socket (retrying) while
+        // bootstrap below waits for its listeners
+        upgrade::ask_to_hand_over(pid).map_err(StartError::Upgrade)?;
+    }
     server.bootstrap();
+    if let Some(file) = &options.pid_file {
+        upgrade::write_pid_file(file).map_err(StartError::Upgrade)?;
+    }
 
     let gateway = Gateway {
         state: snapshot.clone(),
@@ -236,6 +288,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         api: AdminApi {
             registry,
             oauth: oauth.clone(),
+            reloader: reloader.clone(),
             token: Arc::new(token),
         },
     });
@@ -275,17 +328,38 @@ pub fn run(config: Config) -> Result<(), StartError> {
             usage,
             limiter,
             store,
+            pid_file: options.pid_file.clone(),
         },
     ));
 
+    {
+        // SIGHUP reloads; registered here, before serving, so an early
+        // SIGHUP cannot kill the process (its default action)
+        let _rt = store_rt_handle.enter();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hup) => {
+                store_rt_handle.spawn(async move {
+                    while hup.recv().await.is_some() {
+                        let _ = reloader.reload("SIGHUP").await;
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGHUP; reload with POST /admin/v1/reload")
+            }
+        }
+    }
     tracing::info!(
         config = %config.source.display(),
-        routes = config.routes.len(),
-        services = config.services.len(),
+        summary = %config.summary(),
+        store = config.store.url.kind(),
+        shared_limits = config.redis.is_some(),
         proxy = ?config.server.listen,
         admin = %config.admin.listen,
         metrics = %config.metrics.listen,
-        "tollgate starting"
+        pid = std::process::id(),
+        upgraded_from = ?old_pid,
+        "tollgate serving"
     );
     server.run_forever()
 }
@@ -298,6 +372,7 @@ struct Drain {
     usage: Arc<UsageRecorder>,
     limiter: Arc<Limiter>,
     store: Arc<dyn Store>,
+    pid_file: Option<PathBuf>,
 }
 
 /// Writes batched API-key usage and quota usage every `USAGE_FLUSH`.
@@ -402,6 +477,9 @@ impl BackgroundService for Drain {
         let left = self.inflight.count();
         self.usage.flush(self.store.as_ref()).await;
         self.limiter.flush_quota_usage(self.store.as_ref()).await;
+        if let Some(file) = &self.pid_file {
+            upgrade::remove_pid_file(file);
+        }
         // let the last answers leave the socket buffers
         tokio::time::sleep(Duration::from_millis(100)).await;
         tracing::info!(

@@ -107,6 +107,16 @@ pub enum StoreUrl {
     Postgres(String),
 }
 
+impl StoreUrl {
+    /// `sqlite` or `postgres`, for logs (a URL may hold a password).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreUrl::Sqlite(_) => "sqlite",
+            StoreUrl::Postgres(_) => "postgres",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     pub url: StoreUrl,

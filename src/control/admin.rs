@@ -24,6 +24,7 @@ use crate::store::{ApiKey, AuditEntry, Client, Subscription};
 pub struct AdminApi {
     pub registry: Arc<Registry>,
     pub oauth: Arc<crate::control::token::TokenService>,
+    pub reloader: Arc<crate::control::reload::Reloader>,
     pub token: Arc<String>,
 }
 
@@ -137,6 +138,7 @@ pub fn router(api: AdminApi) -> Router {
         )
         .route("/audit", get(audit))
         .route("/signing-keys/rotate", post(rotate_signing_key))
+        .route("/reload", post(reload))
         .route("/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token))
         .fallback(|| async { AdminError::NotFound("no such admin endpoint".into()) })
@@ -366,12 +368,27 @@ async fn rotate_signing_key(
         .map_err(|e| AdminError::Unavailable(e.to_string()))
 }
 
+/// Load the configuration file again; a file that fails to load is refused
+/// (400, with every error) and the running configuration stays.
+#[utoipa::path(post, path = "/admin/v1/reload",
+    responses((status = 200, body = crate::control::reload::Reloaded), (status = 400, body = ErrorBody)))]
+async fn reload(
+    State(api): State<AdminApi>,
+    ConnectInfo(peer): Peer,
+) -> Result<Json<crate::control::reload::Reloaded>, AdminError> {
+    api.reloader
+        .reload(&actor(&peer))
+        .await
+        .map(Json)
+        .map_err(|errors| AdminError::BadRequest(format!("configuration refused: {errors}")))
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tollgate admin API", description = "Consumer clients, API keys, subscriptions and the audit log."),
     paths(create_client, list_clients, get_client, patch_client, rotate_secret, revoke_client, create_key, list_keys,
           revoke_key, renew_key, create_subscription, list_subscriptions, delete_subscription, audit,
-          rotate_signing_key, openapi),
+          rotate_signing_key, reload, openapi),
     modifiers(&BearerAuth),
     security(("admin_token" = []))
 )]

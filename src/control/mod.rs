@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod registry;
+pub mod reload;
 pub mod sync;
 pub mod token;
 

@@ -45,6 +45,17 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
         let stream: Stream = if stream.as_any().is::<HeadGuard>() {
             stream
         } else {
+            // A fresh connection goes to Pingora once its first bytes are
+            // here: Pingora drops a connection whose request has not
+            // arrived when shutdown begins, which in a graceful upgrade
+            // would reset a client that the old process had just accepted.
+            let mut stream = stream;
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(self.limits.timeout, stream.try_peek(&mut first)).await {
+                Ok(Ok(_)) => {}
+                // closed, failed or silent past the head deadline
+                _ => return None,
+            }
             Box::new(HeadGuard::new(stream, self.limits))
         };
         self.inner.process_new(stream, shutdown).await

@@ -230,6 +230,38 @@ impl Gateway {
         None
     }
 
+    /// The configuration file the gateway was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("tollgate.yaml")
+    }
+
+    /// Another process on the same ports with `config` and `args` (a
+    /// graceful upgrade, say), not waited for; its logs in its own dir.
+    pub fn spawn_beside(&self, config: &Path, args: &[&str]) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("log");
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
+        let child = Command::new(bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn tollgate");
+        Gateway {
+            proxy: self.proxy,
+            admin: self.admin,
+            metrics: self.metrics,
+            dir,
+            child: Some(child),
+        }
+    }
+
     pub fn metrics_text(&self) -> String {
         http_get(&format!("http://{}/metrics", self.metrics)).2
     }

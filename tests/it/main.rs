@@ -16,6 +16,7 @@ mod http_hygiene;
 mod interop;
 mod lifecycle;
 mod oauth;
+mod operations;
 mod paths;
 mod ratelimit;
 mod routing;
