@@ -106,7 +106,14 @@ impl Gateway {
         ctx: &RequestCtx,
         r: Rejection,
     ) -> pingora::Result<bool> {
-        let (resp, body) = r.to_response(&ctx.request_id)?;
+        let (mut resp, body) = r.to_response(&ctx.request_id)?;
+        // a limited request that then failed upstream still reports its
+        // allowance (a 429 carries its own decision)
+        if let (Some(d), false) = (&ctx.rate_limit, matches!(r, Rejection::RateLimited(_))) {
+            for (name, value) in d.headers() {
+                resp.insert_header(name, value)?;
+            }
+        }
         if r.closes_connection() {
             session.set_keepalive(None);
         }

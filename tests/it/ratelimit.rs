@@ -439,3 +439,19 @@ fn rotating_x_forwarded_for_does_not_escape_the_per_address_limit() {
         );
     }
 }
+
+#[test]
+fn a_limited_request_that_fails_upstream_still_reports_its_allowance() {
+    let body = format!(
+        "plans:\n  basic: {{ rate: 5/min }}\nservices:\n  orders: {{ upstreams: [\"127.0.0.1:{}\"] }}\nroutes:\n  - {{ name: orders, match: {{ path_prefix: /orders }}, service: orders, auth: [api_key] }}\n",
+        crate::harness::closed_port()
+    );
+    let gw = Gateway::start(&body);
+    let key = subscriber(&Admin::new(&gw), Some("basic"));
+    let a = get(&gw, &key);
+    assert_eq!(a.status, 502);
+    assert_eq!(a.body["error"], "bad_gateway");
+    assert_eq!(a.header("ratelimit-limit"), Some(5));
+    assert_eq!(a.header("ratelimit-remaining"), Some(4));
+    assert!(a.headers.get("retry-after").is_none());
+}
