@@ -246,14 +246,44 @@ fn tokens_and_signing_keys_are_shared_by_every_node() {
 #[test]
 fn a_database_outage_loses_nothing_and_lets_nothing_through() {
     let Some(db) = fresh_database() else { return };
-    let pg = url_addr(&db.url);
-    let relay = CutProxy::start(pg);
+    let relay = CutProxy::start(url_addr(&db.url));
     let via_relay = db
         .url
         .replacen(&authority(&db.url), &relay.addr.to_string(), 1);
+    outage_scenario(&via_relay, &Relay(&relay));
+}
+
+#[test]
+fn a_postgresql_restart_loses_nothing_and_lets_nothing_through() {
+    if pg_test_url().is_none() {
+        return;
+    }
+    let pg = PrivatePostgres::start();
+    outage_scenario(&pg.url(), &pg);
+}
+
+/// A way to take the database away and bring it back.
+trait Outage {
+    fn down(&self);
+    fn up(&self);
+}
+
+struct Relay<'a>(&'a CutProxy);
+
+impl Outage for Relay<'_> {
+    fn down(&self) {
+        self.0.cut()
+    }
+    fn up(&self) {
+        self.0.restore()
+    }
+}
+
+/// Two nodes on `db_url`; the database goes away and comes back.
+fn outage_scenario(db_url: &str, outage: &dyn Outage) {
     let up = Upstream::start("orders");
-    let a = node(&up, &via_relay);
-    let b = node(&up, &via_relay);
+    let a = node(&up, db_url);
+    let b = node(&up, db_url);
     let admin = Admin::new(&a);
 
     let (_, cached) = keyed_client(&admin);
@@ -264,7 +294,7 @@ fn a_database_outage_loses_nothing_and_lets_nothing_through() {
     // a change made just before the outage must not be lost by B
     let (status, _) = admin.post(&format!("/clients/{revoked_id}/revoke"), json!({}));
     assert_eq!(status, 200);
-    relay.cut();
+    outage.down();
 
     for _ in 0..5 {
         assert_eq!(
@@ -291,7 +321,7 @@ fn a_database_outage_loses_nothing_and_lets_nothing_through() {
         .unwrap();
     assert_eq!(ready.status().as_u16(), 503, "not ready without its store");
 
-    relay.restore();
+    outage.up();
     assert!(
         eventually(Duration::from_secs(15), || with_key(&b, &uncached) == 200),
         "B recovers without a restart"
@@ -332,4 +362,129 @@ fn url_addr(url: &str) -> std::net::SocketAddr {
         .unwrap()
         .find(|a| a.is_ipv4())
         .expect("an IPv4 address for the test PostgreSQL")
+}
+
+/// A PostgreSQL server of this test's own (initdb in a temporary
+/// directory, run as the `postgres` user), so it can be stopped and
+/// started without disturbing the shared server other tests use.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql";
+
+fn pg_tool(name: &str) -> std::path::PathBuf {
+    let versions = std::fs::read_dir(PG_BIN)
+        .unwrap_or_else(|e| panic!("PostgreSQL server binaries are needed under {PG_BIN}: {e}"));
+    let mut found: Vec<_> = versions
+        .flatten()
+        .map(|v| v.path().join("bin").join(name))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("{name} not found under {PG_BIN}"))
+}
+
+/// Run a PostgreSQL tool as the `postgres` user (initdb refuses root).
+fn as_postgres(tool: &str, args: &[&str]) {
+    let tool = pg_tool(tool);
+    let root = is_root();
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&tool);
+        c
+    } else {
+        std::process::Command::new(&tool)
+    };
+    let out = cmd.args(args).output().expect("run a PostgreSQL tool");
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}{}",
+        tool.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl PrivatePostgres {
+    fn start() -> PrivatePostgres {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        if is_root() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let data_s = data.to_str().unwrap();
+        as_postgres(
+            "initdb",
+            &["-D", data_s, "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        let pg = PrivatePostgres {
+            port: crate::harness::free_port(),
+            dir,
+        };
+        pg.up();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").to_str().unwrap().to_string()
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Outage for PrivatePostgres {
+    fn down(&self) {
+        as_postgres("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    fn up(&self) {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &opts,
+                "-l",
+                &format!("{}/log", self.data()),
+                "-w",
+                "start",
+            ],
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        // best effort: a server already stopped makes pg_ctl fail
+        let _ = std::panic::catch_unwind(|| {
+            as_postgres("pg_ctl", &["-D", &data, "-m", "immediate", "stop"])
+        });
+    }
 }
