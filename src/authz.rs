@@ -11,11 +11,11 @@ pub fn authorize(auth: &Authenticated, route: &Route) -> Result<Identity, Reject
     let p = &auth.principal;
     let subscription_id = match &route.target {
         RouteTarget::Service(s) => match p.subscriptions.get(&s.name) {
-            Some((id, _plan)) => id.clone(),
+            Some(sub) => sub.header.clone(),
             None => return Err(Rejection::NotSubscribed),
         },
         // a direct answer behind authentication has no service to subscribe to
-        RouteTarget::Respond(_) => String::new(),
+        RouteTarget::Respond(_) => http::HeaderValue::from_static(""),
     };
     let missing: Vec<&str> = route
         .scopes
@@ -27,8 +27,8 @@ pub fn authorize(auth: &Authenticated, route: &Route) -> Result<Identity, Reject
         return Err(Rejection::InsufficientScope(route.scopes.join(" ")));
     }
     Ok(Identity {
-        consumer_id: p.client_id.clone(),
-        consumer_name: p.client_name.clone(),
+        consumer_id: p.id_header.clone(),
+        consumer_name: p.name_header.clone(),
         subscription_id,
     })
 }

@@ -3,7 +3,6 @@
 //! peppered hash, then the store. Unknown keys are cached briefly too;
 //! concurrent misses for one key are merged into one store query.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use moka::future::Cache;
@@ -11,7 +10,7 @@ use moka::future::Cache;
 use super::{AuthFailure, Principal};
 use crate::config::CacheSettings;
 use crate::secrets::{self, Pepper};
-use crate::store::{now, Status, Store, StoreError};
+use crate::store::{now, Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// What authentication needs of a key, its client and the client's
@@ -93,28 +92,18 @@ async fn load(store: &dyn Store, hash: &str) -> Result<Lookup, StoreError> {
         return Ok(Lookup::Unknown);
     };
     let subs = store.list_subscriptions(Some(&client.id)).await?;
-    let subscriptions = subs
-        .into_iter()
-        .map(|s| (s.service.clone(), (s.id, s.plan)))
-        .collect::<HashMap<_, _>>();
     Ok(Lookup::Found(Arc::new(KeyRecord {
         key_id: key.id.clone(),
         key_active: key.status != "revoked",
         expires_at: key.expires_at,
-        principal: Arc::new(Principal {
-            client_id: client.id,
-            client_name: client.name,
-            active: client.status == Status::Active,
-            scopes: client.scopes,
-            subscriptions,
-        }),
+        principal: Arc::new(Principal::new(client, subs)),
     })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Audit, AuthType, Client, NewApiKey, NewClient, SqliteStore};
+    use crate::store::{Audit, AuthType, Client, NewApiKey, NewClient, SqliteStore, Status};
 
     async fn add_client(store: &SqliteStore, pepper: &Pepper, n: u32) -> String {
         let key = secrets::generate_api_key();

@@ -9,7 +9,7 @@ use moka::future::Cache;
 use super::jwt::ClientRef;
 use super::{AuthFailure, Principal};
 use crate::config::CacheSettings;
-use crate::store::{AuthType, Client, Status, Store, StoreError};
+use crate::store::{AuthType, Client, Store, StoreError};
 use crate::telemetry::Metrics;
 
 type Lookup = super::cache::Lookup<Principal>;
@@ -70,17 +70,9 @@ async fn load(store: &dyn Store, r: &ClientRef) -> Result<Lookup, StoreError> {
     let Some(client) = client else {
         return Ok(Lookup::Unknown);
     };
-    let subscriptions = store
-        .list_subscriptions(Some(&client.id))
-        .await?
-        .into_iter()
-        .map(|s| (s.service, (s.id, s.plan)))
-        .collect();
-    Ok(Lookup::Found(Arc::new(Principal {
-        client_id: client.id,
-        client_name: client.name,
-        active: client.status == Status::Active,
-        scopes: client.scopes,
+    let subscriptions = store.list_subscriptions(Some(&client.id)).await?;
+    Ok(Lookup::Found(Arc::new(Principal::new(
+        client,
         subscriptions,
-    })))
+    ))))
 }

@@ -13,27 +13,73 @@ pub mod usage;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 use crate::config::{AuthPolicy, CredentialKind};
 use crate::proxy::reject::Rejection;
-use crate::store::{now, ChangeListener};
+use crate::store::{now, ChangeListener, Client, Status, Subscription};
 use crate::telemetry::Metrics;
 use api_key::ApiKeyAuth;
 use clients::ClientDirectory;
 use jwt::{JwtAuth, TokenError};
 use usage::UsageRecorder;
 
-/// The client behind a credential, with what authorization needs.
+/// The client behind a credential, with what authorization needs and the
+/// identity headers for the upstream, built once per cached principal.
 #[derive(Debug)]
 pub struct Principal {
     pub client_id: String,
     pub client_name: String,
     pub active: bool,
     pub scopes: Vec<String>,
-    /// service -> (subscription id, plan)
-    pub subscriptions: HashMap<String, (String, Option<String>)>,
+    /// by service name
+    pub subscriptions: HashMap<String, Subscribed>,
+    /// `X-Consumer-Id`, `X-Consumer-Name` values.
+    pub id_header: HeaderValue,
+    pub name_header: HeaderValue,
+}
+
+/// One subscription of a principal.
+#[derive(Debug)]
+pub struct Subscribed {
+    pub id: String,
+    pub plan: Option<String>,
+    /// `X-Subscription-Id` value.
+    pub header: HeaderValue,
+    /// The rate-limit counter of this subscription.
+    pub limit_key: String,
+}
+
+/// A header value of stored text: names may hold any UTF-8 but control
+/// characters (the admin API refuses those), sent as opaque octets.
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_bytes(text.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+impl Principal {
+    pub fn new(client: Client, subscriptions: Vec<Subscription>) -> Principal {
+        Principal {
+            id_header: header_value(&client.id),
+            name_header: header_value(&client.name),
+            subscriptions: subscriptions
+                .into_iter()
+                .map(|s| {
+                    let sub = Subscribed {
+                        header: header_value(&s.id),
+                        limit_key: format!("sub:{}", s.id),
+                        id: s.id,
+                        plan: s.plan,
+                    };
+                    (s.service, sub)
+                })
+                .collect(),
+            active: client.status == Status::Active,
+            client_id: client.id,
+            client_name: client.name,
+            scopes: client.scopes,
+        }
+    }
 }
 
 /// A request whose credential checked out.

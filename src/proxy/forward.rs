@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 use crate::config::IpNet;
@@ -18,12 +18,13 @@ const HOP_BY_HOP: &[&str] = &[
     "trailer",
 ];
 
-/// Headers the gateway adds after authentication.
-#[derive(Debug, Default, Clone)]
+/// The identity headers the gateway adds after authentication (values
+/// built once per cached principal; a clone shares them).
+#[derive(Debug, Clone)]
 pub struct Identity {
-    pub consumer_id: String,
-    pub consumer_name: String,
-    pub subscription_id: String,
+    pub consumer_id: HeaderValue,
+    pub consumer_name: HeaderValue,
+    pub subscription_id: HeaderValue,
 }
 
 pub struct ForwardContext<'a> {
@@ -109,9 +110,9 @@ pub fn rewrite_upstream_request(
     req.insert_header("x-request-id", fx.request_id)?;
 
     if let Some(id) = fx.identity {
-        req.insert_header("x-consumer-id", id.consumer_id.as_str())?;
-        req.insert_header("x-consumer-name", id.consumer_name.as_str())?;
-        req.insert_header("x-subscription-id", id.subscription_id.as_str())?;
+        req.insert_header("x-consumer-id", id.consumer_id.clone())?;
+        req.insert_header("x-consumer-name", id.consumer_name.clone())?;
+        req.insert_header("x-subscription-id", id.subscription_id.clone())?;
     }
     Ok(())
 }
@@ -191,9 +192,9 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
         ]);
         let id = Identity {
-            consumer_id: "c1".into(),
-            consumer_name: "n".into(),
-            subscription_id: "s1".into(),
+            consumer_id: HeaderValue::from_static("c1"),
+            consumer_name: HeaderValue::from_static("n"),
+            subscription_id: HeaderValue::from_static("s1"),
         };
         rewrite_upstream_request(&mut r, &ctx(&h, &[], Some(&id))).unwrap();
         assert_eq!(r.uri.to_string(), "/a/b?x=1");

@@ -285,19 +285,9 @@ impl Gateway {
             self.metrics.auth_failure(r.code());
         })?;
         if let RouteTarget::Service(service) = &route.target {
-            let plan = authenticated
-                .principal
-                .subscriptions
-                .get(&service.name)
-                .and_then(|(_, plan)| plan.as_deref());
-            ctx.rate_limit = self
-                .limit(
-                    &snapshot.plans,
-                    &service.name,
-                    &identity.subscription_id,
-                    plan,
-                )
-                .await?;
+            if let Some(sub) = authenticated.principal.subscriptions.get(&service.name) {
+                ctx.rate_limit = self.limit(&snapshot.plans, &service.name, sub).await?;
+            }
         }
         ctx.identity = Some(identity);
         Ok(())
@@ -308,16 +298,15 @@ impl Gateway {
         &self,
         plans: &Plans,
         service: &str,
-        subscription_id: &str,
-        plan: Option<&str>,
+        sub: &crate::auth::Subscribed,
     ) -> Result<Option<Decision>, Rejection> {
-        let (name, policy) = match plans.choose(plan) {
+        let (name, policy) = match plans.choose(sub.plan.as_deref()) {
             PlanChoice::Unlimited => return Ok(None),
             PlanChoice::Limited(name, policy) => (name, policy),
             PlanChoice::Unknown(name) => {
                 // a plan removed from the configuration while subscriptions
                 // still name it: refuse rather than lift every limit
-                tracing::error!(plan = %name, subscription = %subscription_id, "subscription names a plan the configuration lacks; refusing");
+                tracing::error!(plan = %name, subscription = %sub.id, "subscription names a plan the configuration lacks; refusing");
                 self.metrics
                     .rate_limited
                     .with_label_values(&[service, name.as_str()])
@@ -331,8 +320,7 @@ impl Gateway {
                 }));
             }
         };
-        let key = format!("sub:{subscription_id}");
-        let decision = self.limiter.check(&key, &policy, 1).await;
+        let decision = self.limiter.check(&sub.limit_key, &policy, 1).await;
         if !decision.allowed {
             self.metrics
                 .rate_limited

@@ -101,6 +101,27 @@ fn a_subscribed_key_passes_with_identity_headers() {
 }
 
 #[test]
+fn a_client_name_beyond_ascii_reaches_the_upstream_as_its_utf8_bytes() {
+    let s = setup("");
+    let name = "Café Zürich ☕";
+    let c = s
+        .admin
+        .create_client(json!({"name": name, "auth_type": "api_key"}));
+    let (status, _) = s.admin.post(
+        "/subscriptions",
+        json!({"client_id": c["id"], "service": "orders"}),
+    );
+    assert_eq!(status, 201);
+    let (status, _, _) = get(&s.gw, "/orders/1", c["api_key"]["key"].as_str());
+    assert_eq!(status, 200);
+    let seen = s.up.requests().pop().unwrap();
+    assert_eq!(
+        seen.headers.get("x-consumer-name").map(|v| v.as_bytes()),
+        Some(name.as_bytes())
+    );
+}
+
+#[test]
 fn subscription_and_scope_decide() {
     let s = setup("");
     let (status, body, _) = get(&s.gw, "/billing", Some(&s.key));
