@@ -273,3 +273,42 @@ fn a_graceful_upgrade_under_load_refuses_and_resets_nothing() {
         "the last process removes its pid file"
     );
 }
+
+#[test]
+fn a_request_in_flight_during_a_reload_finishes_on_its_configuration() {
+    let up = Upstream::start("orders");
+    let config = format!(
+        "{}  - {{ name: slow, match: {{ path_prefix: /slow }}, service: orders, auth: public }}\n",
+        body(&up, "v0")
+    );
+    let gw = Gateway::start(&config);
+    let slow = {
+        let url = gw.url("/slow/1500");
+        std::thread::spawn(move || client().get(url).send().map(|r| r.status().as_u16()))
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || up.count() == 1),
+        "the slow request reached the upstream"
+    );
+    // the new configuration no longer has the route the request is on
+    let path = gw.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let without = text
+        .lines()
+        .filter(|l| !l.contains("name: slow,"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, without).unwrap();
+    let (status, v) = Admin::new(&gw).post("/reload", serde_json::json!({}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        client().get(gw.url("/slow/1")).send().unwrap().status(),
+        404,
+        "new requests see the new configuration"
+    );
+    assert_eq!(
+        slow.join().unwrap().unwrap(),
+        200,
+        "the request in flight finished on the route it started on"
+    );
+}
