@@ -105,9 +105,14 @@ impl Pepper {
 
     /// HMAC-SHA256(pepper, secret), hex-encoded: what the store keeps.
     pub fn hash(&self, secret: &str) -> String {
+        to_hex(&self.digest(secret))
+    }
+
+    /// The same HMAC as raw bytes (a cache key that costs no allocation).
+    pub fn digest(&self, secret: &str) -> [u8; 32] {
         let mut mac = self.0.clone();
         mac.update(secret.as_bytes());
-        to_hex(&mac.finalize().into_bytes())
+        mac.finalize().into_bytes().into()
     }
 
     /// Constant-time check of a presented secret against a stored hash.

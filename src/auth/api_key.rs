@@ -28,7 +28,8 @@ type Lookup = super::cache::Lookup<KeyRecord>;
 pub struct ApiKeyAuth {
     store: Arc<dyn Store>,
     pepper: Pepper,
-    cache: Cache<String, Lookup>,
+    /// by HMAC of the key (the store's hash, before hex encoding)
+    cache: Cache<[u8; 32], Lookup>,
     metrics: Arc<Metrics>,
 }
 
@@ -53,12 +54,11 @@ impl ApiKeyAuth {
         if !secrets::well_formed(presented, secrets::API_KEY_PREFIX) {
             return Err(AuthFailure::MalformedKey);
         }
-        let hash = self.pepper.hash(presented);
+        let digest = self.pepper.digest(presented);
         let store = self.store.clone();
-        let h = hash.clone();
         let lookup =
-            super::cache::lookup(&self.cache, hash, &self.metrics, "api_key", async move {
-                load(store.as_ref(), &h).await
+            super::cache::lookup(&self.cache, digest, &self.metrics, "api_key", async move {
+                load(store.as_ref(), &secrets::to_hex(&digest)).await
             })
             .await?;
         match lookup {

@@ -109,7 +109,7 @@ pub enum ClientRef {
 #[derive(Debug)]
 pub struct VerifiedToken {
     pub client: ClientRef,
-    pub scopes: Vec<String>,
+    pub scopes: Arc<[String]>,
     pub exp: u64,
     pub jti: Option<String>,
 }
@@ -622,14 +622,14 @@ impl JwtAuth {
                 ClientRef::External(name.clone(), value.ok_or(TokenError::BadClaims)?)
             }
         };
-        let scopes = match (&claims.scope, &claims.scp) {
+        let scopes: Vec<String> = match (&claims.scope, &claims.scp) {
             (Some(s), _) => s.split_whitespace().map(str::to_string).collect(),
             (None, Some(list)) => list.clone(),
             (None, None) => Vec::new(),
         };
         Ok(VerifiedToken {
             client,
-            scopes,
+            scopes: scopes.into(),
             exp: claims.exp,
             jti: claims.jti,
         })

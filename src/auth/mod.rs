@@ -32,7 +32,7 @@ pub struct Principal {
     pub client_id: String,
     pub client_name: String,
     pub active: bool,
-    pub scopes: Vec<String>,
+    pub scopes: Arc<[String]>,
     /// by service name
     pub subscriptions: HashMap<String, Subscribed>,
     /// `X-Consumer-Id`, `X-Consumer-Name` values.
@@ -77,7 +77,7 @@ impl Principal {
             active: client.status == Status::Active,
             client_id: client.id,
             client_name: client.name,
-            scopes: client.scopes,
+            scopes: client.scopes.into(),
         }
     }
 }
@@ -86,8 +86,9 @@ impl Principal {
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub principal: Arc<Principal>,
-    /// The scopes the credential carries (for an API key: its client's).
-    pub scopes: Vec<String>,
+    /// The scopes the credential carries (for an API key: its client's);
+    /// shared with the cached principal or token, not copied per request.
+    pub scopes: Arc<[String]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,22 +196,20 @@ impl Authenticator {
         kinds: &[CredentialKind],
         api_key_header: &HeaderName,
     ) -> Result<Authenticated, AuthFailure> {
-        let keys: Vec<_> = req.headers.get_all(api_key_header).iter().collect();
-        let authz: Vec<_> = req
-            .headers
-            .get_all(http::header::AUTHORIZATION)
-            .iter()
-            .collect();
-        if keys.len() > 1 || authz.len() > 1 {
+        // at most one of each header (counted without collecting)
+        let mut keys = req.headers.get_all(api_key_header).iter();
+        let mut authz = req.headers.get_all(http::header::AUTHORIZATION).iter();
+        let (key, authz_value) = (keys.next(), authz.next());
+        if keys.next().is_some() || authz.next().is_some() {
             return Err(AuthFailure::Ambiguous("more than one credential header"));
         }
-        let bearer = authz.first().map(|v| v.as_bytes()).filter(|v| {
+        let bearer = authz_value.map(|v| v.as_bytes()).filter(|v| {
             v.len() >= 6 && v[..6].eq_ignore_ascii_case(b"bearer") && (v.len() == 6 || v[6] == b' ')
         });
-        if bearer.is_some() && !keys.is_empty() {
+        if bearer.is_some() && key.is_some() {
             return Err(AuthFailure::Ambiguous("more than one credential"));
         }
-        if let Some(key) = keys.first() {
+        if let Some(key) = key {
             if !kinds.contains(&CredentialKind::ApiKey) {
                 return Err(AuthFailure::NotAccepted(
                     "this route does not accept API keys",
