@@ -63,15 +63,6 @@ fn get(gw: &Gateway, path: &str, key: Option<&str>) -> (u16, Value, reqwest::hea
     (status, r.json().unwrap_or(Value::Null), headers)
 }
 
-fn metric(gw: &Gateway, line_prefix: &str) -> f64 {
-    gw.metrics_text()
-        .lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn a_subscribed_key_passes_with_identity_headers() {
     let s = setup("");
@@ -221,16 +212,11 @@ fn malformed_keys_never_reach_the_cache_or_store() {
     let big = "tg_".to_string() + &"A".repeat(5000);
     assert_eq!(get(&s.gw, "/orders", Some(&big)).0, 401);
     assert_eq!(
-        metric(&s.gw, "tollgate_cache_lookups_total"),
+        s.gw.metric("tollgate_cache_lookups_total"),
         0.0,
         "no cache lookup for a malformed key"
     );
-    assert!(
-        metric(
-            &s.gw,
-            "tollgate_auth_failures_total{reason=\"malformed_key\"}"
-        ) >= 5.0
-    );
+    assert!(s.gw.metric("tollgate_auth_failures_total{reason=\"malformed_key\"}") >= 5.0);
     let (_, body, _) = get(&s.gw, "/orders", Some(&typo));
     assert_eq!(body["error_description"], "malformed API key");
     assert!(!body.to_string().contains(&typo));
@@ -309,10 +295,5 @@ fn usage_is_recorded_in_batches() {
         keys["keys"][0]["use_count"] == 7 && keys["keys"][0]["last_used_at"].as_i64().is_some()
     });
     assert!(recorded, "use_count and last_used_at reach the store");
-    assert!(
-        metric(
-            &s.gw,
-            "tollgate_cache_lookups_total{cache=\"api_key\",result=\"hit\"}"
-        ) >= 6.0
-    );
+    assert!(s.gw.metric("tollgate_cache_lookups_total{cache=\"api_key\",result=\"hit\"}") >= 6.0);
 }

@@ -90,15 +90,6 @@ fn time_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> 
     None
 }
 
-fn metric(gw: &Gateway, name: &str) -> f64 {
-    gw.metrics_text()
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn a_revocation_on_one_node_is_refused_on_the_others_within_two_seconds() {
     let Some(db) = fresh_database() else { return };
@@ -157,7 +148,7 @@ fn a_revocation_on_one_node_is_refused_on_the_others_within_two_seconds() {
         );
     }
     assert!(
-        metric(&b, "tollgate_invalidation_lag_seconds_count") >= 100.0,
+        b.metric("tollgate_invalidation_lag_seconds_count") >= 100.0,
         "B measured the lag of every change it applied"
     );
 }

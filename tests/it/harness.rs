@@ -262,6 +262,17 @@ impl Gateway {
         }
     }
 
+    /// The value of the first metric line starting with `line_prefix`
+    /// (name and labels), 0 when there is none.
+    pub fn metric(&self, line_prefix: &str) -> f64 {
+        self.metrics_text()
+            .lines()
+            .find(|l| l.starts_with(line_prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub fn metrics_text(&self) -> String {
         http_get(&format!("http://{}/metrics", self.metrics)).2
     }

@@ -34,15 +34,6 @@ fn version(gw: &Gateway) -> String {
     http_get(&gw.url("/version")).2
 }
 
-fn metric(gw: &Gateway, line_prefix: &str) -> f64 {
-    gw.metrics_text()
-        .lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Requests from `threads` threads until stopped: every outcome that is
 /// not a 200 is kept (status or error), with the number of 200s.
 struct Load {
@@ -138,11 +129,11 @@ fn twenty_reloads_under_load_fail_no_request() {
     );
     assert!(ok > 100, "the load ran ({ok} requests)");
     assert_eq!(
-        metric(&gw, "tollgate_config_reloads_total{result=\"ok\"}"),
+        gw.metric("tollgate_config_reloads_total{result=\"ok\"}"),
         20.0
     );
     assert_eq!(
-        metric(&gw, "tollgate_config_reloads_total{result=\"error\"}"),
+        gw.metric("tollgate_config_reloads_total{result=\"error\"}"),
         0.0
     );
 }
@@ -172,10 +163,9 @@ fn a_configuration_that_fails_to_load_is_refused_and_the_old_one_serves() {
     );
     gw.signal("HUP");
     assert!(
-        eventually(Duration::from_secs(5), || metric(
-            &gw,
-            "tollgate_config_reloads_total{result=\"error\"}"
-        ) == 2.0),
+        eventually(Duration::from_secs(5), || gw
+            .metric("tollgate_config_reloads_total{result=\"error\"}")
+            == 2.0),
         "both refusals are counted"
     );
     assert_eq!(version(&gw), "v0");

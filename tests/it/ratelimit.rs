@@ -69,15 +69,6 @@ fn get(gw: &Gateway, key: &str) -> Answer {
     }
 }
 
-fn metric(gw: &Gateway, line_prefix: &str) -> f64 {
-    gw.metrics_text()
-        .lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Requests from `threads` threads per gateway, round robin over
 /// `gateways`, for `run`: the instants (since the first request) of the
 /// answers that passed, and the number refused.
@@ -169,10 +160,7 @@ fn a_plan_limits_a_subscription_smoothly_and_says_so_in_headers() {
         1 + passed.len(),
         "refused requests never reach the upstream"
     );
-    let counted = metric(
-        &gw,
-        "tollgate_rate_limited_total{plan=\"basic\",service=\"orders\"}",
-    );
+    let counted = gw.metric("tollgate_rate_limited_total{plan=\"basic\",service=\"orders\"}");
     assert_eq!(counted as usize, refused + 1);
 }
 
@@ -270,10 +258,7 @@ fn two_gateways_enforce_one_total_limit_through_redis() {
     );
     assert!(refused > 0);
     let on = |gw: &Gateway| {
-        metric(
-            gw,
-            "tollgate_requests_total{route=\"orders\",service=\"orders\",status=\"200\"}",
-        )
+        gw.metric("tollgate_requests_total{route=\"orders\",service=\"orders\",status=\"200\"}")
     };
     assert!(
         on(&a) > 0.0 && on(&b) > 0.0,
@@ -369,18 +354,8 @@ fn a_redis_outage_fails_open_or_closed_as_configured_and_recovers() {
     assert_eq!(get(&open, "tg_not_a_key").status, 401);
     let no_key = client().get(open.url("/orders/1")).send().unwrap();
     assert_eq!(no_key.status().as_u16(), 401);
-    assert!(
-        metric(
-            &open,
-            "tollgate_rate_limit_backend_errors_total{action=\"allowed\"}"
-        ) >= 5.0
-    );
-    assert!(
-        metric(
-            &closed,
-            "tollgate_rate_limit_backend_errors_total{action=\"refused\"}"
-        ) >= 5.0
-    );
+    assert!(open.metric("tollgate_rate_limit_backend_errors_total{action=\"allowed\"}") >= 5.0);
+    assert!(closed.metric("tollgate_rate_limit_backend_errors_total{action=\"refused\"}") >= 5.0);
 
     // the same port again, empty: counting resumes without a restart
     let _redis = PrivateRedis::start(port);
@@ -404,18 +379,7 @@ fn a_redis_outage_fails_open_or_closed_as_configured_and_recovers() {
 #[test]
 fn rotating_x_forwarded_for_does_not_escape_the_per_address_limit() {
     let gw = Gateway::start("auth:\n  tokens: { issuer: \"http://tollgate.test\" }\n");
-    let mut statuses = Vec::new();
-    for i in 0..60 {
-        // a different unknown client each time, so only the address limit applies
-        let r = client()
-            .post(gw.url("/oauth2/token"))
-            .header("x-forwarded-for", format!("198.51.100.{i}"))
-            .basic_auth(format!("cli_unknown{i}"), Some("wrong"))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .unwrap();
-        statuses.push(r.status().as_u16());
-    }
+    let statuses: Vec<u16> = (0..60).map(|i| wrong_secret_from(&gw, i)).collect();
     let failed = statuses.iter().filter(|s| **s == 401).count();
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!((failed, limited), (50, 10), "{statuses:?}");
@@ -425,19 +389,27 @@ fn rotating_x_forwarded_for_does_not_escape_the_per_address_limit() {
         "SERVER_EXTRA:\n  trusted_proxies: [127.0.0.1/32]\nauth:\n  tokens: { issuer: \"http://tollgate.test\" }\n",
     );
     for i in 0..60 {
-        let r = client()
-            .post(gw.url("/oauth2/token"))
-            .header("x-forwarded-for", format!("198.51.100.{i}"))
-            .basic_auth(format!("cli_unknown{i}"), Some("wrong"))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .unwrap();
         assert_eq!(
-            r.status().as_u16(),
+            wrong_secret_from(&gw, i),
             401,
             "each forwarded address has its own allowance"
         );
     }
+}
+
+/// A token request with a wrong secret for the unknown client `i`,
+/// claiming (X-Forwarded-For) to come from address `i`: only the
+/// per-address limit applies.
+fn wrong_secret_from(gw: &Gateway, i: u32) -> u16 {
+    client()
+        .post(gw.url("/oauth2/token"))
+        .header("x-forwarded-for", format!("198.51.100.{i}"))
+        .basic_auth(format!("cli_unknown{i}"), Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[test]
