@@ -2,20 +2,7 @@
 
 use std::process::Command;
 
-use crate::harness::{bin, free_port, repo_path};
-
-fn check(path: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(["check-config", "--config"])
-        .arg(path)
-        .output()
-        .expect("run check-config");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::harness::{bin, check_config as check, free_port, repo_path};
 
 #[test]
 fn every_shipped_config_checks() {

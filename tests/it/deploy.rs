@@ -15,7 +15,8 @@ use serde_json::{json, Value as Json};
 use serde_yaml::Value as Yaml;
 
 use crate::harness::{
-    bin, client, closed_port, eventually, free_port, http_get, repo_path, Admin, Gateway, Upstream,
+    bin, check_config, client, closed_port, eventually, free_port, http_get, repo_path, Admin,
+    Gateway, Upstream,
 };
 
 // ---------------------------------------------------------------------------
@@ -66,21 +67,8 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// `tollgate check-config`: (exit code, stderr).
-fn check_config(path: &Path) -> (i32, String) {
-    let out = Command::new(bin())
-        .args(["check-config", "--config"])
-        .arg(path)
-        .output()
-        .expect("run check-config");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn assert_config_ok(path: &Path) {
-    let (code, err) = check_config(path);
+    let (code, _, err) = check_config(path);
     assert_eq!(code, 0, "check-config {}: {err}", path.display());
 }
 
@@ -1588,7 +1576,7 @@ fn the_configmap_config_passes_check_config() {
     // Upstream names are resolved when the configuration loads; the
     // cluster's Service names do not resolve here, so that error, and only
     // that one, is expected outside a cluster.
-    let (code, err) = check_config(&as_shipped);
+    let (code, _, err) = check_config(&as_shipped);
     if code != 0 {
         assert_eq!(code, 2, "{err}");
         for line in err.lines() {

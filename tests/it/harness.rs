@@ -166,6 +166,20 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tollgate")
 }
 
+/// `tollgate check-config --config PATH`: (exit code, stdout, stderr).
+pub fn check_config(path: &Path) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .expect("run check-config");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub struct GatewayBuilder {
     body: String,
     extra_args: Vec<String>,
