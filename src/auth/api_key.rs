@@ -78,6 +78,11 @@ impl ApiKeyAuth {
     }
 
     /// Drop every cached record of this client (admin changes).
+    /// Drop every cached record.
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
     pub fn invalidate_client(&self, client_id: &str) {
         let id = client_id.to_string();
         let _ = self.cache.invalidate_entries_if(move |_, v| match v {

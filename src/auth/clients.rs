@@ -47,6 +47,11 @@ impl ClientDirectory {
         }
     }
 
+    /// Drop every cached client.
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
     pub fn invalidate_client(&self, client_id: &str) {
         let id = client_id.to_string();
         let _ = self.cache.invalidate_entries_if(move |k, v| match (k, v) {

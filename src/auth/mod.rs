@@ -246,6 +246,15 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// Forget every cached credential: the next request of each goes to
+    /// the store.
+    pub fn forget_all(&self) {
+        self.api_keys.invalidate_all();
+        self.clients.invalidate_all();
+    }
+}
+
 impl ChangeListener for Authenticator {
     fn client_changed(&self, client_id: &str) {
         self.api_keys.invalidate_client(client_id);

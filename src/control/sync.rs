@@ -44,6 +44,10 @@ impl ChangeSink for CacheSync {
                 let (jwt, jti) = (t.jwt.clone(), change.target.clone());
                 tokio::spawn(async move { jwt.revoke_jti(&jti).await });
             }
+            ChangeKind::Other => {
+                tracing::warn!(seq = change.seq, "a change of a kind this version does not know; dropping every cached credential");
+                t.auth.forget_all();
+            }
             ChangeKind::SigningKey => {
                 let oauth = t.oauth.clone();
                 tokio::spawn(async move {

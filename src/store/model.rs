@@ -196,6 +196,10 @@ pub enum ChangeKind {
     SigningKey,
     /// A revoked token; target = jti.
     Token,
+    /// A kind this version does not know (written by a newer one during a
+    /// rolling upgrade): followers drop every cached credential rather than
+    /// stall or guess.
+    Other,
 }
 
 impl ChangeKind {
@@ -204,6 +208,7 @@ impl ChangeKind {
             ChangeKind::Client => "client",
             ChangeKind::SigningKey => "signing_key",
             ChangeKind::Token => "token",
+            ChangeKind::Other => "other",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

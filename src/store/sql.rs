@@ -236,7 +236,7 @@ fn change_from(row: &impl StoreRow) -> StoreResult<Change> {
     Ok(Change {
         seq: row.int("seq")?,
         at_ms: row.int("at_ms")?,
-        kind: ChangeKind::parse(&kind).ok_or_else(|| corrupt("change kind", &kind))?,
+        kind: ChangeKind::parse(&kind).unwrap_or(ChangeKind::Other),
         target: row.text("target")?,
     })
 }

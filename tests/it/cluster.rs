@@ -151,6 +151,27 @@ fn a_revocation_on_one_node_is_refused_on_the_others_within_two_seconds() {
         b.metric("tollgate_invalidation_lag_seconds_count") >= 100.0,
         "B measured the lag of every change it applied"
     );
+
+    // a change of a kind a newer version might write: followers drop their
+    // caches and go on, they do not stall on it
+    let (later_client, later_key) = keyed_client(&admin);
+    assert_eq!(with_key(&c, &later_key), 200);
+    runtime().block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO changes (at, at_ms, kind, target) VALUES (0, 0, 'from_the_future', 'x')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    });
+    let (status, _) = admin.post(&format!("/clients/{later_client}/revoke"), json!({}));
+    assert_eq!(status, 200);
+    assert!(
+        time_until(Duration::from_secs(2), || with_key(&c, &later_key) == 401).is_some(),
+        "changes after an unknown one still arrive"
+    );
 }
 
 #[test]
