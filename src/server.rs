@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{ExecutionPhase, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
@@ -251,6 +251,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    watch_for_drain(server.watch_execution_phase(), draining.clone());
     if let Some(pid) = old_pid {
         // the old process connects to the upgrade socket (retrying) while
         // bootstrap below waits for its listeners
@@ -268,6 +270,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         metrics: metrics.clone(),
         inflight: inflight.clone(),
         limiter: limiter.clone(),
+        draining,
     };
     let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
     let app = GuardedApp {
@@ -383,6 +386,27 @@ struct UsageFlusher {
 }
 
 const USAGE_FLUSH: Duration = Duration::from_secs(2);
+
+/// Sets `draining` when Pingora starts handing the sockets to a new
+/// process (graceful upgrade) or shutting down.
+fn watch_for_drain(
+    mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    std::thread::spawn(move || loop {
+        match phases.blocking_recv() {
+            Ok(
+                ExecutionPhase::GracefulUpgradeTransferringFds
+                | ExecutionPhase::GracefulUpgradeCloseTimeout
+                | ExecutionPhase::GracefulTerminate
+                | ExecutionPhase::ShutdownStarted,
+            ) => draining.store(true, std::sync::atomic::Ordering::Relaxed),
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    });
+}
 
 /// How often the change feed is read even without a notification (the
 /// only way on SQLite; a safety net on PostgreSQL). Revocations reach every

@@ -79,6 +79,10 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub inflight: Arc<InFlight>,
     pub limiter: Arc<Limiter>,
+    /// Set once this process hands its sockets to a new one or is told to
+    /// stop: every answer then closes its connection, so no keep-alive
+    /// connection is left idle for the shutdown to drop under a client.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct RequestCtx {
@@ -373,6 +377,9 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
+        if self.draining.load(Ordering::Relaxed) {
+            session.set_keepalive(None);
+        }
         ctx.request_id = match session.req_header().headers.get("x-request-id") {
             Some(v) if acceptable_request_id(v.as_bytes()) => {
                 String::from_utf8_lossy(v.as_bytes()).into_owned()

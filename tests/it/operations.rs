@@ -222,7 +222,9 @@ fn a_graceful_upgrade_under_load_refuses_and_resets_nothing() {
         200
     );
 
-    let load = Load::start(old.url("/orders/1"), 4, true);
+    // clients on fresh connections and on kept-alive ones
+    let fresh = Load::start(old.url("/orders/1"), 2, true);
+    let kept = Load::start(old.url("/orders/2"), 2, false);
     std::thread::sleep(Duration::from_millis(300));
     let mut new = old.spawn_beside(&old.config_path(), &["--pid-file", pid_arg, "--upgrade"]);
     assert!(
@@ -237,14 +239,19 @@ fn a_graceful_upgrade_under_load_refuses_and_resets_nothing() {
     assert!(exited.success(), "{exited}");
     let handed_over = Instant::now();
     std::thread::sleep(Duration::from_millis(500));
-    let (ok, failures) = load.finish();
-    assert!(
-        failures.is_empty(),
-        "{} requests failed during the upgrade: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    assert!(ok > 100, "the load ran ({ok} requests)");
+    for (load, kind) in [(fresh, "fresh"), (kept, "kept-alive")] {
+        let (ok, failures) = load.finish();
+        assert!(
+            failures.is_empty(),
+            "{} requests on {kind} connections failed during the upgrade: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        assert!(
+            ok > 100,
+            "the load on {kind} connections ran ({ok} requests)"
+        );
+    }
     assert!(handed_over.elapsed() < Duration::from_secs(5));
     assert_eq!(
         client().get(new.url("/orders/1")).send().unwrap().status(),
