@@ -46,6 +46,16 @@ pub fn old_process(pid_file: &Path) -> Result<i32, String> {
             pid_file.display()
         )
     })?;
+    // a stale pid file may name a pid the system has since reused: never
+    // send SIGQUIT (whose default is to kill) to anything but a gateway
+    if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+        if !cmdline.split(|b| *b == 0).any(|arg| arg == b"serve") {
+            return Err(format!(
+                "process {pid} from {} is not a `tollgate serve`; refusing to signal it",
+                pid_file.display()
+            ));
+        }
+    }
     Ok(pid)
 }
 
@@ -94,4 +104,46 @@ pub fn bind_shared(
     socket.bind(&addr.into()).map_err(err)?;
     socket.listen(1024).map_err(err)?;
     Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_running_gateway_is_asked_to_hand_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tollgate.pid");
+        assert!(old_process(&file).unwrap_err().contains("cannot read"));
+
+        std::fs::write(&file, "not a pid").unwrap();
+        assert!(old_process(&file).unwrap_err().contains("does not hold"));
+
+        std::fs::write(&file, std::process::id().to_string()).unwrap();
+        assert!(old_process(&file).unwrap_err().contains("no other process"));
+
+        // a live process that is not a gateway (a reused pid)
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::fs::write(&file, other.id().to_string()).unwrap();
+        let refused = old_process(&file).unwrap_err();
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert!(refused.contains("not a `tollgate serve`"), "{refused}");
+
+        // and one that is gone
+        assert!(old_process(&file).unwrap_err().contains("not running"));
+    }
+
+    #[test]
+    fn the_upgrade_socket_sits_beside_the_pid_file() {
+        let admin: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+        assert_eq!(
+            socket_path(Some(Path::new("/run/tollgate/tollgate.pid")), admin),
+            "/run/tollgate/tollgate.pid.upgrade.sock"
+        );
+        assert_eq!(socket_path(None, admin), "/tmp/tollgate-upgrade-8081.sock");
+    }
 }
