@@ -285,15 +285,14 @@ impl Gateway {
         };
         ctx.span
             .record("client", authenticated.principal.client_id.as_str());
-        let identity = crate::authz::authorize(&authenticated, route).inspect_err(|r| {
+        let authorized = crate::authz::authorize(&authenticated, route).inspect_err(|r| {
             self.metrics.auth_failure(r.code());
         })?;
-        if let RouteTarget::Service(service) = &route.target {
-            if let Some(sub) = authenticated.principal.subscriptions.get(&service.name) {
-                ctx.rate_limit = self.limit(&snapshot.plans, &service.name, sub).await?;
-            }
+        if let Some(sub) = authorized.subscription {
+            let service = route.service_name();
+            ctx.rate_limit = self.limit(&snapshot.plans, service, sub).await?;
         }
-        ctx.identity = Some(identity);
+        ctx.identity = Some(authorized.identity);
         Ok(())
     }
 
