@@ -109,7 +109,7 @@ fn load_pepper(store: &StoreSettings) -> Result<Pepper, StartError> {
     Ok(Pepper::new(bytes))
 }
 
-fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
+pub(crate) fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, what, source })
 }
 

@@ -92,10 +92,10 @@ pub fn bind_shared(
     what: &'static str,
     exclusive_check: bool,
 ) -> Result<TcpListener, StartError> {
-    let err = |source: std::io::Error| StartError::Bind { addr, what, source };
     if exclusive_check {
-        drop(TcpListener::bind(addr).map_err(err)?);
+        drop(crate::server::bind(addr, what)?);
     }
+    let err = |source: std::io::Error| StartError::Bind { addr, what, source };
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
         .map_err(err)?;
