@@ -255,15 +255,7 @@ fn external_and_builtin_tokens_pass() {
     let mut admin_claims = claims;
     admin_claims["scope"] = json!("orders:read orders:admin");
     let t2 = sign(&w.builtin, json!({"kid": w.builtin.kid}), admin_claims);
-    assert_eq!(
-        client()
-            .get(w.gw.url("/orders-admin"))
-            .bearer_auth(&t2)
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(w.gw.bearer_status("/orders-admin", &t2), 200);
 }
 
 #[test]

@@ -46,24 +46,6 @@ fn node(up: &Upstream, db_url: &str) -> Gateway {
         .start()
 }
 
-fn with_key(gw: &Gateway, key: &str) -> u16 {
-    client()
-        .get(gw.url("/orders/1"))
-        .header("x-api-key", key)
-        .send()
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
-fn with_token(gw: &Gateway, token: &str) -> u16 {
-    client()
-        .get(gw.url("/orders/1"))
-        .bearer_auth(token)
-        .send()
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
 /// An API-key client subscribed to `orders`: (client id, key).
 fn keyed_client(admin: &Admin) -> (String, String) {
     let c = admin.create_client(json!({"name": "Shop", "auth_type": "api_key"}));
@@ -102,7 +84,7 @@ fn a_revocation_on_one_node_is_refused_on_the_others_within_two_seconds() {
     let (first_id, key) = keyed_client(&admin);
     for gw in [&a, &b, &c] {
         assert_eq!(
-            with_key(gw, &key),
+            gw.key_status("/orders/1", &key),
             200,
             "a client created on A works everywhere"
         );
@@ -115,15 +97,17 @@ fn a_revocation_on_one_node_is_refused_on_the_others_within_two_seconds() {
         let (status, k) = admin.post(&format!("/clients/{client_id}/keys"), json!({}));
         assert_eq!(status, 201, "{k}");
         let key = k["key"].as_str().unwrap().to_string();
-        assert_eq!(with_key(&b, &key), 200);
-        assert_eq!(with_key(&b, &key), 200, "now cached on B");
+        assert_eq!(b.key_status("/orders/1", &key), 200);
+        assert_eq!(b.key_status("/orders/1", &key), 200, "now cached on B");
         let (status, _) = admin.post(
             &format!("/keys/{}/revoke", k["id"].as_str().unwrap()),
             json!({}),
         );
         assert_eq!(status, 200);
-        let lag = time_until(Duration::from_secs(5), || with_key(&b, &key) == 401)
-            .expect("a revoked key is refused on B");
+        let lag = time_until(Duration::from_secs(5), || {
+            b.key_status("/orders/1", &key) == 401
+        })
+        .expect("a revoked key is refused on B");
         lags.push(lag);
     }
     lags.sort();
@@ -143,7 +127,9 @@ fn a_revocation_on_one_node_is_refused_on_the_others_within_two_seconds() {
     assert_eq!(status, 200);
     for gw in [&b, &c] {
         assert!(
-            time_until(Duration::from_secs(2), || with_key(gw, &key) == 401).is_some(),
+            time_until(Duration::from_secs(2), || gw.key_status("/orders/1", &key)
+                == 401)
+            .is_some(),
             "the revoked client's key is refused on every node"
         );
     }
@@ -155,7 +141,7 @@ fn a_revocation_on_one_node_is_refused_on_the_others_within_two_seconds() {
     // a change of a kind a newer version might write: followers drop their
     // caches and go on, they do not stall on it
     let (later_client, later_key) = keyed_client(&admin);
-    assert_eq!(with_key(&c, &later_key), 200);
+    assert_eq!(c.key_status("/orders/1", &later_key), 200);
     runtime().block_on(async {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
@@ -169,7 +155,10 @@ fn a_revocation_on_one_node_is_refused_on_the_others_within_two_seconds() {
     let (status, _) = admin.post(&format!("/clients/{later_client}/revoke"), json!({}));
     assert_eq!(status, 200);
     assert!(
-        time_until(Duration::from_secs(2), || with_key(&c, &later_key) == 401).is_some(),
+        time_until(Duration::from_secs(2), || c
+            .key_status("/orders/1", &later_key)
+            == 401)
+        .is_some(),
         "changes after an unknown one still arrive"
     );
 }
@@ -206,9 +195,17 @@ fn tokens_and_signing_keys_are_shared_by_every_node() {
     };
 
     let t = token_from(&a);
-    assert_eq!(with_token(&b, &t), 200, "a token issued by A verifies on B");
+    assert_eq!(
+        b.bearer_status("/orders/1", &t),
+        200,
+        "a token issued by A verifies on B"
+    );
     let t_b = token_from(&b);
-    assert_eq!(with_token(&a, &t_b), 200, "and one issued by B on A");
+    assert_eq!(
+        a.bearer_status("/orders/1", &t_b),
+        200,
+        "and one issued by B on A"
+    );
 
     // a token revoked through A is refused on B
     let r = client()
@@ -219,17 +216,26 @@ fn tokens_and_signing_keys_are_shared_by_every_node() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert!(
-        time_until(Duration::from_secs(2), || with_token(&b, &t) == 401).is_some(),
+        time_until(Duration::from_secs(2), || b.bearer_status("/orders/1", &t)
+            == 401)
+        .is_some(),
         "a token revoked on A is refused on B within 2 s"
     );
-    assert_eq!(with_token(&b, &t_b), 200, "other tokens stay valid");
+    assert_eq!(
+        b.bearer_status("/orders/1", &t_b),
+        200,
+        "other tokens stay valid"
+    );
 
     // a signing key rotated on A signs tokens that B verifies
     let (status, rotated) = admin.post("/signing-keys/rotate", json!({}));
     assert_eq!(status, 200, "{rotated}");
     let t_new = token_from(&a);
     assert!(
-        time_until(Duration::from_secs(2), || with_token(&b, &t_new) == 200).is_some(),
+        time_until(Duration::from_secs(2), || b
+            .bearer_status("/orders/1", &t_new)
+            == 200)
+        .is_some(),
         "B verifies tokens of the key rotated on A within 2 s"
     );
     let jwks: Value = client()
@@ -249,7 +255,7 @@ fn tokens_and_signing_keys_are_shared_by_every_node() {
         "B publishes the new key: {kids:?}"
     );
     assert_eq!(
-        with_token(&b, &t_b),
+        b.bearer_status("/orders/1", &t_b),
         200,
         "tokens of the previous key still pass"
     );
@@ -301,8 +307,8 @@ fn outage_scenario(db_url: &str, outage: &dyn Outage) {
     let (_, cached) = keyed_client(&admin);
     let (_, uncached) = keyed_client(&admin);
     let (revoked_id, revoked_before) = keyed_client(&admin);
-    assert_eq!(with_key(&b, &cached), 200);
-    assert_eq!(with_key(&b, &revoked_before), 200);
+    assert_eq!(b.key_status("/orders/1", &cached), 200);
+    assert_eq!(b.key_status("/orders/1", &revoked_before), 200);
     // a change made just before the outage must not be lost by B
     let (status, _) = admin.post(&format!("/clients/{revoked_id}/revoke"), json!({}));
     assert_eq!(status, 200);
@@ -310,12 +316,12 @@ fn outage_scenario(db_url: &str, outage: &dyn Outage) {
 
     for _ in 0..5 {
         assert_eq!(
-            with_key(&b, &cached),
+            b.key_status("/orders/1", &cached),
             200,
             "cached credentials keep working"
         );
         assert_eq!(
-            with_key(&b, &uncached),
+            b.key_status("/orders/1", &uncached),
             503,
             "an uncached one is 503, never 200"
         );
@@ -335,17 +341,24 @@ fn outage_scenario(db_url: &str, outage: &dyn Outage) {
 
     outage.up();
     assert!(
-        eventually(Duration::from_secs(15), || with_key(&b, &uncached) == 200),
+        eventually(Duration::from_secs(15), || b
+            .key_status("/orders/1", &uncached)
+            == 200),
         "B recovers without a restart"
     );
     assert!(
-        eventually(Duration::from_secs(5), || with_key(&b, &revoked_before)
+        eventually(Duration::from_secs(5), || b
+            .key_status("/orders/1", &revoked_before)
             == 401),
         "the revocation made before the outage reaches B"
     );
-    assert_eq!(with_key(&b, &cached), 200);
+    assert_eq!(b.key_status("/orders/1", &cached), 200);
     let (_, after) = keyed_client(&admin);
-    assert_eq!(with_key(&b, &after), 200, "A writes again and B reads it");
+    assert_eq!(
+        b.key_status("/orders/1", &after),
+        200,
+        "A writes again and B reads it"
+    );
     let (status, listed) = admin.get("/clients");
     assert_eq!(status, 200);
     assert_eq!(

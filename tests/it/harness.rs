@@ -276,6 +276,28 @@ impl Gateway {
         }
     }
 
+    /// The status of `GET path` with `Authorization: Bearer token` (0 when
+    /// no answer came).
+    pub fn bearer_status(&self, path: &str, token: &str) -> u16 {
+        client()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    /// The status of `GET path` with the API key in `X-API-Key` (0 when no
+    /// answer came).
+    pub fn key_status(&self, path: &str, key: &str) -> u16 {
+        client()
+            .get(self.url(path))
+            .header("x-api-key", key)
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
     /// The value of the first metric line starting with `line_prefix`
     /// (name and labels), 0 when there is none.
     pub fn metric(&self, line_prefix: &str) -> f64 {

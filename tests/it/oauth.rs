@@ -125,15 +125,7 @@ fn client_credentials_by_basic_and_post_and_use_at_the_proxy() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["scope"], "orders:read");
     let narrow = body["access_token"].as_str().unwrap();
-    assert_eq!(
-        client()
-            .get(s.gw.url("/write"))
-            .bearer_auth(narrow)
-            .send()
-            .unwrap()
-            .status(),
-        403
-    );
+    assert_eq!(s.gw.bearer_status("/write", narrow), 403);
 
     // RFC 6749 §2.3.1: the Basic credentials are form-encoded first
     let encoded_id = s.id.replace('_', "%5F");
@@ -380,15 +372,7 @@ fn introspection_and_revocation() {
         form_call(&s, "/oauth2/revoke", theirs, &format!("token={token}")).0,
         200
     );
-    assert_eq!(
-        client()
-            .get(s.gw.url("/orders/1"))
-            .bearer_auth(&token)
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(s.gw.bearer_status("/orders/1", &token), 200);
     // an unknown token is 200
     assert_eq!(form_call(&s, "/oauth2/revoke", me, "token=unknown").0, 200);
     // my own revocation is refused by the proxy at once
@@ -396,15 +380,7 @@ fn introspection_and_revocation() {
         form_call(&s, "/oauth2/revoke", me, &format!("token={token}")).0,
         200
     );
-    assert_eq!(
-        client()
-            .get(s.gw.url("/orders/1"))
-            .bearer_auth(&token)
-            .send()
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(s.gw.bearer_status("/orders/1", &token), 401);
     assert_eq!(
         form_call(&s, "/oauth2/introspect", me, &format!("token={token}")).1,
         json!({"active": false})
@@ -448,15 +424,7 @@ fn signing_key_rotation_keeps_old_tokens_valid() {
         "the previous key stays published"
     );
     for t in [&old, &new] {
-        assert_eq!(
-            client()
-                .get(s.gw.url("/orders/1"))
-                .bearer_auth(t)
-                .send()
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(s.gw.bearer_status("/orders/1", t), 200);
     }
     let (_, audit) = s.admin.get("/audit?limit=1");
     assert_eq!(audit["entries"][0]["action"], "signing_key.rotate");
@@ -552,15 +520,6 @@ fn eddsa_and_rs256_by_configuration() {
             jwks["keys"][0].get("d").is_none() && jwks["keys"][0].get("p").is_none(),
             "{jwks}"
         );
-        assert_eq!(
-            client()
-                .get(s.gw.url("/orders/1"))
-                .bearer_auth(token)
-                .send()
-                .unwrap()
-                .status(),
-            200,
-            "{alg}"
-        );
+        assert_eq!(s.gw.bearer_status("/orders/1", token), 200, "{alg}");
     }
 }
