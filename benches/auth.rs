@@ -15,9 +15,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate::auth::api_key::ApiKeyAuth;
 use tollgate::config::CacheSettings;
 use tollgate::secrets::{self, Pepper};
-use tollgate::store::{
-    now, Audit, AuthType, Client, NewApiKey, NewClient, SqliteStore, Status, Store,
-};
+use tollgate::store::testing::add_api_key_client;
+use tollgate::store::{now, SqliteStore, Store};
 use tollgate::telemetry::Metrics;
 
 struct Fixture {
@@ -45,47 +44,10 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
         let store = SqliteStore::open(&path).await.expect("open store");
         let mut keys = Vec::with_capacity(n);
         for i in 0..n {
-            let key = secrets::generate_api_key();
-            let id = format!("cli_{i:08}");
-            let client = Client {
-                id: id.clone(),
-                name: format!("client {i}"),
-                description: String::new(),
-                auth_type: AuthType::ApiKey,
-                scopes: vec![],
-                issuer: None,
-                external_id: None,
-                status: Status::Active,
-                created_at: now(),
-                revoked_at: None,
-            };
-            let new_key = NewApiKey {
-                id: format!("key_{i:08}"),
-                client_id: id.clone(),
-                name: "default".into(),
-                prefix: secrets::display_prefix(key.expose(), secrets::API_KEY_PREFIX),
-                hash: pepper.hash(key.expose()),
-                created_at: now(),
-                expires_at: None,
-            };
-            let audit = Audit {
-                actor: "bench".into(),
-                action: "client.create",
-                target: id,
-                detail: serde_json::json!({}),
-            };
-            store
-                .insert_client(
-                    NewClient {
-                        client,
-                        secret: None,
-                        key: Some(new_key),
-                    },
-                    audit,
-                )
+            let key = add_api_key_client(&store, &pepper, &format!("{i:08}"))
                 .await
                 .expect("insert");
-            keys.push(key.expose().to_string());
+            keys.push(key);
         }
         (Arc::new(store) as Arc<dyn Store>, keys)
     });

@@ -108,50 +108,12 @@ async fn load(store: &dyn Store, hash: &str) -> Result<Lookup, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Audit, AuthType, Client, NewApiKey, NewClient, SqliteStore, Status};
+    use crate::store::SqliteStore;
 
     async fn add_client(store: &SqliteStore, pepper: &Pepper, n: u32) -> String {
-        let key = secrets::generate_api_key();
-        let id = format!("cli_{n}");
-        let client = Client {
-            id: id.clone(),
-            name: "c".into(),
-            description: String::new(),
-            auth_type: AuthType::ApiKey,
-            scopes: vec![],
-            issuer: None,
-            external_id: None,
-            status: Status::Active,
-            created_at: now(),
-            revoked_at: None,
-        };
-        let new_key = NewApiKey {
-            id: format!("key_{n}"),
-            client_id: id.clone(),
-            name: "k".into(),
-            prefix: "tg_x".into(),
-            hash: pepper.hash(key.expose()),
-            created_at: now(),
-            expires_at: None,
-        };
-        let audit = Audit {
-            actor: "t".into(),
-            action: "client.create",
-            target: id,
-            detail: serde_json::json!({}),
-        };
-        store
-            .insert_client(
-                NewClient {
-                    client,
-                    secret: None,
-                    key: Some(new_key),
-                },
-                audit,
-            )
+        crate::store::testing::add_api_key_client(store, pepper, &n.to_string())
             .await
-            .unwrap();
-        key.expose().to_string()
+            .unwrap()
     }
 
     #[tokio::test]

@@ -101,6 +101,54 @@ fn database_name(url: &str) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
+/// An active API-key client `cli_{tag}` with one key `key_{tag}`, written
+/// as the admin API would (hashed with `pepper`): the key, for tests and
+/// benchmarks that need many.
+pub async fn add_api_key_client(
+    store: &dyn super::Store,
+    pepper: &crate::secrets::Pepper,
+    tag: &str,
+) -> super::StoreResult<String> {
+    use super::{now, Audit, AuthType, Client, NewApiKey, NewClient, Status};
+    use crate::secrets;
+    let key = secrets::generate_api_key();
+    let id = format!("cli_{tag}");
+    let client = Client {
+        id: id.clone(),
+        name: format!("client {tag}"),
+        description: String::new(),
+        auth_type: AuthType::ApiKey,
+        scopes: vec![],
+        issuer: None,
+        external_id: None,
+        status: Status::Active,
+        created_at: now(),
+        revoked_at: None,
+    };
+    let new_key = NewApiKey {
+        id: format!("key_{tag}"),
+        client_id: id.clone(),
+        name: "default".into(),
+        prefix: secrets::display_prefix(key.expose(), secrets::API_KEY_PREFIX),
+        hash: pepper.hash(key.expose()),
+        created_at: now(),
+        expires_at: None,
+    };
+    let audit = Audit {
+        actor: "test".into(),
+        action: "client.create",
+        target: id,
+        detail: serde_json::json!({}),
+    };
+    let new = NewClient {
+        client,
+        secret: None,
+        key: Some(new_key),
+    };
+    store.insert_client(new, audit).await?;
+    Ok(key.expose().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
