@@ -17,11 +17,32 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// A port that was free a moment ago (the gateway binds it by number).
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on
+/// Linux) and each is handed out once per test process. Asking the kernel
+/// for port 0 and releasing it is not enough: two calls can get the same
+/// port back, and an outgoing connection can take it before the gateway
+/// binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::AtomicU32;
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Where this process starts in the range, so that two test processes
+    // at once are unlikely to walk over the same ports.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 397) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 /// A port where nothing listens: bound then released.
