@@ -84,8 +84,15 @@ fn bench(c: &mut Criterion) {
         negative_ttl: Duration::from_secs(300),
         max_entries: 1_000_000,
     };
-    let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let auth = ApiKeyAuth::new(f.store.clone(), f.pepper.clone(), &settings, metrics);
+    let metrics = Metrics::new().expect("metrics");
+    let usage = Arc::new(tollgate::auth::usage::UsageRecorder::default());
+    let auth = ApiKeyAuth::new(
+        f.store.clone(),
+        f.pepper.clone(),
+        &settings,
+        usage,
+        &metrics,
+    );
 
     let mut g = c.benchmark_group("api_key");
     let mut i = 0usize;

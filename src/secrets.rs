@@ -35,17 +35,16 @@ impl fmt::Debug for Secret {
     }
 }
 
-fn base62(mut n: u64, width: usize) -> String {
-    let mut out = vec![b'0'; width];
+/// The CRC32 of `body` in base62, fixed width (checked on every request,
+/// so it allocates nothing).
+fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
+    let mut n = crc32fast::hash(body.as_bytes());
+    let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    String::from_utf8(out).unwrap_or_default()
-}
-
-fn checksum(body: &str) -> String {
-    base62(u64::from(crc32fast::hash(body.as_bytes())), CHECKSUM_LEN)
+    out
 }
 
 fn generate(prefix: &str) -> Secret {
@@ -54,8 +53,9 @@ fn generate(prefix: &str) -> Secret {
         .map(|_| BASE62[rng.gen_range(0..62)] as char)
         .collect();
     let body = format!("{prefix}{random}");
-    let sum = checksum(&body);
-    Secret(format!("{body}{sum}"))
+    let mut secret = body;
+    secret.extend(checksum(&secret).map(char::from));
+    Secret(secret)
 }
 
 pub fn generate_api_key() -> Secret {
@@ -76,7 +76,7 @@ pub fn well_formed(value: &str, prefix: &str) -> bool {
         return false;
     }
     let (body, sum) = value.split_at(value.len() - CHECKSUM_LEN);
-    checksum(body).as_bytes().ct_eq(sum.as_bytes()).into()
+    checksum(body).ct_eq(sum.as_bytes()).into()
 }
 
 /// The non-secret part shown in listings: `tg_AbC123`.

@@ -189,7 +189,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         store.clone(),
         pepper.clone(),
         &config.store.cache,
-        metrics.clone(),
+        usage.clone(),
+        &metrics,
     );
     let jwt = Arc::new(JwtAuth::new(&config, metrics.clone()));
     let signing_keys = store_rt_handle.block_on(ensure_signing_key(store.as_ref(), &config))?;
@@ -199,7 +200,6 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         api_keys,
         jwt.clone(),
         clients,
-        usage.clone(),
         metrics.clone(),
     ));
     let limiter = {

@@ -7,17 +7,20 @@ use std::sync::Arc;
 
 use moka::future::Cache;
 
+use super::usage::{UsageCell, UsageRecorder};
 use super::{AuthFailure, Principal};
 use crate::config::CacheSettings;
 use crate::secrets::{self, Pepper};
 use crate::store::{now, Store, StoreError};
-use crate::telemetry::Metrics;
+use crate::telemetry::{CacheCounters, Metrics};
 
 /// What authentication needs of a key, its client and the client's
 /// subscriptions, cached together and dropped together when any changes.
 #[derive(Debug)]
 pub struct KeyRecord {
     pub key_id: String,
+    /// where this key's uses are counted
+    pub usage: Arc<UsageCell>,
     pub key_active: bool,
     pub expires_at: Option<i64>,
     pub principal: Arc<Principal>,
@@ -30,7 +33,8 @@ pub struct ApiKeyAuth {
     pepper: Pepper,
     /// by HMAC of the key (the store's hash, before hex encoding)
     cache: Cache<[u8; 32], Lookup>,
-    metrics: Arc<Metrics>,
+    usage: Arc<UsageRecorder>,
+    counters: CacheCounters,
 }
 
 impl ApiKeyAuth {
@@ -38,14 +42,16 @@ impl ApiKeyAuth {
         store: Arc<dyn Store>,
         pepper: Pepper,
         settings: &CacheSettings,
-        metrics: Arc<Metrics>,
+        usage: Arc<UsageRecorder>,
+        metrics: &Metrics,
     ) -> Self {
         let cache = super::cache::build(settings);
         ApiKeyAuth {
             store,
             pepper,
             cache,
-            metrics,
+            usage,
+            counters: metrics.cache_counters("api_key"),
         }
     }
 
@@ -55,12 +61,11 @@ impl ApiKeyAuth {
             return Err(AuthFailure::MalformedKey);
         }
         let digest = self.pepper.digest(presented);
-        let store = self.store.clone();
-        let lookup =
-            super::cache::lookup(&self.cache, digest, &self.metrics, "api_key", async move {
-                load(store.as_ref(), &secrets::to_hex(&digest)).await
-            })
-            .await?;
+        let lookup = super::cache::lookup(&self.cache, &digest, &self.counters, || {
+            let (store, usage) = (self.store.clone(), self.usage.clone());
+            async move { load(store.as_ref(), &usage, &secrets::to_hex(&digest)).await }
+        })
+        .await?;
         match lookup {
             Lookup::Unknown => Err(AuthFailure::UnknownKey),
             Lookup::Found(rec) => {
@@ -92,12 +97,13 @@ impl ApiKeyAuth {
     }
 }
 
-async fn load(store: &dyn Store, hash: &str) -> Result<Lookup, StoreError> {
+async fn load(store: &dyn Store, usage: &UsageRecorder, hash: &str) -> Result<Lookup, StoreError> {
     let Some((key, client)) = store.find_api_key(hash).await? else {
         return Ok(Lookup::Unknown);
     };
     let subs = store.list_subscriptions(Some(&client.id)).await?;
     Ok(Lookup::Found(Arc::new(KeyRecord {
+        usage: usage.cell(&key.id),
         key_id: key.id.clone(),
         key_active: key.status != "revoked",
         expires_at: key.expires_at,
@@ -128,8 +134,9 @@ mod tests {
             negative_ttl: std::time::Duration::from_secs(5),
             max_entries: 100,
         };
-        let metrics = Arc::new(Metrics::new().unwrap());
-        let auth = ApiKeyAuth::new(sqlite.clone(), pepper, &settings, metrics);
+        let metrics = Metrics::new().unwrap();
+        let usage = Arc::new(UsageRecorder::default());
+        let auth = ApiKeyAuth::new(sqlite.clone(), pepper, &settings, usage, &metrics);
         assert!(auth.authenticate(&cached).await.is_ok());
 
         sqlite.close().await;

@@ -13,7 +13,7 @@ use moka::Expiry;
 use super::AuthFailure;
 use crate::config::CacheSettings;
 use crate::store::StoreError;
-use crate::telemetry::Metrics;
+use crate::telemetry::CacheCounters;
 
 #[derive(Debug)]
 pub enum Lookup<T> {
@@ -60,26 +60,26 @@ where
 }
 
 /// The cached outcome for `key`, loading it on a miss; counted in
-/// `tollgate_cache_lookups_total{cache=name}`.
+/// `tollgate_cache_lookups_total`. The key is cloned (and the loader built)
+/// only on a miss: a hit allocates nothing.
 pub async fn lookup<K, T, F>(
     cache: &Cache<K, Lookup<T>>,
-    key: K,
-    metrics: &Metrics,
-    name: &str,
-    load: F,
+    key: &K,
+    counters: &CacheCounters,
+    load: impl FnOnce() -> F,
 ) -> Result<Lookup<T>, AuthFailure>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     T: Send + Sync + 'static,
     F: Future<Output = Result<Lookup<T>, StoreError>>,
 {
-    if let Some(hit) = cache.get(&key).await {
-        metrics.cache_lookup(name, true);
+    if let Some(hit) = cache.get(key).await {
+        counters.count(true);
         return Ok(hit);
     }
-    metrics.cache_lookup(name, false);
+    counters.count(false);
     cache
-        .try_get_with(key, load)
+        .try_get_with(key.clone(), load())
         .await
         .map_err(|e| AuthFailure::StoreUnavailable(e.to_string()))
 }

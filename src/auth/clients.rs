@@ -10,14 +10,14 @@ use super::jwt::ClientRef;
 use super::{AuthFailure, Principal};
 use crate::config::CacheSettings;
 use crate::store::{AuthType, Client, Store, StoreError};
-use crate::telemetry::Metrics;
+use crate::telemetry::{CacheCounters, Metrics};
 
 type Lookup = super::cache::Lookup<Principal>;
 
 pub struct ClientDirectory {
     store: Arc<dyn Store>,
     cache: Cache<ClientRef, Lookup>,
-    metrics: Arc<Metrics>,
+    counters: CacheCounters,
 }
 
 impl ClientDirectory {
@@ -26,20 +26,15 @@ impl ClientDirectory {
         ClientDirectory {
             store,
             cache,
-            metrics,
+            counters: metrics.cache_counters("client"),
         }
     }
 
     pub async fn resolve(&self, r: &ClientRef) -> Result<Arc<Principal>, AuthFailure> {
-        let store = self.store.clone();
-        let key = r.clone();
-        let lookup = super::cache::lookup(
-            &self.cache,
-            r.clone(),
-            &self.metrics,
-            "client",
-            async move { load(store.as_ref(), &key).await },
-        )
+        let lookup = super::cache::lookup(&self.cache, r, &self.counters, || {
+            let (store, key) = (self.store.clone(), r.clone());
+            async move { load(store.as_ref(), &key).await }
+        })
         .await?;
         match lookup {
             Lookup::Found(p) if p.active => Ok(p),

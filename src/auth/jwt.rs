@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use super::keys::jwt_algorithm;
 use crate::config::Config;
 use crate::store::{now, SigningKey};
-use crate::telemetry::Metrics;
+use crate::telemetry::{CacheCounters, Metrics};
 
 /// Longest token considered at all.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -327,6 +327,7 @@ pub struct JwtAuth {
     /// jti of tokens revoked on this node (until they expire).
     revoked: Cache<String, ()>,
     http: reqwest::Client,
+    token_counters: CacheCounters,
     metrics: Arc<Metrics>,
 }
 
@@ -350,6 +351,7 @@ impl JwtAuth {
                 .time_to_live(config.auth.tokens.ttl + config.auth.tokens.leeway)
                 .build(),
             http,
+            token_counters: metrics.cache_counters("token"),
             metrics,
         };
         auth.configure(config);
@@ -508,7 +510,7 @@ impl JwtAuth {
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let cached = self.verified.get(&digest).await;
-        self.metrics.cache_lookup("token", cached.is_some());
+        self.token_counters.count(cached.is_some());
         let verified = match cached {
             Some(v) => v,
             None => {

@@ -23,7 +23,6 @@ use crate::telemetry::Metrics;
 use api_key::ApiKeyAuth;
 use clients::ClientDirectory;
 use jwt::{JwtAuth, TokenError};
-use usage::UsageRecorder;
 
 /// The client behind a credential, with what authorization needs and the
 /// identity headers for the upstream, built once per cached principal.
@@ -147,7 +146,6 @@ pub struct Authenticator {
     pub api_keys: ApiKeyAuth,
     pub jwt: Arc<JwtAuth>,
     pub clients: ClientDirectory,
-    pub usage: Arc<UsageRecorder>,
     metrics: Arc<Metrics>,
 }
 
@@ -156,14 +154,12 @@ impl Authenticator {
         api_keys: ApiKeyAuth,
         jwt: Arc<JwtAuth>,
         clients: ClientDirectory,
-        usage: Arc<UsageRecorder>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Authenticator {
             api_keys,
             jwt,
             clients,
-            usage,
             metrics,
         }
     }
@@ -217,7 +213,7 @@ impl Authenticator {
             }
             let presented = key.to_str().map_err(|_| AuthFailure::MalformedKey)?;
             let rec = self.api_keys.authenticate(presented.trim()).await?;
-            self.usage.record(&rec.key_id, now());
+            rec.usage.record(now());
             return Ok(Authenticated {
                 scopes: rec.principal.scopes.clone(),
                 principal: rec.principal.clone(),

@@ -3,54 +3,84 @@
 //! A failed flush keeps its counts for the next one.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::store::{KeyUsage, Store, Timestamp};
 
+/// One key's uses since the last flush. A cached key record holds its
+/// cell, so a request counts itself with two atomic operations: no lock,
+/// no map lookup.
+#[derive(Debug, Default)]
+pub struct UsageCell {
+    count: AtomicI64,
+    last_used_at: AtomicI64,
+}
+
+impl UsageCell {
+    pub fn record(&self, at: Timestamp) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.last_used_at.fetch_max(at, Ordering::Relaxed);
+    }
+}
+
 #[derive(Default)]
 pub struct UsageRecorder {
-    pending: Mutex<HashMap<String, KeyUsage>>,
+    /// by key id
+    cells: Mutex<HashMap<String, Arc<UsageCell>>>,
 }
 
 impl UsageRecorder {
-    pub fn record(&self, key_id: &str, at: Timestamp) {
-        if let Ok(mut p) = self.pending.lock() {
-            match p.get_mut(key_id) {
-                Some(u) => {
-                    u.count += 1;
-                    u.last_used_at = u.last_used_at.max(at);
-                }
-                None => {
-                    p.insert(
-                        key_id.to_string(),
-                        KeyUsage {
-                            last_used_at: at,
-                            count: 1,
-                        },
-                    );
-                }
+    /// The cell of a key, the same one for as long as anything counts in
+    /// it or holds it.
+    pub fn cell(&self, key_id: &str) -> Arc<UsageCell> {
+        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        match cells.get(key_id) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(UsageCell::default());
+                cells.insert(key_id.to_string(), c.clone());
+                c
             }
         }
     }
 
-    fn take(&self) -> HashMap<String, KeyUsage> {
-        self.pending
-            .lock()
-            .map(|mut p| std::mem::take(&mut *p))
-            .unwrap_or_default()
+    pub fn record(&self, key_id: &str, at: Timestamp) {
+        self.cell(key_id).record(at);
     }
 
-    fn restore(&self, batch: HashMap<String, KeyUsage>) {
-        if let Ok(mut p) = self.pending.lock() {
-            for (id, u) in batch {
-                let e = p.entry(id).or_insert(KeyUsage {
-                    last_used_at: 0,
-                    count: 0,
-                });
-                e.count += u.count;
-                e.last_used_at = e.last_used_at.max(u.last_used_at);
+    /// The counts since the last take; cells nobody holds and nothing
+    /// counted in are dropped.
+    fn take(&self) -> HashMap<String, KeyUsage> {
+        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = HashMap::new();
+        cells.retain(|id, cell| {
+            let count = cell.count.swap(0, Ordering::Relaxed);
+            if count > 0 {
+                let last_used_at = cell.last_used_at.load(Ordering::Relaxed);
+                batch.insert(
+                    id.clone(),
+                    KeyUsage {
+                        last_used_at,
+                        count,
+                    },
+                );
+                return true;
             }
+            // only the map holds it: no cached record can count in it
+            Arc::strong_count(cell) > 1
+        });
+        batch
+    }
+
+    /// Give back the counts of a flush that failed.
+    fn restore(&self, batch: HashMap<String, KeyUsage>) {
+        for (id, u) in batch {
+            let cell = self.cell(&id);
+            cell.count.fetch_add(u.count, Ordering::Relaxed);
+            cell.last_used_at
+                .fetch_max(u.last_used_at, Ordering::Relaxed);
         }
     }
 
@@ -106,5 +136,29 @@ mod tests {
         );
         assert_eq!(again["k2"].count, 1);
         assert!(r.take().is_empty());
+    }
+
+    #[test]
+    fn a_held_cell_counts_across_flushes_and_an_idle_one_is_dropped() {
+        let r = UsageRecorder::default();
+        let held = r.cell("k1");
+        held.record(5);
+        held.record(3);
+        r.record("k2", 4);
+        let batch = r.take();
+        assert_eq!(
+            batch["k1"],
+            KeyUsage {
+                last_used_at: 5,
+                count: 2
+            }
+        );
+        assert_eq!(batch["k2"].count, 1);
+        // k2 counted nothing since and nobody holds it: gone; k1 is held
+        assert!(r.take().is_empty());
+        assert_eq!(r.cells.lock().unwrap().len(), 1);
+        held.record(9);
+        assert!(Arc::ptr_eq(&held, &r.cell("k1")));
+        assert_eq!(r.take()["k1"].count, 1);
     }
 }

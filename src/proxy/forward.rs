@@ -63,21 +63,38 @@ pub fn rewrite_upstream_request(
         }
     }
     // One pass over the names present; removing an absent name costs a
-    // hash each, and this runs on every request.
+    // hash each, and this runs on every request. The credential headers,
+    // present on every authenticated request, are removed by the names we
+    // hold; only unusual ones are copied out to be removed.
+    let strip_authorization = !fx.keep_authorization;
+    let (mut has_key, mut has_authorization) = (false, false);
     let drop: Vec<HeaderName> = req
         .headers
         .keys()
         .filter(|k| {
+            if *k == fx.api_key_header {
+                has_key = true;
+                return false;
+            }
+            if *k == http::header::AUTHORIZATION {
+                has_authorization =
+                    strip_authorization || listed.iter().any(|l| l == "authorization");
+                return false;
+            }
             let n = k.as_str();
             HOP_BY_HOP.contains(&n)
                 || n.starts_with("x-consumer-")
                 || n == "x-subscription-id"
-                || *k == fx.api_key_header
-                || (!fx.keep_authorization && *k == http::header::AUTHORIZATION)
                 || listed.iter().any(|l| l == n)
         })
         .cloned()
         .collect();
+    if has_key {
+        req.remove_header(fx.api_key_header);
+    }
+    if has_authorization {
+        req.remove_header(&http::header::AUTHORIZATION);
+    }
     for name in drop {
         req.remove_header(&name);
     }

@@ -3,4 +3,4 @@
 pub mod logging;
 pub mod metrics;
 
-pub use metrics::Metrics;
+pub use metrics::{CacheCounters, Metrics};
