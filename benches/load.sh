@@ -4,23 +4,36 @@
 # JWT route (built-in issuer), then the API-key route under a plan whose
 # limit is never reached, so every request pays one limit decision: (e)
 # counters in memory, (f) counters in Redis (a second gateway on the same
-# store with redis.url). Each target is measured in ROUNDS alternating
-# rounds; the medians are reported with ratios.
+# store with redis.url).
 #
-#   benches/load.sh            # DURATION=10s CONNECTIONS=32 ROUNDS=3
+# Each round measures every target once, one after the other; the report
+# gives median req/s and, for each target, the median over rounds of its
+# ratio to the run it is compared with in the same round (public route, or
+# API-key route for the limits). Pairing within a round cancels the slow
+# drift of a shared machine, which moves whole runs by 10% or more. The
+# gateway's CPU time per request (user + system, from /proc) is reported
+# too: it is what authentication adds, without the noise of throughput.
+#
+#   benches/load.sh     # DURATION=4s CONNECTIONS=32 ROUNDS=9 THREADS=1
 #   REDIS_URL=redis://127.0.0.1:6379 (default; TOLLGATE_TEST_REDIS_URL too)
+#
+# THREADS is the gateway's worker count. 1 (the default here) makes the
+# gateway the bottleneck, so its own cost shows in full; wrk and the
+# upstream share the two cores of this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
-DURATION="${DURATION:-10s}"
+DURATION="${DURATION:-4s}"
 CONNECTIONS="${CONNECTIONS:-32}"
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-9}"
+THREADS="${THREADS:-1}"
 
 cargo build --release --quiet --bin tollgate --example bench_upstream --example bench_token
 work="$(mktemp -d)"
 pids=()
+gateway_pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
@@ -33,7 +46,7 @@ config() { # proxy admin metrics extra
 cat <<YAML
 server:
   listen: ["127.0.0.1:$1"]
-  threads: 1
+  threads: $THREADS
 admin: { listen: "127.0.0.1:$2" }
 metrics: { listen: "127.0.0.1:$3" }
 store: { url: "sqlite://$work/tollgate.db", cache: { ttl: 300s } }
@@ -57,6 +70,7 @@ config "$GW" "$ADMIN" "$METRICS" "" > "$work/bench.yaml"
 config "$GW2" "$ADMIN2" "$METRICS2" "redis: { url: \"$REDIS_URL\" }" > "$work/bench-redis.yaml"
 start() { # config admin proxy
     TOLLGATE_ADMIN_TOKEN=bench ./target/release/tollgate serve --config "$1" >"$1.log" 2>&1 & pids+=($!)
+    gateway_pids+=($!)
     for _ in $(seq 1 100); do
         curl -fsS "http://127.0.0.1:$2/readyz" >/dev/null 2>&1 && curl -fsS "http://127.0.0.1:$3/" >/dev/null 2>&1 && return
         sleep 0.1
@@ -82,50 +96,70 @@ for gw in "$GW" "$GW2"; do
         || { echo "the limited route on :$gw answered without RateLimit headers" >&2; exit 1; }
 done
 
-# wrk --latency prints "50% 1.23ms"; normalise to milliseconds
-run() {
+# CPU seconds (user + system) a process has used, from /proc/PID/stat
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+
+# One wrk run: "req/s p50_ms p99_ms non2xx gateway_cpu_us_per_request"
+# (the last is 0 when no gateway is involved). wrk --latency prints
+# "50% 1.23ms"; normalised to milliseconds.
+run() { # url [header] [gateway pid]
     local header=()
     [ -n "${2:-}" ] && header=(-H "$2")
+    local before=0
+    [ -n "${3:-}" ] && before=$(cpu_ticks "$3")
     wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${header[@]}" "$1" > "$work/out" 2>&1
-    python3 - "$work/out" <<'PY'
+    local ticks=0
+    [ -n "${3:-}" ] && ticks=$(( $(cpu_ticks "$3") - before ))
+    python3 - "$work/out" "$ticks" "$TICK" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 def ms(v):
     n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
     return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+total = int(re.search(r"(\d+) requests in", text).group(1))
 p50 = ms(re.search(r"^\s*50%\s+(\S+)", text, re.M).group(1))
 p99 = ms(re.search(r"^\s*99%\s+(\S+)", text, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors.group(1) if errors else 0}")
+cpu_us = int(sys.argv[2]) / float(sys.argv[3]) / total * 1e6
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors.group(1) if errors else 0} {cpu_us:.1f}")
 PY
 }
 
+GWPID="${gateway_pids[0]}"
+GW2PID="${gateway_pids[1]}"
 declare -A results
 for r in $(seq 1 "$ROUNDS"); do
     results[direct]+="$(run "http://127.0.0.1:$UP/");"
-    results[public]+="$(run "http://127.0.0.1:$GW/");"
-    results[keyed]+="$(run "http://127.0.0.1:$GW/keyed/" "X-API-Key: $KEY");"
-    results[jwt]+="$(run "http://127.0.0.1:$GW/jwt/" "Authorization: Bearer $TOKEN");"
-    results[local]+="$(run "http://127.0.0.1:$GW/limited/" "X-API-Key: $KEY");"
-    results[redis]+="$(run "http://127.0.0.1:$GW2/limited/" "X-API-Key: $KEY");"
+    results[public]+="$(run "http://127.0.0.1:$GW/" "" "$GWPID");"
+    results[keyed]+="$(run "http://127.0.0.1:$GW/keyed/" "X-API-Key: $KEY" "$GWPID");"
+    results[jwt]+="$(run "http://127.0.0.1:$GW/jwt/" "Authorization: Bearer $TOKEN" "$GWPID");"
+    results[local]+="$(run "http://127.0.0.1:$GW/limited/" "X-API-Key: $KEY" "$GWPID");"
+    results[redis]+="$(run "http://127.0.0.1:$GW2/limited/" "X-API-Key: $KEY" "$GW2PID");"
 done
 
-python3 - "${results[direct]}" "${results[public]}" "${results[keyed]}" "${results[jwt]}" "${results[local]}" "${results[redis]}" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
+python3 - "${results[direct]}" "${results[public]}" "${results[keyed]}" "${results[jwt]}" "${results[local]}" "${results[redis]}" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$THREADS" <<'PY'
 import statistics, sys
 names = ["direct upstream", "tollgate public route", "tollgate API-key route", "tollgate JWT route",
          "API key + local limit", "API key + Redis limit"]
-rows = []
-for raw in sys.argv[1:7]:
-    runs = [list(map(float, r.split())) for r in raw.split(";") if r.strip()]
-    rows.append([statistics.median(c) for c in zip(*runs)])
-print(f"wrk -t1 -c{sys.argv[7]} -d{sys.argv[8]}, median of {sys.argv[9]} rounds, loopback")
-print(f"{'target':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
-for name, (rps, p50, p99, err) in zip(names, rows):
-    print(f"{name:<24}{rps:>10.0f}{p50:>10.3f}{p99:>10.3f}{err:>9.0f}")
-print(f"ratio public/direct req/s: {rows[1][0] / rows[0][0]:.2f}")
-print(f"ratio API-key/public req/s: {rows[2][0] / rows[1][0]:.3f}")
-print(f"ratio JWT/public req/s: {rows[3][0] / rows[1][0]:.3f}")
-print(f"ratio local-limit/API-key req/s: {rows[4][0] / rows[2][0]:.3f}")
-print(f"ratio Redis-limit/API-key req/s: {rows[5][0] / rows[2][0]:.3f}")
+runs = [[list(map(float, r.split())) for r in raw.split(";") if r.strip()] for raw in sys.argv[1:7]]
+med = [[statistics.median(c) for c in zip(*target)] for target in runs]
+print(f"wrk -t1 -c{sys.argv[7]} -d{sys.argv[8]}, {sys.argv[9]} rounds, gateway threads {sys.argv[10]}, loopback")
+print(f"{'target':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'gw CPU us/req':>15}")
+for name, (rps, p50, p99, err, cpu) in zip(names, med):
+    cpu_text = f"{cpu:15.1f}" if cpu else f"{'-':>15}"
+    print(f"{name:<24}{rps:>9.0f}{p50:>9.3f}{p99:>9.3f}{err:>9.0f}{cpu_text}")
+def paired(a, b):
+    """median over rounds of (target a / target b), req/s and CPU per request"""
+    rps = statistics.median(x[0] / y[0] for x, y in zip(runs[a], runs[b]))
+    cpu = statistics.median(x[4] / y[4] for x, y in zip(runs[a], runs[b])) if runs[b][0][4] else None
+    spread = sorted(x[0] / y[0] for x, y in zip(runs[a], runs[b]))
+    text = f"req/s {rps:.3f} (rounds {spread[0]:.2f}..{spread[-1]:.2f})"
+    return text + (f", gateway CPU per request {cpu:.3f}" if cpu else "")
+print(f"ratio public/direct: {paired(1, 0)}")
+print(f"ratio API-key/public: {paired(2, 1)}")
+print(f"ratio JWT/public: {paired(3, 1)}")
+print(f"ratio local-limit/API-key: {paired(4, 2)}")
+print(f"ratio Redis-limit/API-key: {paired(5, 2)}")
 PY
