@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -326,6 +327,9 @@ pub struct JwtAuth {
     verified: Cache<[u8; 32], Arc<VerifiedToken>>,
     /// jti of tokens revoked on this node (until they expire).
     revoked: Cache<String, ()>,
+    /// Set before the first revocation is recorded: until then a request
+    /// skips the revoked-token lookup, a hash and a cache read.
+    any_revoked: AtomicBool,
     http: reqwest::Client,
     token_counters: CacheCounters,
     metrics: Arc<Metrics>,
@@ -350,6 +354,7 @@ impl JwtAuth {
                 .max_capacity(1_000_000)
                 .time_to_live(config.auth.tokens.ttl + config.auth.tokens.leeway)
                 .build(),
+            any_revoked: AtomicBool::new(false),
             http,
             token_counters: metrics.cache_counters("token"),
             metrics,
@@ -437,6 +442,7 @@ impl JwtAuth {
 
     /// Refuse a token (by jti) on this node until it expires.
     pub async fn revoke_jti(&self, jti: &str) {
+        self.any_revoked.store(true, Ordering::Release);
         self.revoked.insert(jti.to_string(), ()).await;
     }
 
@@ -522,7 +528,7 @@ impl JwtAuth {
         if verified.exp <= now().max(0) as u64 {
             return Err(TokenError::Expired);
         }
-        if let Some(jti) = &verified.jti {
+        if let (true, Some(jti)) = (self.any_revoked.load(Ordering::Acquire), &verified.jti) {
             if self.revoked.contains_key(jti) {
                 return Err(TokenError::Revoked);
             }
