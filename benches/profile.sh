@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Instructions per request of the gateway, by route, counted by callgrind:
+# the same count for the same binary and requests however busy the machine
+# is, so it shows a change of a few percent that wrk's req/s (which drifts
+# by 10% and more between runs on a shared machine) cannot.
+#
+# One gateway (threads 1) runs under valgrind; N keep-alive requests each
+# go to the public route, the API-key route and the JWT route (built-in
+# issuer), after a warm-up; the counters are reset between routes. The
+# report gives instructions per request, the ratio to the public route, and
+# where the difference goes (inclusive counts of the gateway's parts).
+#
+#   benches/profile.sh          # N=2000
+#
+# valgrind does not emulate SHA-NI, so SHA-256 (the API-key HMAC, the
+# token digest) runs in software here: it is counted at several times what
+# it costs on a CPU with SHA extensions. The "sha256" line shows how much.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bootstrap
+command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 1; }
+N="${N:-2000}"
+
+cargo build --release --quiet --bin tollgate --example bench_upstream --example bench_token
+work="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(port); GW=$(port); ADMIN=$(port); METRICS=$(port)
+./target/release/examples/bench_upstream "127.0.0.1:$UP" & pids+=($!)
+cat > "$work/profile.yaml" <<YAML
+server:
+  listen: ["127.0.0.1:$GW"]
+  threads: 1
+admin: { listen: "127.0.0.1:$ADMIN" }
+metrics: { listen: "127.0.0.1:$METRICS" }
+store: { url: "sqlite://$work/tollgate.db", cache: { ttl: 300s } }
+auth:
+  tokens: { issuer: "http://127.0.0.1:$GW", audience: tollgate }
+logging: { level: warn }
+services:
+  up: { upstreams: ["127.0.0.1:$UP"] }
+routes:
+  - { name: keyed, match: { path_prefix: /keyed }, service: up, auth: [api_key] }
+  - { name: jwt, match: { path_prefix: /jwt }, service: up, auth: [jwt] }
+  - { name: public, match: { path_prefix: / }, service: up, auth: public }
+YAML
+TOLLGATE_ADMIN_TOKEN=bench valgrind --tool=callgrind --instr-atstart=no \
+    --callgrind-out-file="$work/cg.out" ./target/release/tollgate serve --config "$work/profile.yaml" \
+    > "$work/gateway.log" 2>&1 &
+GWPID=$!; pids+=($GWPID)
+for _ in $(seq 1 600); do
+    curl -fsS "http://127.0.0.1:$ADMIN/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$ADMIN/readyz" >/dev/null || { echo "gateway did not start: $(cat "$work/gateway.log")" >&2; exit 1; }
+
+admin() { curl -fsS -H "Authorization: Bearer bench" -H "Content-Type: application/json" "http://127.0.0.1:$ADMIN/admin/v1$1" -d "$2"; }
+field() { python3 -c "import json,sys; v=json.load(sys.stdin); print(eval('v' + sys.argv[1]))" "$1"; }
+KEYED=$(admin /clients '{"name":"profile-key","auth_type":"api_key"}')
+KEY=$(echo "$KEYED" | field '["api_key"]["key"]')
+admin /subscriptions "{\"client_id\":\"$(echo "$KEYED" | field '["id"]')\",\"service\":\"up\"}" >/dev/null
+OAUTH=$(admin /clients '{"name":"profile-jwt","auth_type":"oauth2"}' | field '["id"]')
+admin /subscriptions "{\"client_id\":\"$OAUTH\",\"service\":\"up\"}" >/dev/null
+TOKEN=$(./target/release/examples/bench_token "$work/tollgate.db" "http://127.0.0.1:$GW" tollgate "$OAUTH")
+
+# one curl config per route: N requests on one keep-alive connection
+requests() { # file path [header]
+    : > "$1"
+    [ -n "${3:-}" ] && echo "header = \"$3\"" >> "$1"
+    for _ in $(seq 1 "$N"); do printf 'url = "http://127.0.0.1:%s%s"\noutput = /dev/null\n' "$GW" "$2" >> "$1"; done
+}
+requests "$work/public.k" /
+requests "$work/keyed.k" /keyed/ "X-API-Key: $KEY"
+requests "$work/jwt.k" /jwt/ "Authorization: Bearer $TOKEN"
+for route in public keyed jwt; do
+    codes=$(curl -s -K "$work/$route.k" -w '%{http_code}\n' | sort | uniq -c | tr -s ' ')
+    [ "$codes" = " $N 200" ] || { echo "$route: expected $N answers 200, got: $codes" >&2; exit 1; }
+done
+callgrind_control -i on "$GWPID" >/dev/null 2>&1
+for route in public keyed jwt; do
+    callgrind_control -z "$GWPID" >/dev/null 2>&1
+    curl -s -K "$work/$route.k"
+    callgrind_control -d "$route" "$GWPID" >/dev/null 2>&1
+done
+
+python3 - "$work" "$N" <<'PY'
+import collections, glob, re, sys
+work, n = sys.argv[1], int(sys.argv[2])
+
+def inclusive(path):
+    """Total and inclusive Ir per function of one callgrind dump."""
+    names, selfc, calls = {}, collections.Counter(), collections.Counter()
+    fn = cfn = None
+    pending = False
+    def name(v):
+        m = re.match(r"\((\d+)\)(?: (.*))?", v)
+        if not m:
+            return v
+        if m.group(2):
+            names[m.group(1)] = m.group(2)
+        return names.get(m.group(1), m.group(1))
+    total = 0
+    for line in open(path):
+        if line.startswith("fn="):
+            fn = name(line[3:].strip())
+        elif line.startswith("cfn="):
+            cfn = name(line[4:].strip())
+        elif line.startswith("calls="):
+            pending = True
+        elif line.startswith("summary:"):
+            total = int(line.split()[1])
+        elif line[:1].isdigit() or line[:1] in "+-*":
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            if pending:
+                if cfn != fn:
+                    calls[fn] += int(parts[1])
+                pending = False
+            else:
+                selfc[fn] += int(parts[1])
+    inc = collections.Counter(selfc)
+    inc.update(calls)
+    return total, inc
+
+dumps = {}
+for path in glob.glob(f"{work}/cg.out*"):
+    head = open(path).read(4000)
+    m = re.search(r"^desc: Trigger: dump (\w+)", head, re.M)
+    if m and m.group(1) in ("public", "keyed", "jwt"):
+        dumps[m.group(1)] = inclusive(path)
+parts = [
+    ("auth", r"Gateway::check_access", "credential check and authorization (request_filter)"),
+    ("sha256", r"^sha2::sha256::compress256$", "of which SHA-256 compression, in software under valgrind"),
+    ("rewrite", r"forward::rewrite_upstream_request$", "upstream request rewrite: strip, X-Forwarded-*, identity headers"),
+    ("head", r"v1::server::HttpSession::read_request", "Pingora reading and parsing the request head"),
+]
+def part(inc, pattern):
+    return max((v for k, v in inc.items() if re.search(pattern, k)), default=0) / n
+base = dumps["public"][0] / n
+print(f"instructions per request (callgrind, {n} keep-alive requests per route)")
+print(f"{'route':<8}{'total':>9}{'/public':>9}" + "".join(f"{p[0]:>9}" for p in parts))
+for route in ("public", "keyed", "jwt"):
+    total, inc = dumps[route]
+    print(f"{route:<8}{total / n:>9.0f}{total / n / base:>9.3f}" + "".join(f"{part(inc, p[1]):>9.0f}" for p in parts))
+for short, _, text in parts:
+    print(f"  {short}: {text}")
+PY
