@@ -224,6 +224,14 @@ mod tests {
         r
     }
 
+    fn identity() -> Identity {
+        Identity {
+            consumer_id: HeaderValue::from_static("c1"),
+            consumer_name: HeaderValue::from_static("n"),
+            subscription_id: HeaderValue::from_static("s1"),
+        }
+    }
+
     fn ctx<'a>(
         h: &'a HeaderName,
         trusted: &'a [IpNet],
@@ -252,11 +260,7 @@ mod tests {
             ("authorization", "Bearer t"),
             ("x-forwarded-for", "1.2.3.4"),
         ]);
-        let id = Identity {
-            consumer_id: HeaderValue::from_static("c1"),
-            consumer_name: HeaderValue::from_static("n"),
-            subscription_id: HeaderValue::from_static("s1"),
-        };
+        let id = identity();
         rewrite_upstream_request(&mut r, &ctx(&h, &[], Some(&id))).unwrap();
         assert_eq!(r.uri.to_string(), "/a/b?x=1");
         assert_eq!(r.headers.get_all("x-consumer-id").iter().count(), 1);
@@ -280,11 +284,7 @@ mod tests {
             ("X-Api-Key", "tg_secret"),
             ("Accept", "*/*"),
         ]);
-        let id = Identity {
-            consumer_id: HeaderValue::from_static("c1"),
-            consumer_name: HeaderValue::from_static("n"),
-            subscription_id: HeaderValue::from_static("s1"),
-        };
+        let id = identity();
         rewrite_upstream_request(&mut r, &ctx(&h, &[], Some(&id))).unwrap();
         assert_eq!(r.method, http::Method::GET);
         assert_eq!(r.raw_path(), b"/a/b?x=1");
