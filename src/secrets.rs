@@ -52,9 +52,9 @@ fn generate(prefix: &str) -> Secret {
     let random: String = (0..RANDOM_LEN)
         .map(|_| BASE62[rng.gen_range(0..62)] as char)
         .collect();
-    let body = format!("{prefix}{random}");
-    let mut secret = body;
-    secret.extend(checksum(&secret).map(char::from));
+    let mut secret = format!("{prefix}{random}");
+    let sum = checksum(&secret);
+    secret.extend(sum.map(char::from));
     Secret(secret)
 }
 

@@ -18,7 +18,6 @@ use crate::telemetry::{CacheCounters, Metrics};
 /// subscriptions, cached together and dropped together when any changes.
 #[derive(Debug)]
 pub struct KeyRecord {
-    pub key_id: String,
     /// where this key's uses are counted
     pub usage: Arc<UsageCell>,
     pub key_active: bool,
@@ -82,12 +81,12 @@ impl ApiKeyAuth {
         }
     }
 
-    /// Drop every cached record of this client (admin changes).
     /// Drop every cached record.
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
     }
 
+    /// Drop every cached record of this client (admin changes).
     pub fn invalidate_client(&self, client_id: &str) {
         let id = client_id.to_string();
         let _ = self.cache.invalidate_entries_if(move |_, v| match v {
@@ -104,7 +103,6 @@ async fn load(store: &dyn Store, usage: &UsageRecorder, hash: &str) -> Result<Lo
     let subs = store.list_subscriptions(Some(&client.id)).await?;
     Ok(Lookup::Found(Arc::new(KeyRecord {
         usage: usage.cell(&key.id),
-        key_id: key.id.clone(),
         key_active: key.status != "revoked",
         expires_at: key.expires_at,
         principal: Arc::new(Principal::new(client, subs)),

@@ -46,10 +46,6 @@ impl UsageRecorder {
         }
     }
 
-    pub fn record(&self, key_id: &str, at: Timestamp) {
-        self.cell(key_id).record(at);
-    }
-
     /// The counts since the last take; cells nobody holds and nothing
     /// counted in are dropped.
     fn take(&self) -> HashMap<String, KeyUsage> {
@@ -113,9 +109,9 @@ mod tests {
     #[test]
     fn counts_merge_and_restore() {
         let r = UsageRecorder::default();
-        r.record("k1", 10);
-        r.record("k1", 12);
-        r.record("k2", 11);
+        r.cell("k1").record(10);
+        r.cell("k1").record(12);
+        r.cell("k2").record(11);
         let batch = r.take();
         assert_eq!(
             batch["k1"],
@@ -124,7 +120,7 @@ mod tests {
                 count: 2
             }
         );
-        r.record("k1", 20);
+        r.cell("k1").record(20);
         r.restore(batch);
         let again = r.take();
         assert_eq!(
@@ -144,7 +140,7 @@ mod tests {
         let held = r.cell("k1");
         held.record(5);
         held.record(3);
-        r.record("k2", 4);
+        r.cell("k2").record(4);
         let batch = r.take();
         assert_eq!(
             batch["k1"],
