@@ -23,6 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap
+source benches/common.sh
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
 DURATION="${DURATION:-4s}"
@@ -37,37 +38,12 @@ gateway_pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(port); GW=$(port); ADMIN=$(port); METRICS=$(port); GW2=$(port); ADMIN2=$(port); METRICS2=$(port)
 REDIS_URL="${REDIS_URL:-${TOLLGATE_TEST_REDIS_URL:-redis://127.0.0.1:6379}}"
 
 ./target/release/examples/bench_upstream "127.0.0.1:$UP" & pids+=($!)
-config() { # proxy admin metrics extra
-cat <<YAML
-server:
-  listen: ["127.0.0.1:$1"]
-  threads: $THREADS
-admin: { listen: "127.0.0.1:$2" }
-metrics: { listen: "127.0.0.1:$3" }
-store: { url: "sqlite://$work/tollgate.db", cache: { ttl: 300s } }
-$4
-auth:
-  tokens: { issuer: "http://127.0.0.1:$GW", audience: tollgate }
-logging: { level: warn }
-plans:
-  roomy: { rate: 100000000/s }
-services:
-  up: { upstreams: ["127.0.0.1:$UP"] }
-  metered: { upstreams: ["127.0.0.1:$UP"] }
-routes:
-  - { name: keyed, match: { path_prefix: /keyed }, service: up, auth: [api_key] }
-  - { name: limited, match: { path_prefix: /limited }, service: metered, auth: [api_key] }
-  - { name: jwt, match: { path_prefix: /jwt }, service: up, auth: [jwt] }
-  - { name: public, match: { path_prefix: / }, service: up, auth: public }
-YAML
-}
-config "$GW" "$ADMIN" "$METRICS" "" > "$work/bench.yaml"
-config "$GW2" "$ADMIN2" "$METRICS2" "redis: { url: \"$REDIS_URL\" }" > "$work/bench-redis.yaml"
+bench_config "$GW" "$ADMIN" "$METRICS" > "$work/bench.yaml"
+bench_config "$GW2" "$ADMIN2" "$METRICS2" "redis: { url: \"$REDIS_URL\" }" > "$work/bench-redis.yaml"
 start() { # config admin proxy
     TOLLGATE_ADMIN_TOKEN=bench ./target/release/tollgate serve --config "$1" >"$1.log" 2>&1 & pids+=($!)
     gateway_pids+=($!)
@@ -80,17 +56,7 @@ start() { # config admin proxy
 start "$work/bench.yaml" "$ADMIN" "$GW"
 start "$work/bench-redis.yaml" "$ADMIN2" "$GW2"
 
-admin() { curl -fsS -H "Authorization: Bearer bench" -H "Content-Type: application/json" "http://127.0.0.1:$ADMIN/admin/v1$1" -d "$2"; }
-field() { python3 -c "import json,sys; v=json.load(sys.stdin); print(eval('v' + sys.argv[1]))" "$1"; }
-KEYED=$(admin /clients '{"name":"bench-key","auth_type":"api_key"}')
-KEY=$(echo "$KEYED" | field '["api_key"]["key"]')
-admin /subscriptions "{\"client_id\":\"$(echo "$KEYED" | field '["id"]')\",\"service\":\"up\"}" >/dev/null
-admin /subscriptions "{\"client_id\":\"$(echo "$KEYED" | field '["id"]')\",\"service\":\"metered\",\"plan\":\"roomy\"}" >/dev/null
-OAUTH=$(admin /clients '{"name":"bench-jwt","auth_type":"oauth2"}' | field '["id"]')
-admin /subscriptions "{\"client_id\":\"$OAUTH\",\"service\":\"up\"}" >/dev/null
-TOKEN=$(./target/release/examples/bench_token "$work/tollgate.db" "http://127.0.0.1:$GW" tollgate "$OAUTH")
-curl -fsS -o /dev/null -H "X-API-Key: $KEY" "http://127.0.0.1:$GW/keyed/" || { echo "API-key route refused the bench key" >&2; exit 1; }
-curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW/jwt/" || { echo "JWT route refused the bench token" >&2; exit 1; }
+bench_clients
 for gw in "$GW" "$GW2"; do
     curl -fsS -D - -o /dev/null -H "X-API-Key: $KEY" "http://127.0.0.1:$gw/limited/" | grep -qi '^ratelimit-limit' \
         || { echo "the limited route on :$gw answered without RateLimit headers" >&2; exit 1; }

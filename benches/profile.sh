@@ -18,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap
+source benches/common.sh
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 1; }
 N="${N:-2000}"
 
@@ -27,26 +28,10 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(port); GW=$(port); ADMIN=$(port); METRICS=$(port)
 ./target/release/examples/bench_upstream "127.0.0.1:$UP" & pids+=($!)
-cat > "$work/profile.yaml" <<YAML
-server:
-  listen: ["127.0.0.1:$GW"]
-  threads: 1
-admin: { listen: "127.0.0.1:$ADMIN" }
-metrics: { listen: "127.0.0.1:$METRICS" }
-store: { url: "sqlite://$work/tollgate.db", cache: { ttl: 300s } }
-auth:
-  tokens: { issuer: "http://127.0.0.1:$GW", audience: tollgate }
-logging: { level: warn }
-services:
-  up: { upstreams: ["127.0.0.1:$UP"] }
-routes:
-  - { name: keyed, match: { path_prefix: /keyed }, service: up, auth: [api_key] }
-  - { name: jwt, match: { path_prefix: /jwt }, service: up, auth: [jwt] }
-  - { name: public, match: { path_prefix: / }, service: up, auth: public }
-YAML
+THREADS=1
+bench_config "$GW" "$ADMIN" "$METRICS" > "$work/profile.yaml"
 TOLLGATE_ADMIN_TOKEN=bench valgrind --tool=callgrind --instr-atstart=no \
     --callgrind-out-file="$work/cg.out" ./target/release/tollgate serve --config "$work/profile.yaml" \
     > "$work/gateway.log" 2>&1 &
@@ -57,14 +42,7 @@ for _ in $(seq 1 600); do
 done
 curl -fsS "http://127.0.0.1:$ADMIN/readyz" >/dev/null || { echo "gateway did not start: $(cat "$work/gateway.log")" >&2; exit 1; }
 
-admin() { curl -fsS -H "Authorization: Bearer bench" -H "Content-Type: application/json" "http://127.0.0.1:$ADMIN/admin/v1$1" -d "$2"; }
-field() { python3 -c "import json,sys; v=json.load(sys.stdin); print(eval('v' + sys.argv[1]))" "$1"; }
-KEYED=$(admin /clients '{"name":"profile-key","auth_type":"api_key"}')
-KEY=$(echo "$KEYED" | field '["api_key"]["key"]')
-admin /subscriptions "{\"client_id\":\"$(echo "$KEYED" | field '["id"]')\",\"service\":\"up\"}" >/dev/null
-OAUTH=$(admin /clients '{"name":"profile-jwt","auth_type":"oauth2"}' | field '["id"]')
-admin /subscriptions "{\"client_id\":\"$OAUTH\",\"service\":\"up\"}" >/dev/null
-TOKEN=$(./target/release/examples/bench_token "$work/tollgate.db" "http://127.0.0.1:$GW" tollgate "$OAUTH")
+bench_clients
 
 # one curl config per route: N requests on one keep-alive connection
 requests() { # file path [header]
