@@ -11,6 +11,8 @@
 # where the difference goes (inclusive counts of the gateway's parts).
 #
 #   benches/profile.sh          # N=2000
+#   KEEP=DIR benches/profile.sh # also copies the callgrind dumps to DIR,
+#                               # for callgrind_annotate
 #
 # valgrind does not emulate SHA-NI, so SHA-256 (the API-key HMAC, the
 # token digest) runs in software here: it is counted at several times what
@@ -25,7 +27,11 @@ N="${N:-2000}"
 cargo build --release --quiet --bin tollgate --example bench_upstream --example bench_token
 work="$(mktemp -d)"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$work"/cg.out* "$KEEP"/ 2>/dev/null || true; fi
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
 UP=$(port); GW=$(port); ADMIN=$(port); METRICS=$(port)
