@@ -5,14 +5,12 @@
 
 use std::sync::Arc;
 
-use moka::future::Cache;
-
 use super::usage::{UsageCell, UsageRecorder};
 use super::{AuthFailure, Principal};
 use crate::config::CacheSettings;
 use crate::secrets::{self, Pepper};
 use crate::store::{now, Store, StoreError};
-use crate::telemetry::{CacheCounters, Metrics};
+use crate::telemetry::Metrics;
 
 /// What authentication needs of a key, its client and the client's
 /// subscriptions, cached together and dropped together when any changes.
@@ -26,14 +24,14 @@ pub struct KeyRecord {
 }
 
 type Lookup = super::cache::Lookup<KeyRecord>;
+type CredentialCache = super::cache::CredentialCache<[u8; 32], KeyRecord>;
 
 pub struct ApiKeyAuth {
     store: Arc<dyn Store>,
     pepper: Pepper,
     /// by HMAC of the key (the store's hash, before hex encoding)
-    cache: Cache<[u8; 32], Lookup>,
+    cache: CredentialCache,
     usage: Arc<UsageRecorder>,
-    counters: CacheCounters,
 }
 
 impl ApiKeyAuth {
@@ -44,13 +42,11 @@ impl ApiKeyAuth {
         usage: Arc<UsageRecorder>,
         metrics: &Metrics,
     ) -> Self {
-        let cache = super::cache::build(settings);
         ApiKeyAuth {
             store,
             pepper,
-            cache,
+            cache: CredentialCache::new(settings, metrics.cache_counters("api_key")),
             usage,
-            counters: metrics.cache_counters("api_key"),
         }
     }
 
@@ -60,11 +56,13 @@ impl ApiKeyAuth {
             return Err(AuthFailure::MalformedKey);
         }
         let digest = self.pepper.digest(presented);
-        let lookup = super::cache::lookup(&self.cache, &digest, &self.counters, || {
-            let (store, usage) = (self.store.clone(), self.usage.clone());
-            async move { load(store.as_ref(), &usage, &secrets::to_hex(&digest)).await }
-        })
-        .await?;
+        let lookup = self
+            .cache
+            .lookup(&digest, || {
+                let (store, usage) = (self.store.clone(), self.usage.clone());
+                async move { load(store.as_ref(), &usage, &secrets::to_hex(&digest)).await }
+            })
+            .await?;
         match lookup {
             Lookup::Unknown => Err(AuthFailure::UnknownKey),
             Lookup::Found(rec) => {
@@ -89,7 +87,7 @@ impl ApiKeyAuth {
     /// Drop every cached record of this client (admin changes).
     pub fn invalidate_client(&self, client_id: &str) {
         let id = client_id.to_string();
-        let _ = self.cache.invalidate_entries_if(move |_, v| match v {
+        self.cache.invalidate_if(move |_, v| match v {
             Lookup::Found(r) => r.principal.client_id == id,
             Lookup::Unknown => false,
         });

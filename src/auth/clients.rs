@@ -4,38 +4,36 @@
 
 use std::sync::Arc;
 
-use moka::future::Cache;
-
 use super::jwt::ClientRef;
 use super::{AuthFailure, Principal};
 use crate::config::CacheSettings;
 use crate::store::{AuthType, Client, Store, StoreError};
-use crate::telemetry::{CacheCounters, Metrics};
+use crate::telemetry::Metrics;
 
 type Lookup = super::cache::Lookup<Principal>;
+type CredentialCache = super::cache::CredentialCache<ClientRef, Principal>;
 
 pub struct ClientDirectory {
     store: Arc<dyn Store>,
-    cache: Cache<ClientRef, Lookup>,
-    counters: CacheCounters,
+    cache: CredentialCache,
 }
 
 impl ClientDirectory {
     pub fn new(store: Arc<dyn Store>, settings: &CacheSettings, metrics: Arc<Metrics>) -> Self {
-        let cache = super::cache::build(settings);
         ClientDirectory {
             store,
-            cache,
-            counters: metrics.cache_counters("client"),
+            cache: CredentialCache::new(settings, metrics.cache_counters("client")),
         }
     }
 
     pub async fn resolve(&self, r: &ClientRef) -> Result<Arc<Principal>, AuthFailure> {
-        let lookup = super::cache::lookup(&self.cache, r, &self.counters, || {
-            let (store, key) = (self.store.clone(), r.clone());
-            async move { load(store.as_ref(), &key).await }
-        })
-        .await?;
+        let lookup = self
+            .cache
+            .lookup(r, || {
+                let (store, key) = (self.store.clone(), r.clone());
+                async move { load(store.as_ref(), &key).await }
+            })
+            .await?;
         match lookup {
             Lookup::Found(p) if p.active => Ok(p),
             _ => Err(AuthFailure::UnknownClient),
@@ -49,7 +47,7 @@ impl ClientDirectory {
 
     pub fn invalidate_client(&self, client_id: &str) {
         let id = client_id.to_string();
-        let _ = self.cache.invalidate_entries_if(move |k, v| match (k, v) {
+        self.cache.invalidate_if(move |k, v| match (k, v) {
             (_, Lookup::Found(p)) => p.client_id == id,
             (ClientRef::Id(k), Lookup::Unknown) => *k == id,
             // a new external client may now exist for a cached miss

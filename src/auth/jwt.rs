@@ -25,6 +25,7 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
+use super::front::{Front, FRONT_TTL};
 use super::keys::jwt_algorithm;
 use crate::config::Config;
 use crate::store::{now, SigningKey};
@@ -38,6 +39,8 @@ pub const REFETCH_COOLDOWN: Duration = Duration::from_secs(30);
 pub const JWKS_REFRESH: Duration = Duration::from_secs(300);
 const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_JWKS_BYTES: usize = 512 * 1024;
+/// Verified tokens a front map holds per thread.
+const VERIFIED_FRONT_ENTRIES: usize = 1024;
 
 /// Why a token was refused: the metric reason and the answer's description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,6 +328,11 @@ pub struct JwtAuth {
     issuers: ArcSwap<HashMap<String, Arc<Issuer>>>,
     builtin: ArcSwap<Option<Arc<Issuer>>>,
     verified: Cache<[u8; 32], Arc<VerifiedToken>>,
+    /// Repeat hits of `verified` on this thread (never invalidated: what
+    /// a verification found stays true; expiry and revocation are checked
+    /// on every request).
+    verified_front: Front<[u8; 32], Arc<VerifiedToken>>,
+    verified_front_ttl: Duration,
     /// jti of tokens revoked on this node (until they expire).
     revoked: Cache<String, ()>,
     /// Set before the first revocation is recorded: until then a request
@@ -350,6 +358,8 @@ impl JwtAuth {
                 .expire_after(TokenTtl)
                 .time_to_live(config.store.cache.ttl)
                 .build(),
+            verified_front: Front::new(VERIFIED_FRONT_ENTRIES),
+            verified_front_ttl: config.store.cache.ttl.min(FRONT_TTL),
             revoked: Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(config.auth.tokens.ttl + config.auth.tokens.leeway)
@@ -515,13 +525,26 @@ impl JwtAuth {
             return Err(TokenError::TooLarge);
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let cached = self.verified.get(&digest).await;
-        self.token_counters.count(cached.is_some());
-        let verified = match cached {
-            Some(v) => v,
+        let (generation, at) = (self.verified_front.generation(), Instant::now());
+        let verified = match self.verified_front.get(&digest, generation, at) {
+            Some(v) => {
+                self.token_counters.count(true);
+                v
+            }
             None => {
-                let v = Arc::new(self.verify_uncached(token).await?);
-                self.verified.insert(digest, v.clone()).await;
+                let cached = self.verified.get(&digest).await;
+                self.token_counters.count(cached.is_some());
+                let v = match cached {
+                    Some(v) => v,
+                    None => {
+                        let v = Arc::new(self.verify_uncached(token).await?);
+                        self.verified.insert(digest, v.clone()).await;
+                        v
+                    }
+                };
+                let until = at + self.verified_front_ttl;
+                self.verified_front
+                    .put(digest, v.clone(), generation, at, until);
                 v
             }
         };

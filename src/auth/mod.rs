@@ -6,6 +6,7 @@
 pub mod api_key;
 pub mod cache;
 pub mod clients;
+mod front;
 pub mod jwt;
 pub mod keys;
 pub mod usage;
