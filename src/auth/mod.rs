@@ -33,8 +33,8 @@ pub struct Principal {
     pub client_name: String,
     pub active: bool,
     pub scopes: Arc<[String]>,
-    /// by service name
-    pub subscriptions: HashMap<String, Subscribed>,
+    /// by service name (a fast hash: the names come from the store)
+    pub subscriptions: HashMap<String, Subscribed, foldhash::fast::RandomState>,
     /// `X-Consumer-Id`, `X-Consumer-Name` values.
     pub id_header: HeaderValue,
     pub name_header: HeaderValue,

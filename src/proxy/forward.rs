@@ -19,6 +19,15 @@ const HOP_BY_HOP: &[&str] = &[
     "trailer",
 ];
 
+// The names the gateway sets, built at compile time (`from_static` outside
+// a const checks the name again on every call).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
+const X_CONSUMER_NAME: HeaderName = HeaderName::from_static("x-consumer-name");
+const X_SUBSCRIPTION_ID: HeaderName = HeaderName::from_static("x-subscription-id");
+
 /// The identity headers the gateway adds after authentication (values
 /// built once per cached principal; a clone shares them).
 #[derive(Debug, Clone)]
@@ -137,42 +146,35 @@ fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Res
         .peer
         .is_some_and(|ip| fx.trusted_proxies.iter().any(|n| n.contains(ip)));
     let peer = fx.peer.map(|ip| ip.to_string()).unwrap_or_default();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if trusted && !prev.trim().is_empty() => format!("{prev}, {peer}"),
         _ => peer,
     };
     let xff = HeaderValue::try_from(xff).map_err(|_| "invalid X-Forwarded-For".to_string())?;
-    headers
-        .try_insert(HeaderName::from_static("x-forwarded-for"), xff)
-        .map_err(too_many)?;
+    headers.try_insert(X_FORWARDED_FOR, xff).map_err(too_many)?;
     let proto_ok = trusted
         && headers
-            .get("x-forwarded-proto")
+            .get(X_FORWARDED_PROTO)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|p| p == "http" || p == "https");
     if !proto_ok {
         headers
-            .try_insert(
-                HeaderName::from_static("x-forwarded-proto"),
-                HeaderValue::from_static("http"),
-            )
+            .try_insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"))
             .map_err(too_many)?;
     }
     let request_id =
         HeaderValue::from_str(fx.request_id).map_err(|_| "invalid request id".to_string())?;
     headers
-        .try_insert(HeaderName::from_static("x-request-id"), request_id)
+        .try_insert(X_REQUEST_ID, request_id)
         .map_err(too_many)?;
 
     if let Some(id) = fx.identity {
         for (name, value) in [
-            ("x-consumer-id", &id.consumer_id),
-            ("x-consumer-name", &id.consumer_name),
-            ("x-subscription-id", &id.subscription_id),
+            (X_CONSUMER_ID, &id.consumer_id),
+            (X_CONSUMER_NAME, &id.consumer_name),
+            (X_SUBSCRIPTION_ID, &id.subscription_id),
         ] {
-            headers
-                .try_insert(HeaderName::from_static(name), value.clone())
-                .map_err(too_many)?;
+            headers.try_insert(name, value.clone()).map_err(too_many)?;
         }
     }
     Ok(())

@@ -379,7 +379,7 @@ impl ProxyHttp for Gateway {
         if self.draining.load(Ordering::Relaxed) {
             session.set_keepalive(None);
         }
-        ctx.request_id = match session.req_header().headers.get("x-request-id") {
+        ctx.request_id = match session.req_header().headers.get(forward::X_REQUEST_ID) {
             Some(v) if acceptable_request_id(v.as_bytes()) => {
                 String::from_utf8_lossy(v.as_bytes()).into_owned()
             }
