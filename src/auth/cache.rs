@@ -9,11 +9,10 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::front::{Front, FRONT_TTL};
-
 use moka::future::Cache;
 use moka::Expiry;
 
+use super::front::Front;
 use super::AuthFailure;
 use crate::config::CacheSettings;
 use crate::store::StoreError;
@@ -56,7 +55,6 @@ const FRONT_ENTRIES: usize = 1024;
 pub struct CredentialCache<K: Send, T: Send + Sync> {
     shared: Cache<K, Lookup<T>>,
     front: Front<K, Arc<T>>,
-    front_ttl: Duration,
     counters: CacheCounters,
 }
 
@@ -76,8 +74,7 @@ where
                 })
                 .support_invalidation_closures()
                 .build(),
-            front: Front::new(FRONT_ENTRIES),
-            front_ttl: settings.ttl.min(FRONT_TTL),
+            front: Front::new(FRONT_ENTRIES, settings.ttl),
             counters,
         }
     }
@@ -112,9 +109,7 @@ where
             }
         };
         if let Lookup::Found(record) = &outcome {
-            let until = now + self.front_ttl;
-            self.front
-                .put(key.clone(), record.clone(), generation, now, until);
+            self.front.put(key.clone(), record.clone(), generation, now);
         }
         Ok(outcome)
     }

@@ -9,8 +9,8 @@
 //! - a value is put in under the generation read *before* the shared
 //!   lookup that found it, so a value found just before an invalidation
 //!   is never served after it;
-//! - an entry lives at most as long as its caller says (a second or less),
-//!   and callers put in only what the store found, never an unknown
+//! - an entry lives at most [`FRONT_TTL`] (less when the shared cache's
+//!   own lifetime is shorter), and callers put in only what the store found, never an unknown
 //!   credential: anyone can send one of those, and they must not take
 //!   the places of real ones.
 
@@ -23,12 +23,13 @@ use std::time::{Duration, Instant};
 use thread_local::ThreadLocal;
 
 /// How long a front entry is served at most.
-pub const FRONT_TTL: Duration = Duration::from_secs(1);
+const FRONT_TTL: Duration = Duration::from_secs(1);
 
 pub struct Front<K: Send, V: Send> {
     maps: ThreadLocal<RefCell<Map<K, V>>>,
     generation: AtomicU64,
     capacity: usize,
+    ttl: Duration,
 }
 
 struct Map<K, V> {
@@ -37,12 +38,14 @@ struct Map<K, V> {
 }
 
 impl<K: Hash + Eq + Send, V: Clone + Send> Front<K, V> {
-    /// `capacity` entries per thread at most.
-    pub fn new(capacity: usize) -> Self {
+    /// `capacity` entries per thread at most, each served for `ttl` (the
+    /// shared cache's lifetime), [`FRONT_TTL`] at most.
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
         Front {
             maps: ThreadLocal::new(),
             generation: AtomicU64::new(0),
             capacity,
+            ttl: ttl.min(FRONT_TTL),
         }
     }
 
@@ -65,9 +68,9 @@ impl<K: Hash + Eq + Send, V: Clone + Send> Front<K, V> {
         }
     }
 
-    /// Remember `value` on this thread until `until`, found under
+    /// Remember `value` on this thread from `now`, found under
     /// `generation`; dropped if an invalidation has come since.
-    pub fn put(&self, key: K, value: V, generation: u64, now: Instant, until: Instant) {
+    pub fn put(&self, key: K, value: V, generation: u64, now: Instant) {
         let cell = self.maps.get_or(|| {
             RefCell::new(Map {
                 generation,
@@ -90,7 +93,7 @@ impl<K: Hash + Eq + Send, V: Clone + Send> Front<K, V> {
                 map.entries.clear();
             }
         }
-        map.entries.insert(key, (value, until));
+        map.entries.insert(key, (value, now + self.ttl));
     }
 
     /// Call after every invalidation of the shared cache: no thread serves
@@ -110,14 +113,14 @@ mod tests {
     use super::*;
 
     fn front() -> (Front<u32, &'static str>, Instant) {
-        (Front::new(4), Instant::now())
+        (Front::new(4, Duration::from_secs(60)), Instant::now())
     }
 
     #[test]
     fn serves_an_entry_of_its_generation_until_it_expires() {
         let (f, now) = front();
         let g = f.generation();
-        f.put(1, "one", g, now, now + FRONT_TTL);
+        f.put(1, "one", g, now);
         assert_eq!(f.get(&1, g, now), Some("one"));
         assert_eq!(f.get(&2, g, now), None, "never put in");
         assert_eq!(
@@ -131,7 +134,7 @@ mod tests {
     fn an_invalidation_reaches_every_entry() {
         let (f, now) = front();
         let g = f.generation();
-        f.put(1, "one", g, now, now + FRONT_TTL);
+        f.put(1, "one", g, now);
         f.invalidate();
         assert_eq!(f.get(&1, f.generation(), now), None);
     }
@@ -141,7 +144,7 @@ mod tests {
         let (f, now) = front();
         let before = f.generation();
         f.invalidate();
-        f.put(1, "stale", before, now, now + FRONT_TTL);
+        f.put(1, "stale", before, now);
         assert_eq!(f.get(&1, f.generation(), now), None);
         assert_eq!(f.get(&1, before, now), None);
         assert_eq!(f.len_here(), 0);
@@ -152,14 +155,14 @@ mod tests {
         let (f, now) = front();
         let g = f.generation();
         for k in 0..4 {
-            f.put(k, "short", g, now, now + Duration::from_millis(10));
+            f.put(k, "first", g, now);
         }
         // expired entries make room first
-        let later = now + Duration::from_millis(20);
-        f.put(10, "ten", g, later, later + FRONT_TTL);
+        let later = now + FRONT_TTL;
+        f.put(10, "ten", g, later);
         assert_eq!(f.len_here(), 1);
         for k in 11..30 {
-            f.put(k, "more", g, later, later + FRONT_TTL);
+            f.put(k, "more", g, later);
             assert!(f.len_here() <= 4);
         }
     }
@@ -168,7 +171,7 @@ mod tests {
     fn each_thread_has_its_own_map() {
         let (f, now) = front();
         let g = f.generation();
-        f.put(1, "here", g, now, now + FRONT_TTL);
+        f.put(1, "here", g, now);
         std::thread::scope(|s| {
             s.spawn(|| assert_eq!(f.get(&1, g, now), None));
         });

@@ -25,7 +25,7 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
-use super::front::{Front, FRONT_TTL};
+use super::front::Front;
 use super::keys::jwt_algorithm;
 use crate::config::Config;
 use crate::store::{now, SigningKey};
@@ -332,7 +332,6 @@ pub struct JwtAuth {
     /// a verification found stays true; expiry and revocation are checked
     /// on every request).
     verified_front: Front<[u8; 32], Arc<VerifiedToken>>,
-    verified_front_ttl: Duration,
     /// jti of tokens revoked on this node (until they expire).
     revoked: Cache<String, ()>,
     /// Set before the first revocation is recorded: until then a request
@@ -358,8 +357,7 @@ impl JwtAuth {
                 .expire_after(TokenTtl)
                 .time_to_live(config.store.cache.ttl)
                 .build(),
-            verified_front: Front::new(VERIFIED_FRONT_ENTRIES),
-            verified_front_ttl: config.store.cache.ttl.min(FRONT_TTL),
+            verified_front: Front::new(VERIFIED_FRONT_ENTRIES, config.store.cache.ttl),
             revoked: Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(config.auth.tokens.ttl + config.auth.tokens.leeway)
@@ -542,9 +540,7 @@ impl JwtAuth {
                         v
                     }
                 };
-                let until = at + self.verified_front_ttl;
-                self.verified_front
-                    .put(digest, v.clone(), generation, at, until);
+                self.verified_front.put(digest, v.clone(), generation, at);
                 v
             }
         };
