@@ -66,8 +66,10 @@ done
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 
-# One wrk run: "req/s p50_ms p99_ms non2xx gateway_cpu_us_per_request"
-# (the last is 0 when no gateway is involved). wrk --latency prints
+# One wrk run: "req/s p50_ms p99_ms non2xx gateway_cpu_us_per_request
+# gateway_busy" (the last two are 0 when no gateway is involved; busy is
+# the gateway's CPU seconds over the run's seconds: near 1 with one thread
+# means the gateway, not wrk or the upstream, set the pace). wrk --latency prints
 # "50% 1.23ms"; normalised to milliseconds.
 run() { # url [header] [gateway pid]
     local header=()
@@ -84,25 +86,38 @@ def ms(v):
     n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
     return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-total = int(re.search(r"(\d+) requests in", text).group(1))
+count, secs, unit = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)\b", text).groups()
+total, secs = int(count), float(secs) * {"ms": 0.001, "s": 1, "m": 60}[unit]
 p50 = ms(re.search(r"^\s*50%\s+(\S+)", text, re.M).group(1))
 p99 = ms(re.search(r"^\s*99%\s+(\S+)", text, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-cpu_us = int(sys.argv[2]) / float(sys.argv[3]) / total * 1e6
-print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors.group(1) if errors else 0} {cpu_us:.1f}")
+cpu_s = int(sys.argv[2]) / float(sys.argv[3])
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors.group(1) if errors else 0} {cpu_s / total * 1e6:.1f} {cpu_s / secs:.3f}")
 PY
 }
 
 GWPID="${gateway_pids[0]}"
 GW2PID="${gateway_pids[1]}"
 declare -A results
+measure() { # target
+    case "$1" in
+        public) run "http://127.0.0.1:$GW/" "" "$GWPID" ;;
+        keyed) run "http://127.0.0.1:$GW/keyed/" "X-API-Key: $KEY" "$GWPID" ;;
+        jwt) run "http://127.0.0.1:$GW/jwt/" "Authorization: Bearer $TOKEN" "$GWPID" ;;
+        local) run "http://127.0.0.1:$GW/limited/" "X-API-Key: $KEY" "$GWPID" ;;
+        redis) run "http://127.0.0.1:$GW2/limited/" "X-API-Key: $KEY" "$GW2PID" ;;
+    esac
+}
+# The gateway targets take turns going first: round r starts at the r-th,
+# so no target always runs right after another one (a warm or a tired
+# machine would otherwise favour one place in the order).
+order=(public keyed jwt local redis)
 for r in $(seq 1 "$ROUNDS"); do
     results[direct]+="$(run "http://127.0.0.1:$UP/");"
-    results[public]+="$(run "http://127.0.0.1:$GW/" "" "$GWPID");"
-    results[keyed]+="$(run "http://127.0.0.1:$GW/keyed/" "X-API-Key: $KEY" "$GWPID");"
-    results[jwt]+="$(run "http://127.0.0.1:$GW/jwt/" "Authorization: Bearer $TOKEN" "$GWPID");"
-    results[local]+="$(run "http://127.0.0.1:$GW/limited/" "X-API-Key: $KEY" "$GWPID");"
-    results[redis]+="$(run "http://127.0.0.1:$GW2/limited/" "X-API-Key: $KEY" "$GW2PID");"
+    for i in "${!order[@]}"; do
+        t="${order[$(( (i + r) % ${#order[@]} ))]}"
+        results[$t]+="$(measure "$t");"
+    done
 done
 
 python3 - "${results[direct]}" "${results[public]}" "${results[keyed]}" "${results[jwt]}" "${results[local]}" "${results[redis]}" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$THREADS" <<'PY'
@@ -112,9 +127,9 @@ names = ["direct upstream", "tollgate public route", "tollgate API-key route", "
 runs = [[list(map(float, r.split())) for r in raw.split(";") if r.strip()] for raw in sys.argv[1:7]]
 med = [[statistics.median(c) for c in zip(*target)] for target in runs]
 print(f"wrk -t1 -c{sys.argv[7]} -d{sys.argv[8]}, {sys.argv[9]} rounds, gateway threads {sys.argv[10]}, loopback")
-print(f"{'target':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'gw CPU us/req':>15}")
-for name, (rps, p50, p99, err, cpu) in zip(names, med):
-    cpu_text = f"{cpu:15.1f}" if cpu else f"{'-':>15}"
+print(f"{'target':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'gw CPU us/req':>15}{'gw busy':>9}")
+for name, (rps, p50, p99, err, cpu, busy) in zip(names, med):
+    cpu_text = f"{cpu:15.1f}{busy:9.2f}" if cpu else f"{'-':>15}{'-':>9}"
     print(f"{name:<24}{rps:>9.0f}{p50:>9.3f}{p99:>9.3f}{err:>9.0f}{cpu_text}")
 def paired(a, b):
     """median over rounds of (target a / target b), req/s and CPU per request"""
