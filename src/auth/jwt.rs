@@ -517,12 +517,15 @@ impl JwtAuth {
         issuer.keys.load().get(kid).cloned()
     }
 
-    /// Verify a bearer token; cached by its hash until it expires.
-    pub async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
+    /// Verify a bearer token as presented; cached by its hash until it
+    /// expires. A token verified before is found by its hash alone (the
+    /// same bytes passed every check below then); only a new one is read
+    /// as text, and it must be UTF-8 without spaces before it is decoded.
+    pub async fn verify(&self, token: &[u8]) -> Result<Arc<VerifiedToken>, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let digest: [u8; 32] = Sha256::digest(token).into();
         let (generation, at) = (self.verified_front.generation(), Instant::now());
         let verified = match self.verified_front.get(&digest, generation, at) {
             Some(v) => {
@@ -530,12 +533,18 @@ impl JwtAuth {
                 v
             }
             None => {
-                let cached = self.verified.get(&digest).await;
-                self.token_counters.count(cached.is_some());
-                let v = match cached {
-                    Some(v) => v,
+                let v = match self.verified.get(&digest).await {
+                    Some(v) => {
+                        self.token_counters.count(true);
+                        v
+                    }
                     None => {
-                        let v = Arc::new(self.verify_uncached(token).await?);
+                        let text = std::str::from_utf8(token)
+                            .ok()
+                            .filter(|t| !t.is_empty() && !t.contains(' '))
+                            .ok_or(TokenError::Malformed)?;
+                        self.token_counters.count(false);
+                        let v = Arc::new(self.verify_uncached(text).await?);
                         self.verified.insert(digest, v.clone()).await;
                         v
                     }

@@ -226,10 +226,11 @@ impl Authenticator {
                     "this route does not accept bearer tokens",
                 ));
             }
-            let token = std::str::from_utf8(&value[6..])
-                .map_err(|_| AuthFailure::Token(TokenError::Malformed))?;
-            let token = token.trim_start_matches(' ');
-            if token.is_empty() || token.contains(' ') {
+            // Spaces after the scheme are skipped; the token itself is
+            // checked for text and inner spaces only when it is not known.
+            let start = value[6..].iter().position(|&b| b != b' ');
+            let token = start.map_or(&[][..], |i| &value[6 + i..]);
+            if token.is_empty() {
                 return Err(AuthFailure::Token(TokenError::Malformed));
             }
             let verified = self.jwt.verify(token).await.map_err(AuthFailure::Token)?;

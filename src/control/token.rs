@@ -486,7 +486,7 @@ impl TokenService {
         let Some((_, token)) = form.iter().find(|(k, _)| k == "token") else {
             return OAuthAnswer::error("invalid_request", "token is required", false);
         };
-        let Ok(v) = self.jwt.verify(token).await else {
+        let Ok(v) = self.jwt.verify(token.as_bytes()).await else {
             return inactive;
         };
         let crate::auth::jwt::ClientRef::Id(client_id) = &v.client else {
@@ -518,7 +518,7 @@ impl TokenService {
         let Some((_, token)) = form.iter().find(|(k, _)| k == "token") else {
             return OAuthAnswer::error("invalid_request", "token is required", false);
         };
-        if let Ok(v) = self.jwt.verify(token).await {
+        if let Ok(v) = self.jwt.verify(token.as_bytes()).await {
             let own = matches!(&v.client, crate::auth::jwt::ClientRef::Id(id) if *id == caller.id);
             if let (true, Some(jti)) = (own, &v.jti) {
                 self.jwt.revoke_jti(jti).await;
