@@ -226,12 +226,11 @@ impl Authenticator {
                     "this route does not accept bearer tokens",
                 ));
             }
-            // Spaces after the scheme are skipped; the token itself is
-            // checked for text and inner spaces only when it is not known.
-            let start = value[6..].iter().position(|&b| b != b' ');
-            let token = start.map_or(&[][..], |i| &value[6 + i..]);
-            if token.is_empty() {
-                return Err(AuthFailure::Token(TokenError::Malformed));
+            // Spaces after the scheme are skipped; `verify` decides whether
+            // the rest is a token (an empty one is malformed there).
+            let mut token = &value[6..];
+            while let [b' ', rest @ ..] = token {
+                token = rest;
             }
             let verified = self.jwt.verify(token).await.map_err(AuthFailure::Token)?;
             let principal = self.clients.resolve(&verified.client).await?;
