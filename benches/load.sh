@@ -17,6 +17,12 @@
 #   benches/load.sh     # DURATION=4s CONNECTIONS=32 ROUNDS=9 THREADS=1
 #   REDIS_URL=redis://127.0.0.1:6379 (default; TOLLGATE_TEST_REDIS_URL too)
 #
+# Two controls send the public route the very credential header the
+# authenticated routes get (public_key, public_bearer): the difference
+# between an authenticated route and its control is the check and the
+# identity headers, not the bytes of the credential. TARGETS picks and
+# orders the gateway targets (default: all seven).
+#
 # THREADS is the gateway's worker count. 1 (the default here) makes the
 # gateway the bottleneck, so its own cost shows in full; wrk and the
 # upstream share the two cores of this machine.
@@ -58,7 +64,7 @@ start "$work/bench-redis.yaml" "$ADMIN2" "$GW2"
 
 bench_clients
 for gw in "$GW" "$GW2"; do
-    curl -fsS -D - -o /dev/null -H "X-API-Key: $KEY" "http://127.0.0.1:$gw/limited/" | grep -qi '^ratelimit-limit' \
+    curl -fsS -D - -o /dev/null -H "X-API-Key: $KEY" "http://127.0.0.1:$gw$LIMITED_PATH" | grep -qi '^ratelimit-limit' \
         || { echo "the limited route on :$gw answered without RateLimit headers" >&2; exit 1; }
 done
 
@@ -101,38 +107,47 @@ GW2PID="${gateway_pids[1]}"
 declare -A results
 measure() { # target
     case "$1" in
-        public) run "http://127.0.0.1:$GW/" "" "$GWPID" ;;
-        keyed) run "http://127.0.0.1:$GW/keyed/" "X-API-Key: $KEY" "$GWPID" ;;
-        jwt) run "http://127.0.0.1:$GW/jwt/" "Authorization: Bearer $TOKEN" "$GWPID" ;;
-        local) run "http://127.0.0.1:$GW/limited/" "X-API-Key: $KEY" "$GWPID" ;;
-        redis) run "http://127.0.0.1:$GW2/limited/" "X-API-Key: $KEY" "$GW2PID" ;;
+        public) run "http://127.0.0.1:$GW$PUBLIC_PATH" "" "$GWPID" ;;
+        public_key) run "http://127.0.0.1:$GW$PUBLIC_PATH" "X-API-Key: $KEY" "$GWPID" ;;
+        public_bearer) run "http://127.0.0.1:$GW$PUBLIC_PATH" "Authorization: Bearer $TOKEN" "$GWPID" ;;
+        keyed) run "http://127.0.0.1:$GW$KEY_PATH" "X-API-Key: $KEY" "$GWPID" ;;
+        jwt) run "http://127.0.0.1:$GW$JWT_PATH" "Authorization: Bearer $TOKEN" "$GWPID" ;;
+        local) run "http://127.0.0.1:$GW$LIMITED_PATH" "X-API-Key: $KEY" "$GWPID" ;;
+        redis) run "http://127.0.0.1:$GW2$LIMITED_PATH" "X-API-Key: $KEY" "$GW2PID" ;;
     esac
 }
 # The gateway targets take turns going first: round r starts at the r-th,
 # so no target always runs right after another one (a warm or a tired
 # machine would otherwise favour one place in the order).
-order=(public keyed jwt local redis)
+read -r -a order <<< "${TARGETS:-public public_key keyed public_bearer jwt local redis}"
 for r in $(seq 1 "$ROUNDS"); do
-    results[direct]+="$(run "http://127.0.0.1:$UP/");"
+    results[direct]+="$(run "http://127.0.0.1:$UP$PUBLIC_PATH");"
     for i in "${!order[@]}"; do
         t="${order[$(( (i + r) % ${#order[@]} ))]}"
         results[$t]+="$(measure "$t");"
     done
 done
 
-python3 - "${results[direct]}" "${results[public]}" "${results[keyed]}" "${results[jwt]}" "${results[local]}" "${results[redis]}" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$THREADS" <<'PY'
+python3 - "${results[direct]:-}" "${results[public]:-}" "${results[keyed]:-}" "${results[jwt]:-}" "${results[local]:-}" "${results[redis]:-}" \
+    "${results[public_key]:-}" "${results[public_bearer]:-}" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$THREADS" <<'PY'
 import statistics, sys
 names = ["direct upstream", "tollgate public route", "tollgate API-key route", "tollgate JWT route",
-         "API key + local limit", "API key + Redis limit"]
-runs = [[list(map(float, r.split())) for r in raw.split(";") if r.strip()] for raw in sys.argv[1:7]]
-med = [[statistics.median(c) for c in zip(*target)] for target in runs]
+         "API key + local limit", "API key + Redis limit", "public + key header", "public + bearer header"]
+runs = [[list(map(float, r.split())) for r in raw.split(";") if r.strip()] for raw in sys.argv[1:9]]
+sys.argv[7:] = sys.argv[9:]
+med = [[statistics.median(c) for c in zip(*target)] if target else None for target in runs]
 print(f"wrk -t1 -c{sys.argv[7]} -d{sys.argv[8]}, {sys.argv[9]} rounds, gateway threads {sys.argv[10]}, loopback")
 print(f"{'target':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'gw CPU us/req':>15}{'gw busy':>9}")
-for name, (rps, p50, p99, err, cpu, busy) in zip(names, med):
+for name, m in zip(names, med):
+    if m is None:
+        continue
+    rps, p50, p99, err, cpu, busy = m
     cpu_text = f"{cpu:15.1f}{busy:9.2f}" if cpu else f"{'-':>15}{'-':>9}"
     print(f"{name:<24}{rps:>9.0f}{p50:>9.3f}{p99:>9.3f}{err:>9.0f}{cpu_text}")
 def paired(a, b):
     """median over rounds of (target a / target b), req/s and CPU per request"""
+    if not runs[a] or not runs[b]:
+        return "not measured (TARGETS)"
     rps = statistics.median(x[0] / y[0] for x, y in zip(runs[a], runs[b]))
     cpu = statistics.median(x[4] / y[4] for x, y in zip(runs[a], runs[b])) if runs[b][0][4] else None
     spread = sorted(x[0] / y[0] for x, y in zip(runs[a], runs[b]))
@@ -143,4 +158,11 @@ print(f"ratio API-key/public: {paired(2, 1)}")
 print(f"ratio JWT/public: {paired(3, 1)}")
 print(f"ratio local-limit/API-key: {paired(4, 2)}")
 print(f"ratio Redis-limit/API-key: {paired(5, 2)}")
+# Controls: the public route sent the very header the authenticated route
+# gets (the gateway strips it, as it does any credential). What remains
+# between the two is the check and the identity headers, not the bytes.
+print(f"ratio public+key-header/public: {paired(6, 1)}")
+print(f"ratio API-key/public+key-header: {paired(2, 6)}")
+print(f"ratio public+bearer-header/public: {paired(7, 1)}")
+print(f"ratio JWT/public+bearer-header: {paired(3, 7)}")
 PY
