@@ -111,21 +111,28 @@ fn bench(c: &mut Criterion) {
         })
     });
     let hot = f.keys[0].clone();
-    rt.block_on(auth.authenticate(&hot)).expect("valid key");
+    rt.block_on(auth.authenticate(hot.as_bytes()))
+        .expect("valid key");
     g.bench_function("check_cached_hit", |b| {
         b.to_async(&rt)
-            .iter(|| async { auth.authenticate(&hot).await.expect("valid") })
+            .iter(|| async { auth.authenticate(hot.as_bytes()).await.expect("valid") })
     });
     let unknown = secrets::generate_api_key().expose().to_string();
-    let _ = rt.block_on(auth.authenticate(&unknown));
+    let _ = rt.block_on(auth.authenticate(unknown.as_bytes()));
     g.bench_function("check_unknown_negative_cached", |b| {
-        b.to_async(&rt)
-            .iter(|| async { auth.authenticate(&unknown).await.expect_err("unknown") })
+        b.to_async(&rt).iter(|| async {
+            auth.authenticate(unknown.as_bytes())
+                .await
+                .expect_err("unknown")
+        })
     });
     let malformed = format!("{}x", &hot[..hot.len() - 1]);
     g.bench_function("check_malformed", |b| {
-        b.to_async(&rt)
-            .iter(|| async { auth.authenticate(&malformed).await.expect_err("malformed") })
+        b.to_async(&rt).iter(|| async {
+            auth.authenticate(malformed.as_bytes())
+                .await
+                .expect_err("malformed")
+        })
     });
     g.bench_function("pepper_hash_only", |b| b.iter(|| f.pepper.hash(&hot)));
     g.finish();

@@ -37,8 +37,8 @@ impl fmt::Debug for Secret {
 
 /// The CRC32 of `body` in base62, fixed width (checked on every request,
 /// so it allocates nothing).
-fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
-    let mut n = crc32fast::hash(body.as_bytes());
+fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let mut n = crc32fast::hash(body);
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
@@ -53,7 +53,7 @@ fn generate(prefix: &str) -> Secret {
         .map(|_| BASE62[rng.gen_range(0..62)] as char)
         .collect();
     let mut secret = format!("{prefix}{random}");
-    let sum = checksum(&secret);
+    let sum = checksum(secret.as_bytes());
     secret.extend(sum.map(char::from));
     Secret(secret)
 }
@@ -67,16 +67,19 @@ pub fn generate_client_secret() -> Secret {
 }
 
 /// Shape and checksum only: no lookup, no hashing. A value that fails this
-/// never reaches a cache or the store.
-pub fn well_formed(value: &str, prefix: &str) -> bool {
-    let Some(rest) = value.strip_prefix(prefix) else {
+/// never reaches a cache or the store. Takes the value as it came (a header
+/// value's octets, say): anything but the prefix and ASCII letters and
+/// digits fails here, so no text check is needed before.
+pub fn well_formed(value: impl AsRef<[u8]>, prefix: &str) -> bool {
+    let value = value.as_ref();
+    let Some(rest) = value.strip_prefix(prefix.as_bytes()) else {
         return false;
     };
-    if rest.len() != RANDOM_LEN + CHECKSUM_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if rest.len() != RANDOM_LEN + CHECKSUM_LEN || !rest.iter().all(u8::is_ascii_alphanumeric) {
         return false;
     }
     let (body, sum) = value.split_at(value.len() - CHECKSUM_LEN);
-    checksum(body).ct_eq(sum.as_bytes()).into()
+    checksum(body).ct_eq(sum).into()
 }
 
 /// The non-secret part shown in listings: `tg_AbC123`.
@@ -109,9 +112,9 @@ impl Pepper {
     }
 
     /// The same HMAC as raw bytes (a cache key that costs no allocation).
-    pub fn digest(&self, secret: &str) -> [u8; 32] {
+    pub fn digest(&self, secret: impl AsRef<[u8]>) -> [u8; 32] {
         let mut mac = self.0.clone();
-        mac.update(secret.as_bytes());
+        mac.update(secret.as_ref());
         mac.finalize().into_bytes().into()
     }
 
@@ -178,8 +181,13 @@ mod tests {
         let typo = String::from_utf8(bytes).unwrap();
         assert!(!well_formed(&typo, API_KEY_PREFIX));
         assert!(!well_formed("tg_short", API_KEY_PREFIX));
-        assert!(!well_formed(&format!("{k}x"), API_KEY_PREFIX));
-        assert!(!well_formed(&k.replace("tg_", "tg-"), API_KEY_PREFIX));
+        assert!(!well_formed(format!("{k}x"), API_KEY_PREFIX));
+        assert!(!well_formed(k.replace("tg_", "tg-"), API_KEY_PREFIX));
+        // octets that are not text at all (a header value may carry them)
+        let mut raw = k.clone().into_bytes();
+        raw[5] = 0xff;
+        assert!(!well_formed(&raw, API_KEY_PREFIX));
+        assert!(well_formed(k.as_bytes(), API_KEY_PREFIX));
     }
 
     #[test]

@@ -50,8 +50,10 @@ impl ApiKeyAuth {
         }
     }
 
-    /// The key's record, or why it is refused.
-    pub async fn authenticate(&self, presented: &str) -> Result<Arc<KeyRecord>, AuthFailure> {
+    /// The key's record, or why it is refused. `presented` is the header
+    /// value's octets: [`secrets::well_formed`] refuses anything that is not
+    /// a key's shape before it is hashed.
+    pub async fn authenticate(&self, presented: &[u8]) -> Result<Arc<KeyRecord>, AuthFailure> {
         if !secrets::well_formed(presented, secrets::API_KEY_PREFIX) {
             return Err(AuthFailure::MalformedKey);
         }
@@ -133,20 +135,20 @@ mod tests {
         let metrics = Metrics::new().unwrap();
         let usage = Arc::new(UsageRecorder::default());
         let auth = ApiKeyAuth::new(sqlite.clone(), pepper, &settings, usage, &metrics);
-        assert!(auth.authenticate(&cached).await.is_ok());
+        assert!(auth.authenticate(cached.as_bytes()).await.is_ok());
 
         sqlite.close().await;
         assert!(
-            auth.authenticate(&cached).await.is_ok(),
+            auth.authenticate(cached.as_bytes()).await.is_ok(),
             "a cached key keeps working"
         );
-        match auth.authenticate(&uncached).await {
+        match auth.authenticate(uncached.as_bytes()).await {
             Err(AuthFailure::StoreUnavailable(_)) => {}
             other => panic!("an uncached key must not pass while the store is down: {other:?}"),
         }
         // and the failure is not cached as "unknown": it is retried next time
         assert!(matches!(
-            auth.authenticate(&uncached).await,
+            auth.authenticate(uncached.as_bytes()).await,
             Err(AuthFailure::StoreUnavailable(_))
         ));
     }
