@@ -134,9 +134,9 @@ import statistics, sys
 names = ["direct upstream", "tollgate public route", "tollgate API-key route", "tollgate JWT route",
          "API key + local limit", "API key + Redis limit", "public + key header", "public + bearer header"]
 runs = [[list(map(float, r.split())) for r in raw.split(";") if r.strip()] for raw in sys.argv[1:9]]
-sys.argv[7:] = sys.argv[9:]
+connections, duration, rounds, threads = sys.argv[9:13]
 med = [[statistics.median(c) for c in zip(*target)] if target else None for target in runs]
-print(f"wrk -t1 -c{sys.argv[7]} -d{sys.argv[8]}, {sys.argv[9]} rounds, gateway threads {sys.argv[10]}, loopback")
+print(f"wrk -t1 -c{connections} -d{duration}, {rounds} rounds, gateway threads {threads}, loopback")
 print(f"{'target':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'gw CPU us/req':>15}{'gw busy':>9}")
 for name, m in zip(names, med):
     if m is None:
