@@ -36,6 +36,11 @@ DURATION="${DURATION:-4s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 ROUNDS="${ROUNDS:-9}"
 THREADS="${THREADS:-1}"
+targets=(public public_key keyed public_bearer jwt local redis)
+read -r -a order <<< "${TARGETS:-${targets[*]}}"
+for t in "${order[@]}"; do
+    [[ " ${targets[*]} " == *" $t "* ]] || { echo "unknown target $t in TARGETS (known: ${targets[*]})" >&2; exit 1; }
+done
 
 cargo build --release --quiet --bin tollgate --example bench_upstream --example bench_token
 work="$(mktemp -d)"
@@ -119,7 +124,6 @@ measure() { # target
 # The gateway targets take turns going first: round r starts at the r-th,
 # so no target always runs right after another one (a warm or a tired
 # machine would otherwise favour one place in the order).
-read -r -a order <<< "${TARGETS:-public public_key keyed public_bearer jwt local redis}"
 for r in $(seq 1 "$ROUNDS"); do
     results[direct]+="$(run "http://127.0.0.1:$UP$PUBLIC_PATH");"
     for i in "${!order[@]}"; do
