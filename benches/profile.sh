@@ -76,9 +76,9 @@ for route in $ROUTES; do
     callgrind_control -d "$route" "$GWPID" >/dev/null 2>&1
 done
 
-python3 - "$work" "$N" <<'PY'
+python3 - "$work" "$N" "$ROUTES" <<'PY'
 import collections, glob, re, sys
-work, n = sys.argv[1], int(sys.argv[2])
+work, n, routes = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
 
 def inclusive(path):
     """Total and inclusive Ir per function of one callgrind dump."""
@@ -120,11 +120,12 @@ dumps = {}
 for path in glob.glob(f"{work}/cg.out*"):
     head = open(path).read(4000)
     m = re.search(r"^desc: Trigger: dump (\w+)", head, re.M)
-    if m and m.group(1) in ("public", "public_key", "keyed", "public_bearer", "jwt"):
+    if m and m.group(1) in routes:
         dumps[m.group(1)] = inclusive(path)
+SHA = r"^sha2::sha256::compress256$"
 parts = [
     ("auth", r"Gateway::check_access", "credential check and authorization (request_filter)"),
-    ("sha256", r"^sha2::sha256::compress256$", "of which SHA-256 compression, in software under valgrind"),
+    ("sha256", SHA, "of which SHA-256 compression, in software under valgrind"),
     ("rewrite", r"forward::rewrite_upstream_request$", "upstream request rewrite: strip, X-Forwarded-*, identity headers"),
     ("head", r"v1::server::HttpSession::read_request", "Pingora reading and parsing the request head"),
 ]
@@ -133,7 +134,7 @@ def part(inc, pattern):
 base = dumps["public"][0] / n
 print(f"instructions per request (callgrind, {n} keep-alive requests per route)")
 print(f"{'route':<15}{'total':>9}{'/public':>9}" + "".join(f"{p[0]:>9}" for p in parts))
-for route in ("public", "public_key", "keyed", "public_bearer", "jwt"):
+for route in routes:
     total, inc = dumps[route]
     print(f"{route:<15}{total / n:>9.0f}{total / n / base:>9.3f}" + "".join(f"{part(inc, p[1]):>9.0f}" for p in parts))
 for short, _, text in parts:
@@ -141,7 +142,7 @@ for short, _, text in parts:
 print("  public_key, public_bearer: the public route sent the credential header of keyed, jwt")
 def per(route):
     total, inc = dumps[route]
-    return total / n, part(inc, parts[1][1])
+    return total / n, part(inc, SHA)
 for route, control in (("keyed", "public_key"), ("jwt", "public_bearer")):
     (t, sha), (c, _) = per(route), per(control)
     print(f"{route}: the header's bytes {c - base:+.0f} ({(c - base) / base:+.1%} of public), "
