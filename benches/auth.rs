@@ -192,7 +192,7 @@ fn bench_issue(c: &mut Criterion) {
     use tollgate::auth::keys;
     use tollgate::config::SigningAlgorithm;
     use tollgate::control::token::TokenService;
-    use tollgate::proxy::Snapshot;
+    use tollgate::runtime::Snapshot;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

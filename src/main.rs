@@ -47,6 +47,11 @@ enum Command {
         #[arg(long, default_value = "config/tollgate.yaml")]
         config: PathBuf,
     },
+    /// About the configuration file itself.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Consumer clients (admin API).
     Clients {
         #[command(flatten)]
@@ -72,6 +77,12 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the JSON Schema of the configuration file (for editors and linters).
+    Schema,
+}
+
 fn main() -> ExitCode {
     let args = Cli::parse();
     match args.command {
@@ -79,6 +90,12 @@ fn main() -> ExitCode {
         Command::Keys { conn, cmd } => cli::keys(&conn, cmd),
         Command::Subscriptions { conn, cmd } => cli::subscriptions(&conn, cmd),
         Command::Token(args) => cli::token(args),
+        Command::Config {
+            cmd: ConfigCmd::Schema,
+        } => {
+            print!("{}", config::schema_json());
+            ExitCode::SUCCESS
+        }
         Command::CheckConfig { config } => match config::load(&config) {
             Ok(c) => {
                 println!("{}", c.summary());

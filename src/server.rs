@@ -28,8 +28,9 @@ use crate::control::sync::CacheSync;
 use crate::control::token::TokenService;
 use crate::control::{self, AdminState, HttpListenerService};
 use crate::proxy::conn::{GuardedApp, HeadLimits};
-use crate::proxy::{Gateway, InFlight, Snapshot};
+use crate::proxy::{Gateway, InFlight};
 use crate::ratelimit::Limiter;
+use crate::runtime::Snapshot;
 use crate::secrets::Pepper;
 use crate::store::feed::ChangeFeed;
 use crate::store::{ChangeListener, Store};
@@ -279,6 +280,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
             max_bytes: config.server.max_header_bytes,
             timeout: config.server.header_timeout,
         },
+        client_errors: metrics.client_errors.clone(),
     };
     let mut proxy_service = Service::new("tollgate proxy".to_string(), app);
     for addr in &config.server.listen {

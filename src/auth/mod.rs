@@ -18,7 +18,6 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 use crate::config::{AuthPolicy, CredentialKind};
-use crate::proxy::reject::Rejection;
 use crate::store::{now, ChangeListener, Client, Status, Subscription};
 use crate::telemetry::Metrics;
 use api_key::ApiKeyAuth;
@@ -124,23 +123,6 @@ impl AuthFailure {
             AuthFailure::StoreUnavailable(_) => "store_unavailable",
         }
     }
-
-    pub fn rejection(&self) -> Rejection {
-        match self {
-            AuthFailure::Missing => Rejection::MissingCredentials,
-            AuthFailure::Ambiguous(why) => Rejection::BadRequest(why),
-            AuthFailure::NotAccepted(why) => Rejection::InvalidToken(why),
-            AuthFailure::MalformedKey => Rejection::InvalidToken("malformed API key"),
-            // the same answer for unknown and revoked: no key enumeration
-            AuthFailure::UnknownKey | AuthFailure::RevokedKey | AuthFailure::RevokedClient => {
-                Rejection::InvalidToken("unknown or revoked API key")
-            }
-            AuthFailure::ExpiredKey => Rejection::InvalidToken("API key expired"),
-            AuthFailure::Token(t) => Rejection::InvalidToken(t.description()),
-            AuthFailure::UnknownClient => Rejection::InvalidToken("unknown or revoked client"),
-            AuthFailure::StoreUnavailable(_) => Rejection::StoreUnavailable,
-        }
-    }
 }
 
 pub struct Authenticator {
@@ -171,7 +153,7 @@ impl Authenticator {
         req: &RequestHeader,
         policy: &AuthPolicy,
         api_key_header: &HeaderName,
-    ) -> Result<Option<Authenticated>, Rejection> {
+    ) -> Result<Option<Authenticated>, AuthFailure> {
         let AuthPolicy::Required(kinds) = policy else {
             return Ok(None);
         };
@@ -182,7 +164,7 @@ impl Authenticator {
                 if let AuthFailure::StoreUnavailable(e) = &failure {
                     tracing::error!(error = %e, "store unavailable for an uncached credential");
                 }
-                Err(failure.rejection())
+                Err(failure)
             }
         }
     }

@@ -7,6 +7,8 @@ pub mod locate;
 pub mod model;
 mod raw;
 
+pub use raw::schema_json;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

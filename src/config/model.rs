@@ -51,9 +51,13 @@ pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
+    /// How long a kept-alive connection may wait idle for its next request.
+    pub keepalive_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub threads: usize,
+    /// Forward request headers whose names contain `_` (routes may override).
+    pub keep_underscore_headers: bool,
 }
 
 /// An address block, `10.0.0.0/8` or a single address.
@@ -330,6 +334,10 @@ pub struct Route {
     pub auth: AuthPolicy,
     pub scopes: Vec<String>,
     pub forward_authorization: bool,
+    /// The path prefix removed before the path goes upstream.
+    pub strip_prefix: Option<String>,
+    /// Overrides `server.keep_underscore_headers` for this route.
+    pub keep_underscore_headers: Option<bool>,
 }
 
 impl Route {

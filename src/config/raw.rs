@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     #[serde(default)]
@@ -14,9 +15,13 @@ pub struct RawServer {
     /// Largest request head (request line + headers) accepted; larger gets 431.
     #[serde(default)]
     pub max_header_bytes: Option<usize>,
-    /// Total time a client has to send a request head.
+    /// Time a client has to send a whole request head, counted from its
+    /// first byte (from the accept for the first head of a connection).
     #[serde(default)]
     pub header_timeout: Option<String>,
+    /// How long a kept-alive connection may wait idle for its next request.
+    #[serde(default)]
+    pub keepalive_timeout: Option<String>,
     /// How long SIGTERM waits for in-flight requests.
     #[serde(default)]
     pub shutdown_timeout: Option<String>,
@@ -26,9 +31,13 @@ pub struct RawServer {
     /// Worker threads of the proxy service (default: number of cores).
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Forward request headers whose names contain `_` (dropped by default:
+    /// CGI-style upstreams read `X_Consumer_Id` as `X-Consumer-Id`).
+    #[serde(default)]
+    pub keep_underscore_headers: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     #[serde(default)]
@@ -37,14 +46,14 @@ pub struct RawAdmin {
     pub token_env: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     #[serde(default)]
     pub listen: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     #[serde(default)]
@@ -56,7 +65,7 @@ pub struct RawStore {
     pub pepper_env: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
     #[serde(default)]
@@ -67,7 +76,7 @@ pub struct RawCache {
     pub max_entries: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
     pub url: String,
@@ -77,7 +86,7 @@ pub struct RawRedis {
     pub failure_mode: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     #[serde(default)]
@@ -88,7 +97,7 @@ pub struct RawAuth {
     pub issuers: Vec<RawIssuer>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKey {
     #[serde(default)]
@@ -97,7 +106,7 @@ pub struct RawApiKey {
     pub default_ttl: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTokens {
     #[serde(default)]
@@ -112,7 +121,7 @@ pub struct RawTokens {
     pub leeway: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawIssuer {
     pub name: String,
@@ -128,7 +137,7 @@ pub struct RawIssuer {
     pub leeway: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPlan {
     #[serde(default)]
@@ -141,7 +150,7 @@ pub struct RawPlan {
     pub default: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
     pub upstreams: Vec<String>,
@@ -152,7 +161,7 @@ pub struct RawService {
     pub retries: Option<usize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
     #[serde(default)]
@@ -161,7 +170,7 @@ pub struct RawTimeouts {
     pub read: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub name: String,
@@ -172,14 +181,22 @@ pub struct RawRoute {
     #[serde(default)]
     pub respond: Option<RawRespond>,
     /// `public`, or a list of credential kinds; interpreted by the compiler.
+    #[schemars(schema_with = "auth_policy_schema")]
     pub auth: serde_yaml::Value,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Send the client's `Authorization` header to the upstream.
     #[serde(default)]
     pub forward_authorization: bool,
+    /// Remove the route's `path_prefix` from the path the upstream receives.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Overrides `server.keep_underscore_headers` for this route.
+    #[serde(default)]
+    pub keep_underscore_headers: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMatch {
     #[serde(default)]
@@ -192,7 +209,7 @@ pub struct RawMatch {
     pub methods: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRespond {
     pub status: u16,
@@ -204,11 +221,209 @@ pub struct RawRespond {
     pub headers: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogging {
     #[serde(default)]
     pub format: Option<String>,
     #[serde(default)]
     pub level: Option<String>,
+}
+
+/// The whole file. The compiler reads each section on its own (so that one
+/// mistake does not hide the next) with the types above; this struct only
+/// assembles them for the JSON Schema, and a test keeps its keys equal to
+/// the sections the compiler reads.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Tollgate configuration")]
+#[allow(dead_code)] // its fields are read by the schema, not by code
+pub struct RawConfig {
+    /// The proxy listener and its limits.
+    #[serde(default)]
+    pub server: RawServer,
+    /// The admin API listener.
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// The Prometheus metrics listener.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    /// Where clients, keys and subscriptions live, and their caches.
+    #[serde(default)]
+    pub store: RawStore,
+    /// Optional: rate-limit counters shared by every node.
+    #[serde(default)]
+    pub redis: Option<RawRedis>,
+    /// API keys, the built-in token issuer and external issuers.
+    #[serde(default)]
+    pub auth: RawAuth,
+    /// Rate limits and quotas by plan name.
+    #[serde(default)]
+    pub plans: BTreeMap<String, RawPlan>,
+    /// Upstream services by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, RawService>,
+    /// Request matchers, in any order (the most specific wins).
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    /// Log format and level.
+    #[serde(default)]
+    pub logging: RawLogging,
+}
+
+fn auth_policy_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "`public`, or the credential kinds the route accepts",
+        "oneOf": [
+            { "enum": ["public", "api_key", "jwt"] },
+            {
+                "type": "array",
+                "items": { "enum": ["api_key", "jwt"] },
+                "minItems": 1,
+                "uniqueItems": true
+            }
+        ]
+    })
+}
+
+/// The JSON Schema of the configuration file, pretty-printed.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(RawConfig);
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> serde_json::Value {
+        serde_json::from_str(&schema_json()).expect("schema is JSON")
+    }
+
+    /// Every object of the schema, with where it is (`routes[].match`).
+    fn objects(
+        v: &serde_json::Value,
+        defs: &serde_json::Value,
+        at: &str,
+        out: &mut Vec<(String, serde_json::Value)>,
+    ) {
+        if let Some(r) = v.get("$ref").and_then(|r| r.as_str()) {
+            let name = r.trim_start_matches("#/$defs/");
+            return objects(&defs[name], defs, at, out);
+        }
+        for key in ["anyOf", "oneOf", "allOf"] {
+            for alt in v.get(key).and_then(|a| a.as_array()).into_iter().flatten() {
+                objects(alt, defs, at, out);
+            }
+        }
+        if let Some(items) = v.get("items") {
+            objects(items, defs, &format!("{at}[]"), out);
+        }
+        if let Some(props) = v.get("properties").and_then(|p| p.as_object()) {
+            out.push((at.to_string(), v.clone()));
+            for (name, prop) in props {
+                let path = if at.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{at}.{name}")
+                };
+                objects(prop, defs, &path, out);
+            }
+        }
+        if let Some(extra) = v.get("additionalProperties").filter(|e| e.is_object()) {
+            objects(extra, defs, &format!("{at}.<name>"), out);
+        }
+    }
+
+    fn all_objects() -> Vec<(String, serde_json::Value)> {
+        let s = schema();
+        let mut out = Vec::new();
+        objects(&s, &s["$defs"], "", &mut out);
+        out
+    }
+
+    #[test]
+    fn the_shipped_schema_file_is_what_the_binary_prints() {
+        let file = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/tollgate.schema.json"
+        ))
+        .expect("docs/tollgate.schema.json");
+        assert!(
+            file == schema_json(),
+            "docs/tollgate.schema.json is stale: run `tollgate config schema > docs/tollgate.schema.json`"
+        );
+    }
+
+    #[test]
+    fn the_schema_has_exactly_the_sections_the_compiler_reads() {
+        let s = schema();
+        let mut top: Vec<&str> = s["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut sections = crate::config::compile::SECTIONS.to_vec();
+        top.sort_unstable();
+        sections.sort_unstable();
+        assert_eq!(top, sections);
+    }
+
+    #[test]
+    fn every_object_of_the_schema_refuses_unknown_keys() {
+        let objects = all_objects();
+        assert!(objects.len() > 15, "{}", objects.len());
+        for (at, obj) in objects {
+            assert_eq!(
+                obj["additionalProperties"],
+                serde_json::Value::Bool(false),
+                "`{at}` accepts unknown keys"
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_is_documented_in_the_configuration_reference() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/configuration.md"
+        ))
+        .expect("docs/configuration.md");
+        // `<name>`, `<plan>`, … all stand for a map key
+        let placeholder = |text: &str| -> String {
+            let mut out = String::new();
+            let mut inside = false;
+            for c in text.chars() {
+                match c {
+                    '<' => inside = true,
+                    '>' if inside => {
+                        inside = false;
+                        out.push_str("<>");
+                    }
+                    _ if inside => {}
+                    _ => out.push(c),
+                }
+            }
+            out
+        };
+        let doc = placeholder(&doc);
+        let mut missing = Vec::new();
+        for (at, obj) in all_objects() {
+            for name in obj["properties"].as_object().expect("properties").keys() {
+                let path = if at.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{at}.{name}")
+                };
+                if !doc.contains(&format!("`{}`", placeholder(&path))) {
+                    missing.push(path);
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/configuration.md lacks: {missing:?}"
+        );
+    }
 }

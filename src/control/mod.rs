@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::proxy::Snapshot;
+use crate::runtime::Snapshot;
 use crate::telemetry::Metrics;
 
 /// An axum app on a listener bound before start-up (so bind errors are

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::proxy::Snapshot;
+use crate::runtime::Snapshot;
 use crate::secrets::{self, Pepper};
 use crate::store::{
     now, ApiKey, Audit, AuditEntry, AuthType, ChangeListener, Client, ClientPatch, NewApiKey,

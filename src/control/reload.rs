@@ -10,8 +10,8 @@ use arc_swap::ArcSwap;
 
 use crate::auth::jwt::JwtAuth;
 use crate::config::{self, Config};
-use crate::proxy::Snapshot;
 use crate::ratelimit::Limiter;
+use crate::runtime::Snapshot;
 use crate::telemetry::Metrics;
 
 pub struct Reloader {

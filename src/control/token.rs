@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use crate::auth::jwt::JwtAuth;
 use crate::auth::keys;
-use crate::proxy::Snapshot;
 use crate::ratelimit::{Decision, Limiter, Policy, Rate};
+use crate::runtime::Snapshot;
 use crate::secrets::{self, Pepper};
 use crate::store::{now, AuthType, SigningKey, Status, Store, StoreError};
 use crate::telemetry::Metrics;
@@ -120,6 +120,13 @@ fn current_signer(keys_: &[SigningKey], algorithm: &str) -> Option<(String, keys
 }
 
 /// RFC 6749 §2.3.1: client id and secret are form-url-encoded before Basic.
+/// The value of a form parameter (each appears at most once, see `form`).
+fn param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 fn form_decode(s: &str) -> Option<String> {
     let plus = s.replace('+', " ");
     percent_encoding::percent_decode_str(&plus)
@@ -263,28 +270,15 @@ impl TokenService {
         headers: &HeaderMap,
         form: &[(String, String)],
     ) -> Result<ClientCredentials, OAuthAnswer> {
-        let field = |name: &str| {
-            form.iter()
-                .filter(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .collect::<Vec<_>>()
-        };
-        let form_id = field("client_id");
-        let form_secret = field("client_secret");
+        let form_id = param(form, "client_id");
+        let form_secret = param(form, "client_secret");
         let basic = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .filter(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case("basic "));
-        if form_id.len() > 1 || form_secret.len() > 1 {
-            return Err(OAuthAnswer::error(
-                "invalid_request",
-                "repeated client credentials",
-                false,
-            ));
-        }
         match basic {
             Some(h) => {
-                if !form_secret.is_empty() {
+                if form_secret.is_some() {
                     return Err(OAuthAnswer::error(
                         "invalid_request",
                         "use one client authentication method",
@@ -308,7 +302,7 @@ impl TokenService {
                         true,
                     ));
                 };
-                if form_id.first().is_some_and(|f| *f != id) {
+                if form_id.is_some_and(|f| f != id) {
                     return Err(OAuthAnswer::error(
                         "invalid_request",
                         "client_id does not match the Basic credentials",
@@ -321,10 +315,10 @@ impl TokenService {
                     basic: true,
                 })
             }
-            None => match (form_id.first(), form_secret.first()) {
+            None => match (form_id, form_secret) {
                 (Some(id), Some(secret)) => Ok(ClientCredentials {
-                    id: id.clone(),
-                    secret: secret.clone(),
+                    id: id.to_owned(),
+                    secret: secret.to_owned(),
                     basic: false,
                 }),
                 _ => Err(OAuthAnswer::error(
@@ -345,24 +339,18 @@ impl TokenService {
             Ok(c) => c,
             Err(answer) => return answer,
         };
-        let grant: Vec<&String> = form
-            .iter()
-            .filter(|(k, _)| k == "grant_type")
-            .map(|(_, v)| v)
-            .collect();
-        match grant.as_slice() {
-            [g] if g.as_str() == "client_credentials" => {}
-            [] => {
+        match param(&form, "grant_type") {
+            Some("client_credentials") => {}
+            None => {
                 return OAuthAnswer::error("invalid_request", "grant_type is required", creds.basic)
             }
-            [_] => {
+            Some(_) => {
                 return OAuthAnswer::error(
                     "unsupported_grant_type",
                     "only client_credentials is supported",
                     creds.basic,
                 )
             }
-            _ => return OAuthAnswer::error("invalid_request", "repeated grant_type", creds.basic),
         }
         // Failed authentications are limited per (address, client) and per
         // address; a spent allowance is refused before any secret is checked.
@@ -404,10 +392,8 @@ impl TokenService {
                 creds.basic,
             );
         }
-        let requested: Option<Vec<String>> = form
-            .iter()
-            .find(|(k, _)| k == "scope")
-            .map(|(_, v)| v.split_whitespace().map(str::to_string).collect());
+        let requested: Option<Vec<String>> =
+            param(&form, "scope").map(|v| v.split_whitespace().map(str::to_string).collect());
         let granted: Vec<String> = match &requested {
             None => client.scopes.clone(),
             Some(r) => {
@@ -460,7 +446,20 @@ impl TokenService {
                 false,
             ));
         }
-        Ok(form_urlencoded::parse(body).into_owned().collect())
+        let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+        // RFC 6749 §3.2: a parameter is sent at most once; taking the first
+        // (or the last) of two would let a client pick what a check saw.
+        let mut seen = std::collections::HashSet::with_capacity(form.len());
+        for (name, _) in &form {
+            if !seen.insert(name.as_str()) {
+                return Err(OAuthAnswer::error(
+                    "invalid_request",
+                    "a request parameter is repeated",
+                    false,
+                ));
+            }
+        }
+        Ok(form)
     }
 
     /// A client authenticated for introspection or revocation.
@@ -483,7 +482,7 @@ impl TokenService {
             return a;
         }
         let inactive = OAuthAnswer::json(StatusCode::OK, &json!({"active": false}));
-        let Some((_, token)) = form.iter().find(|(k, _)| k == "token") else {
+        let Some(token) = param(&form, "token") else {
             return OAuthAnswer::error("invalid_request", "token is required", false);
         };
         let Ok(v) = self.jwt.verify(token.as_bytes()).await else {
@@ -515,7 +514,7 @@ impl TokenService {
             Ok(c) => c,
             Err(a) => return a,
         };
-        let Some((_, token)) = form.iter().find(|(k, _)| k == "token") else {
+        let Some(token) = param(&form, "token") else {
             return OAuthAnswer::error("invalid_request", "token is required", false);
         };
         if let Ok(v) = self.jwt.verify(token.as_bytes()).await {

@@ -1,12 +1,13 @@
-//! Connection guard in front of Pingora's HTTP/1 parser. Pingora's read
-//! timeout applies per read, so a client sending one byte at a time could
-//! hold a connection forever; here the first request head of a connection
-//! must arrive whole within `header_timeout` of the accept, and no head may
-//! exceed `max_header_bytes` (431) before Pingora buffers it.
+//! Connection guard in front of Pingora's HTTP/1 parser: every request head
+//! of a connection, first or later, must arrive whole within
+//! `header_timeout` of its first byte (408) and within `max_header_bytes`
+//! (431) before Pingora buffers it; a head Pingora refuses itself gets the
+//! gateway's JSON refusal.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -18,10 +19,21 @@ use pingora::protocols::{
     UniqueIDType,
 };
 use pingora::server::ShutdownWatch;
+use prometheus::IntCounterVec;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\ncontent-length: 86\r\nconnection: close\r\n\r\n{\"error\":\"request_header_fields_too_large\",\"error_description\":\"request head too large\"}";
+/// What a refused head is answered with: the JSON body every refusal of
+/// the gateway carries, a request id, and a closed connection.
+fn refusal(status: &str, code: &str, description: &str) -> Vec<u8> {
+    let body = format!(r#"{{"error":"{code}","error_description":"{description}"}}"#);
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncache-control: no-store\r\nx-request-id: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        uuid::Uuid::new_v4(),
+        body.len()
+    )
+    .into_bytes()
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLimits {
@@ -33,6 +45,9 @@ pub struct HeadLimits {
 pub struct GuardedApp<A> {
     pub inner: Arc<A>,
     pub limits: HeadLimits,
+    /// `tollgate_client_errors_total`: heads cut for time or size, or left
+    /// unfinished by the client.
+    pub client_errors: IntCounterVec,
 }
 
 #[async_trait]
@@ -56,7 +71,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
                 // closed, failed or silent past the head deadline
                 _ => return None,
             }
-            Box::new(HeadGuard::new(stream, self.limits))
+            Box::new(HeadGuard::new(
+                stream,
+                self.limits,
+                self.client_errors.clone(),
+            ))
         };
         self.inner.process_new(stream, shutdown).await
     }
@@ -66,21 +85,46 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
     }
 }
 
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
+
+const NO_SIGNAL: u8 = 0;
+const HEAD_RECEIVED: u8 = 1;
+const EXPECT_HEAD: u8 = 2;
+
 enum Phase {
-    /// Reading the first head: bytes seen so far, the last three of them.
+    /// Reading a head: bytes seen so far, the last three of them, and the
+    /// deadline (armed at the first byte).
     Head {
         seen: usize,
         tail: [u8; 3],
+        deadline: Option<Pin<Box<Sleep>>>,
     },
+    /// A head's bytes are all here and Pingora is parsing it: reads pass,
+    /// and a write before the proxy has the head can only be Pingora
+    /// refusing it.
+    HeadRead,
     Passthrough,
-    Failed,
+    /// A head was refused; the refusal is being written, then nothing.
+    Refused {
+        answer: Vec<u8>,
+        written: usize,
+    },
 }
 
+/// The stream of one proxy connection, guarding each request head in turn:
+/// Pingora's read timeout applies per read, so a client sending one byte at
+/// a time could hold a connection forever. The proxy tells the guard when a
+/// head was parsed (`head_received`) and when the next one is expected
+/// (`expect_head`); in between, bytes pass untouched.
 pub struct HeadGuard {
     inner: Stream,
     limits: HeadLimits,
     phase: Phase,
-    deadline: Pin<Box<Sleep>>,
+    /// The proxy's latest word (it holds only a shared reference), applied
+    /// by the next read or write: the latest wins, since a head pipelined
+    /// behind an answer is received without a read in between.
+    signal: AtomicU8,
+    client_errors: IntCounterVec,
 }
 
 impl std::fmt::Debug for HeadGuard {
@@ -92,29 +136,80 @@ impl std::fmt::Debug for HeadGuard {
 }
 
 impl HeadGuard {
-    fn new(inner: Stream, limits: HeadLimits) -> Self {
+    fn new(inner: Stream, limits: HeadLimits, client_errors: IntCounterVec) -> Self {
         HeadGuard {
             inner,
             limits,
+            // the first head's clock starts now: its first byte is here
             phase: Phase::Head {
                 seen: 0,
                 tail: [0; 3],
+                deadline: Some(Box::pin(tokio::time::sleep(limits.timeout))),
             },
-            deadline: Box::pin(tokio::time::sleep(limits.timeout)),
+            signal: AtomicU8::new(NO_SIGNAL),
+            client_errors,
         }
     }
 
-    /// Scan newly read bytes; returns Err when the head is too large.
+    /// The guard of a proxy session's connection, if it has one (an HTTP/2
+    /// stream has none of its own).
+    pub fn of(session: &pingora::protocols::http::ServerSession) -> Option<&HeadGuard> {
+        session.stream()?.as_any().downcast_ref::<HeadGuard>()
+    }
+
+    /// Pingora parsed the head: what follows is body or the next request.
+    pub fn head_received(&self) {
+        self.signal.store(HEAD_RECEIVED, Ordering::Release);
+    }
+
+    /// The connection is kept for another request: guard its head.
+    pub fn expect_head(&self) {
+        self.signal.store(EXPECT_HEAD, Ordering::Release);
+    }
+
+    fn apply_signals(&mut self) {
+        match self.signal.swap(NO_SIGNAL, Ordering::AcqRel) {
+            HEAD_RECEIVED => {
+                if !matches!(self.phase, Phase::Refused { .. }) {
+                    self.phase = Phase::Passthrough;
+                }
+            }
+            EXPECT_HEAD => {
+                if matches!(self.phase, Phase::Passthrough) {
+                    self.phase = Phase::Head {
+                        seen: 0,
+                        tail: [0; 3],
+                        deadline: None,
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn refuse(&mut self, reason: &str, answer: Vec<u8>) {
+        self.client_errors.with_label_values(&[reason]).inc();
+        self.phase = Phase::Refused { answer, written: 0 };
+    }
+
+    /// Scan newly read bytes of a head; Err when the head is too large.
     fn scan(&mut self, new: &[u8]) -> Result<(), ()> {
-        let Phase::Head { seen, tail } = &mut self.phase else {
+        let Phase::Head { seen, tail, .. } = &mut self.phase else {
             return Ok(());
         };
         for (i, b) in new.iter().enumerate() {
-            if tail == b"\r\n\r" && *b == b'\n' {
+            // CRLF CRLF, or the bare-LF forms a lenient parser accepts
+            if *b == b'\n' && (tail[2] == b'\n' || (tail[1] == b'\n' && tail[2] == b'\r')) {
                 if *seen + i + 1 > self.limits.max_bytes {
                     return Err(());
                 }
-                self.phase = Phase::Passthrough;
+                // The HTTP/2 preface looks like a head; what follows is
+                // frames, and no more heads.
+                self.phase = if *seen == 0 && new.starts_with(H2_PREFACE) {
+                    Phase::Passthrough
+                } else {
+                    Phase::HeadRead
+                };
                 return Ok(());
             }
             *tail = [tail[1], tail[2], *b];
@@ -126,11 +221,23 @@ impl HeadGuard {
         Ok(())
     }
 
-    /// Best effort: the socket buffer of a fresh connection takes this
-    /// small answer at once; if not, the client just sees the close.
-    fn refuse_too_large(&mut self, cx: &mut Context<'_>) {
-        let _ = Pin::new(&mut self.inner).poll_write(cx, TOO_LARGE);
+    /// Writes what is left of a refusal; Ready once all of it is out (or
+    /// the client is gone).
+    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Phase::Refused { answer, written } = &mut self.phase else {
+            return Poll::Ready(());
+        };
+        while *written < answer.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &answer[*written..]) {
+                Poll::Ready(Ok(n)) if n > 0 => *written += n,
+                Poll::Ready(_) => {
+                    *written = answer.len();
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
         let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        Poll::Ready(())
     }
 }
 
@@ -141,37 +248,121 @@ impl AsyncRead for HeadGuard {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match this.phase {
-            Phase::Passthrough => return Pin::new(&mut this.inner).poll_read(cx, buf),
-            Phase::Failed => {
+        this.apply_signals();
+        match &this.phase {
+            Phase::Passthrough | Phase::HeadRead => {
+                return Pin::new(&mut this.inner).poll_read(cx, buf)
+            }
+            Phase::Refused { .. } => {
+                // the refusal goes out before the read fails and Pingora
+                // closes the connection
+                if this.poll_refusal(cx).is_pending() {
+                    return Poll::Pending;
+                }
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "request head refused",
-                )))
+                )));
             }
             Phase::Head { .. } => {}
         }
-        if this.deadline.as_mut().poll(cx).is_ready() {
-            this.phase = Phase::Failed;
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request head not received within header_timeout",
-            )));
-        }
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = res {
-            let new = buf.filled()[before..].to_vec();
-            if this.scan(&new).is_err() {
-                this.phase = Phase::Failed;
-                this.refuse_too_large(cx);
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "request head larger than max_header_bytes",
-                )));
+        let got = buf.filled().len() - before;
+        match &res {
+            Poll::Ready(Ok(())) if got == 0 => {
+                if let Phase::Head { seen, .. } = &this.phase {
+                    if *seen > 0 {
+                        // the client closed in the middle of a head
+                        this.client_errors
+                            .with_label_values(&["closed_mid_head"])
+                            .inc();
+                    }
+                }
+                return res;
             }
+            Poll::Ready(Ok(())) => {
+                if let Phase::Head { deadline, .. } = &mut this.phase {
+                    deadline
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(this.limits.timeout)));
+                }
+                let new = buf.filled()[before..].to_vec();
+                if this.scan(&new).is_err() {
+                    buf.set_filled(before);
+                    this.refuse(
+                        "header_too_large",
+                        refusal(
+                            "431 Request Header Fields Too Large",
+                            "request_header_fields_too_large",
+                            "request head too large",
+                        ),
+                    );
+                    return this.poll_read_refused(cx);
+                }
+            }
+            Poll::Ready(Err(_)) => return res,
+            Poll::Pending => {}
+        }
+        // still within a head: has its time run out?
+        let expired = match &mut this.phase {
+            Phase::Head {
+                deadline: Some(d), ..
+            } => d.as_mut().poll(cx).is_ready(),
+            _ => false,
+        };
+        if expired {
+            buf.set_filled(before);
+            this.refuse(
+                "header_timeout",
+                refusal(
+                    "408 Request Timeout",
+                    "request_timeout",
+                    "request head not received within header_timeout",
+                ),
+            );
+            return this.poll_read_refused(cx);
         }
         res
+    }
+}
+
+impl HeadGuard {
+    fn poll_read_refused(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.poll_refusal(cx).is_pending() {
+            return Poll::Pending;
+        }
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "request head refused",
+        )))
+    }
+
+    /// Pingora writes during a head only to refuse it (a malformed head, or
+    /// CONNECT), with an empty body and no request id: the client gets the
+    /// gateway's own JSON refusal instead.
+    fn poll_write_during_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        len: usize,
+        first: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Phase::Head { .. } | Phase::HeadRead = self.phase {
+            let answer = if first.starts_with(b"HTTP/1.1 405") {
+                refusal(
+                    "405 Method Not Allowed",
+                    "method_not_allowed",
+                    "CONNECT is not supported",
+                )
+            } else {
+                refusal("400 Bad Request", "bad_request", "malformed request head")
+            };
+            self.refuse("malformed_head", answer);
+        }
+        match self.poll_refusal(cx) {
+            Poll::Pending => Poll::Pending,
+            // what Pingora wrote is taken as written
+            Poll::Ready(()) => Poll::Ready(Ok(len)),
+        }
     }
 }
 
@@ -181,7 +372,12 @@ impl AsyncWrite for HeadGuard {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        this.apply_signals();
+        if let Phase::Passthrough = this.phase {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        this.poll_write_during_head(cx, buf.len(), buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -194,7 +390,17 @@ impl AsyncWrite for HeadGuard {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        this.apply_signals();
+        if let Phase::Passthrough = this.phase {
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        }
+        let len = bufs.iter().map(|b| b.len()).sum();
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        this.poll_write_during_head(cx, len, first)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()

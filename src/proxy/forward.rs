@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType};
 
+use crate::authz::Identity;
 use crate::config::IpNet;
 
 const HOP_BY_HOP: &[&str] = &[
@@ -28,15 +29,6 @@ const X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
 const X_CONSUMER_NAME: HeaderName = HeaderName::from_static("x-consumer-name");
 const X_SUBSCRIPTION_ID: HeaderName = HeaderName::from_static("x-subscription-id");
 
-/// The identity headers the gateway adds after authentication (values
-/// built once per cached principal; a clone shares them).
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub consumer_id: HeaderValue,
-    pub consumer_name: HeaderValue,
-    pub subscription_id: HeaderValue,
-}
-
 pub struct ForwardContext<'a> {
     /// Normalized path plus the raw query, if any.
     pub path_and_query: &'a str,
@@ -45,13 +37,17 @@ pub struct ForwardContext<'a> {
     pub trusted_proxies: &'a [IpNet],
     pub api_key_header: &'a HeaderName,
     pub keep_authorization: bool,
+    /// Forward header names with `_` (dropped unless the route keeps them).
+    pub keep_underscore_headers: bool,
     pub identity: Option<&'a Identity>,
 }
 
+/// Rewrites the request for the upstream; answers how many headers with
+/// `_` in their name it dropped.
 pub fn rewrite_upstream_request(
     req: &mut RequestHeader,
     fx: &ForwardContext<'_>,
-) -> pingora::Result<()> {
+) -> pingora::Result<usize> {
     // The rewrite works on the request's own parts. pingora-http's
     // `insert_header` parses every name again, allocates it and keeps a
     // second map of the client's spelling of each name; a plain HeaderMap
@@ -72,7 +68,7 @@ pub fn rewrite_upstream_request(
     rewritten.map_err(|what| Error::explain(ErrorType::InvalidHTTPHeader, what))
 }
 
-fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Result<(), String> {
+fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Result<usize, String> {
     if req.uri.path_and_query().map(|p| p.as_str()) != Some(fx.path_and_query) {
         if let Ok(uri) = fx.path_and_query.parse::<http::Uri>() {
             req.uri = uri;
@@ -100,6 +96,7 @@ fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Res
     // hold; only unusual ones are copied out to be removed.
     let strip_authorization = !fx.keep_authorization;
     let (mut has_key, mut has_authorization) = (false, false);
+    let mut underscored = 0;
     let drop: Vec<HeaderName> = headers
         .keys()
         .filter(|k| {
@@ -113,6 +110,13 @@ fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Res
                 return false;
             }
             let n = k.as_str();
+            // CGI-style upstreams (WSGI, Rack, PHP) read `X_Consumer_Id`
+            // as `X-Consumer-Id`: a name with `_` could spoof the identity
+            // headers or add a second framing header there.
+            if !fx.keep_underscore_headers && n.contains('_') {
+                underscored += 1;
+                return true;
+            }
             HOP_BY_HOP.contains(&n)
                 || n.starts_with("x-consumer-")
                 || n == "x-subscription-id"
@@ -177,7 +181,7 @@ fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Res
             headers.try_insert(name, value.clone()).map_err(too_many)?;
         }
     }
-    Ok(())
+    Ok(underscored)
 }
 
 /// A client's `X-Request-Id` is kept when it is short printable ASCII.
@@ -246,8 +250,33 @@ mod tests {
             trusted_proxies: trusted,
             api_key_header: h,
             keep_authorization: false,
+            keep_underscore_headers: false,
             identity: id,
         }
+    }
+
+    #[test]
+    fn header_names_with_underscores_are_dropped_unless_kept() {
+        let h = HeaderName::from_static("x-api-key");
+        let headers = [
+            ("X_Consumer_Id", "evil"),
+            ("Transfer_Encoding", "chunked"),
+            ("x-plain", "1"),
+        ];
+        let mut r = request(&headers);
+        let dropped = rewrite_upstream_request(&mut r, &ctx(&h, &[], None)).unwrap();
+        assert_eq!(dropped, 2);
+        assert!(r.headers.get("x_consumer_id").is_none());
+        assert!(r.headers.get("transfer_encoding").is_none());
+        assert_eq!(r.headers.get("x-plain").unwrap(), "1");
+
+        let mut r = request(&headers);
+        let keep = ForwardContext {
+            keep_underscore_headers: true,
+            ..ctx(&h, &[], None)
+        };
+        assert_eq!(rewrite_upstream_request(&mut r, &keep).unwrap(), 0);
+        assert_eq!(r.headers.get("x_consumer_id").unwrap(), "evil");
     }
 
     #[test]

@@ -4,10 +4,8 @@
 
 pub mod conn;
 pub mod forward;
-pub mod path;
+pub mod head;
 pub mod reject;
-pub mod router;
-pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,33 +20,15 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 use tracing::field::Empty;
 
-use crate::config::{Config, Route, RouteTarget};
+use crate::authz::Identity;
+use crate::config::{Route, RouteTarget};
 use crate::ratelimit::{Decision, Limiter, PlanChoice, Plans};
+use crate::runtime::router::{request_host, RouteDecision};
+use crate::runtime::Snapshot;
 use crate::telemetry::Metrics;
-use forward::{acceptable_request_id, rewrite_upstream_request, ForwardContext, Identity};
+use conn::HeadGuard;
+use forward::{acceptable_request_id, rewrite_upstream_request, ForwardContext};
 use reject::Rejection;
-use router::{request_host, RouteDecision, Router};
-use upstream::Upstreams;
-
-/// Everything derived from one configuration; swapped whole on reload, and
-/// a request keeps the snapshot it started with.
-pub struct Snapshot {
-    pub config: Arc<Config>,
-    pub router: Router,
-    pub upstreams: Upstreams,
-    pub plans: Plans,
-}
-
-impl Snapshot {
-    pub fn new(config: Arc<Config>) -> Self {
-        Snapshot {
-            router: Router::new(&config.routes),
-            upstreams: Upstreams::new(config.services.values()),
-            plans: Plans::new(&config),
-            config,
-        }
-    }
-}
 
 /// Requests between head and end of answer; SIGTERM waits for zero.
 #[derive(Debug, Default)]
@@ -90,6 +70,8 @@ pub struct RequestCtx {
     snapshot: Arc<Snapshot>,
     request_id: String,
     route: Option<Arc<Route>>,
+    /// The host the route was chosen by (lower case, no port).
+    host: Option<String>,
     /// Normalized path, what the router saw and the access log shows.
     path: String,
     /// Normalized path plus the raw query, what the upstream receives.
@@ -156,33 +138,35 @@ impl Gateway {
     }
 
     /// Checks of the request head every request passes, the gateway's own
-    /// endpoints included; leaves the normalized path in `ctx`.
-    fn read_head(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), Rejection> {
+    /// endpoints included; leaves the normalized path and the host to route
+    /// by in `ctx`.
+    fn read_head(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Rejection> {
         let config = &ctx.snapshot.config;
-        let req = session.req_header();
         let raw_head = session.as_downstream().to_h1_raw();
-        if raw_head.len() > config.server.max_header_bytes {
-            return Err(Rejection::HeaderTooLarge);
-        }
-        // RFC 9112 §6.1: both framings at once may be request smuggling.
-        // Pingora drops Content-Length in that case, so look at the raw head.
-        if req.headers.contains_key(http::header::TRANSFER_ENCODING)
-            && contains_ignore_case(&raw_head, b"\ncontent-length:")
-        {
-            return Err(Rejection::BadRequest(
-                "conflicting Content-Length and Transfer-Encoding",
-            ));
-        }
-        if req.headers.get_all(http::header::HOST).iter().count() > 1 {
-            return Err(Rejection::BadRequest("more than one Host header"));
-        }
-        let path = path::normalize_path(req.uri.path().as_bytes())
+        let req = session.req_header();
+        let target = match head::check(req, &raw_head, config.server.max_header_bytes)? {
+            head::Authority::Target(t) => Some(t.to_owned()),
+            head::Authority::Header(h) => {
+                ctx.host = Some(request_host(h));
+                None
+            }
+            head::Authority::None => None,
+        };
+        let path = crate::path::normalize_path(req.uri.path().as_bytes())
             .map_err(|_| Rejection::BadRequest("malformed request path"))?;
         ctx.path_and_query = match req.uri.query() {
             Some(q) => format!("{path}?{q}"),
             None => path.clone(),
         };
         ctx.path = path;
+        if let Some(target) = target {
+            // the upstream is told the host that chose the route
+            ctx.host = Some(request_host(&target));
+            session
+                .req_header_mut()
+                .insert_header(http::header::HOST, target)
+                .map_err(|_| Rejection::BadRequest("invalid request target"))?;
+        }
         Ok(())
     }
 
@@ -192,16 +176,10 @@ impl Gateway {
         req: &RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<Arc<Route>, Rejection> {
-        let host = req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.host())
-            .map(request_host);
         let route = match ctx
             .snapshot
             .router
-            .route(host.as_deref(), &ctx.path, &req.method)
+            .route(ctx.host.as_deref(), &ctx.path, &req.method)
         {
             RouteDecision::Matched(r) => r.clone(),
             RouteDecision::MethodNotAllowed(allowed) => {
@@ -210,6 +188,13 @@ impl Gateway {
             RouteDecision::NotFound => return Err(Rejection::NotFound),
         };
         ctx.span.record("route", route.name.as_str());
+        if let Some(prefix) = &route.strip_prefix {
+            let rest = strip_path_prefix(&ctx.path, prefix);
+            ctx.path_and_query = match req.uri.query() {
+                Some(q) => format!("{rest}?{q}"),
+                None => rest.into_owned(),
+            };
+        }
         ctx.route = Some(route.clone());
         Ok(route)
     }
@@ -285,8 +270,8 @@ impl Gateway {
         };
         ctx.span
             .record("client", authenticated.principal.client_id.as_str());
-        let authorized = crate::authz::authorize(&authenticated, route).inspect_err(|r| {
-            self.metrics.auth_failure(r.code());
+        let authorized = crate::authz::authorize(&authenticated, route).inspect_err(|d| {
+            self.metrics.auth_failure(d.reason());
         })?;
         if let Some(sub) = authorized.subscription {
             let service = route.service_name();
@@ -335,10 +320,37 @@ impl Gateway {
     }
 }
 
-fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+impl Gateway {
+    /// After an answer on a kept-alive HTTP/1 connection: the next request
+    /// must start within `keepalive_timeout` and its head arrive within
+    /// `header_timeout` of its first byte. Pingora would wait forever.
+    fn keep_alive(&self, session: &mut Session) {
+        // Some(0) is Pingora's "no limit"; None means the connection closes
+        if session.get_keepalive() != Some(0) {
+            return;
+        }
+        if !session.is_body_done() {
+            // an unread body would pass through the next head's guard
+            session.set_keepalive(None);
+            return;
+        }
+        let idle = self.state.load().config.server.keepalive_timeout;
+        session.set_keepalive(Some(idle.as_secs().max(1)));
+        if let Some(guard) = HeadGuard::of(session.as_downstream()) {
+            guard.expect_head();
+        }
+    }
+}
+
+/// The path without a route's prefix (which matched whole segments), as
+/// the upstream receives it: `/demo` and `/demo/` both become `/`.
+fn strip_path_prefix<'a>(path: &'a str, prefix: &str) -> std::borrow::Cow<'a, str> {
+    let rest = path.strip_prefix(prefix).unwrap_or(path);
+    if rest.starts_with('/') {
+        rest.into()
+    } else {
+        format!("/{rest}").into()
+    }
 }
 
 fn has_body(req: &RequestHeader) -> bool {
@@ -360,6 +372,7 @@ impl ProxyHttp for Gateway {
             snapshot: self.state.load_full(),
             request_id: String::new(),
             route: None,
+            host: None,
             path: String::new(),
             path_and_query: String::new(),
             identity: None,
@@ -369,6 +382,22 @@ impl ProxyHttp for Gateway {
             span: tracing::info_span!("request", request_id = Empty, route = Empty, client = Empty),
             _inflight: self.inflight.enter(),
         }
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(guard) = HeadGuard::of(session.as_downstream()) {
+            guard.head_received();
+        }
+        // Requests pipelined behind this one are read after its answer and
+        // answered in order, each once (RFC 9112 §9.3.2); a client that
+        // half-closes after its last request still gets every answer.
+        session.set_pipelining_enabled(true);
+        session.set_abort_on_close(false);
+        Ok(())
     }
 
     async fn request_filter(
@@ -444,7 +473,7 @@ impl ProxyHttp for Gateway {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let keep_authorization = ctx.route.as_ref().is_some_and(|r| r.forward_authorization);
-        rewrite_upstream_request(
+        let dropped = rewrite_upstream_request(
             upstream_request,
             &ForwardContext {
                 path_and_query: &ctx.path_and_query,
@@ -453,9 +482,21 @@ impl ProxyHttp for Gateway {
                 trusted_proxies: &config.server.trusted_proxies,
                 api_key_header: &config.auth.api_key.header,
                 keep_authorization,
+                keep_underscore_headers: ctx
+                    .route
+                    .as_ref()
+                    .and_then(|r| r.keep_underscore_headers)
+                    .unwrap_or(config.server.keep_underscore_headers),
                 identity: ctx.identity.as_ref(),
             },
-        )
+        )?;
+        if dropped > 0 {
+            self.metrics
+                .dropped_headers
+                .with_label_values(&["underscore"])
+                .inc_by(dropped as u64);
+        }
+        Ok(())
     }
 
     async fn connected_to_upstream(
@@ -591,7 +632,30 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        // What a client does wrong (closing early, a malformed body) is
+        // counted and logged at debug level; the error log is for the
+        // gateway's own faults.
+        if e.esource() != &ErrorSource::Downstream {
+            return false;
+        }
+        let reason = match e.etype() {
+            ErrorType::ConnectionClosed => "closed_early",
+            ErrorType::ReadError | ErrorType::ReadTimedout => "read_error",
+            ErrorType::WriteError | ErrorType::WriteTimedout => "write_error",
+            ErrorType::Custom(_) | ErrorType::InvalidHTTPHeader => "malformed_body",
+            _ => "other",
+        };
+        self.metrics
+            .client_errors
+            .with_label_values(&[reason])
+            .inc();
+        tracing::debug!(error = %e, "request ended by the client");
+        true
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        self.keep_alive(session);
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -612,19 +676,35 @@ impl ProxyHttp for Gateway {
             .observe(elapsed.as_secs_f64());
         let method = session.req_header().method.as_str().to_owned();
         let upstream = ctx.tried.last().map(|a| a.to_string());
+        // request id, route and client are fields of the request's span
+        if ctx.route.is_none() {
+            ctx.span.record("route", route);
+        }
         let _enter = ctx.span.enter();
         tracing::info!(
             target: "tollgate::access",
             method = %method,
             path = %ctx.path,
-            route,
             service,
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
-            request_id = %ctx.request_id,
             upstream = upstream.as_deref().unwrap_or("-"),
             error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
             "access"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_path_prefix;
+
+    #[test]
+    fn a_stripped_prefix_leaves_an_absolute_path() {
+        assert_eq!(strip_path_prefix("/demo", "/demo"), "/");
+        assert_eq!(strip_path_prefix("/demo/", "/demo"), "/");
+        assert_eq!(strip_path_prefix("/demo/a/b", "/demo"), "/a/b");
+        assert_eq!(strip_path_prefix("/demo/a", "/demo/"), "/a");
+        assert_eq!(strip_path_prefix("/x", "/"), "/x");
     }
 }

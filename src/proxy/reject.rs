@@ -7,6 +7,9 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use pingora::http::ResponseHeader;
 use serde::Serialize;
 
+use crate::auth::AuthFailure;
+use crate::authz::Denial;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     BadRequest(&'static str),
@@ -26,6 +29,34 @@ pub enum Rejection {
     BadGateway,
     GatewayTimeout,
     Internal,
+}
+
+impl From<AuthFailure> for Rejection {
+    fn from(failure: AuthFailure) -> Rejection {
+        match failure {
+            AuthFailure::Missing => Rejection::MissingCredentials,
+            AuthFailure::Ambiguous(why) => Rejection::BadRequest(why),
+            AuthFailure::NotAccepted(why) => Rejection::InvalidToken(why),
+            AuthFailure::MalformedKey => Rejection::InvalidToken("malformed API key"),
+            // the same answer for unknown and revoked: no key enumeration
+            AuthFailure::UnknownKey | AuthFailure::RevokedKey | AuthFailure::RevokedClient => {
+                Rejection::InvalidToken("unknown or revoked API key")
+            }
+            AuthFailure::ExpiredKey => Rejection::InvalidToken("API key expired"),
+            AuthFailure::Token(t) => Rejection::InvalidToken(t.description()),
+            AuthFailure::UnknownClient => Rejection::InvalidToken("unknown or revoked client"),
+            AuthFailure::StoreUnavailable(_) => Rejection::StoreUnavailable,
+        }
+    }
+}
+
+impl From<Denial> for Rejection {
+    fn from(denial: Denial) -> Rejection {
+        match denial {
+            Denial::NotSubscribed => Rejection::NotSubscribed,
+            Denial::InsufficientScope(scopes) => Rejection::InsufficientScope(scopes),
+        }
+    }
 }
 
 #[derive(Serialize)]

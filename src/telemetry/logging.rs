@@ -1,7 +1,9 @@
 //! tracing subscriber: pretty or JSON lines on stdout; `RUST_LOG`, when
 //! set, overrides the configured level. Pingora's `log` records are
-//! bridged into the same output.
+//! bridged into the same output, with its reports of what a client did
+//! wrong lowered from error to debug: the error log is for the gateway.
 
+use tracing_log::AsLog;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -16,15 +18,106 @@ pub fn init(format: LogFormat, level: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_writer(std::io::stdout);
-    let result = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+    let subscriber: Box<dyn tracing::Subscriber + Send + Sync> = match format {
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .finish(),
+        ),
+        LogFormat::Pretty => Box::new(builder.compact().finish()),
     };
-    if let Err(e) = result {
+    if let Err(e) = tracing::subscriber::set_global_default(subscriber) {
         eprintln!("tollgate: logging already initialised: {e}");
+        return;
+    }
+    if log::set_boxed_logger(Box::new(PingoraLog)).is_ok() {
+        log::set_max_level(tracing::level_filters::LevelFilter::current().as_log());
+    }
+}
+
+/// Forwards `log` records (Pingora's) to tracing.
+struct PingoraLog;
+
+/// Pingora logs at error level when a client closes its connection or sends
+/// a broken head or body; the gateway counts those
+/// (`tollgate_client_errors_total`) and keeps them at debug.
+fn is_client_fault(record: &log::Record<'_>) -> bool {
+    record.level() == log::Level::Error
+        && record.target().starts_with("pingora")
+        && record
+            .args()
+            .to_string()
+            .starts_with("Fail to proxy: Downstream")
+}
+
+impl log::Log for PingoraLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        if is_client_fault(record) {
+            let lowered = log::Record::builder()
+                .args(*record.args())
+                .level(log::Level::Debug)
+                .target(record.target())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build();
+            let _ = tracing_log::format_trace(&lowered);
+            return;
+        }
+        let _ = tracing_log::format_trace(record);
+    }
+
+    fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_client_fault;
+
+    fn record(level: log::Level, target: &str, text: &str, check: impl FnOnce(&log::Record<'_>)) {
+        check(
+            &log::Record::builder()
+                .args(format_args!("{text}"))
+                .level(level)
+                .target(target)
+                .build(),
+        );
+    }
+
+    #[test]
+    fn only_pingoras_downstream_failures_are_client_faults() {
+        record(
+            log::Level::Error,
+            "pingora_proxy",
+            "Fail to proxy: Downstream ConnectionClosed context: while reading request headers",
+            |r| assert!(is_client_fault(r)),
+        );
+        record(
+            log::Level::Error,
+            "pingora_proxy",
+            "Fail to proxy: Upstream ConnectRefused",
+            |r| assert!(!is_client_fault(r)),
+        );
+        record(
+            log::Level::Warn,
+            "pingora_proxy",
+            "Fail to proxy: Downstream ConnectionClosed",
+            |r| assert!(!is_client_fault(r)),
+        );
+        record(
+            log::Level::Error,
+            "tollgate",
+            "Fail to proxy: Downstream x",
+            |r| assert!(!is_client_fault(r)),
+        );
     }
 }

@@ -39,6 +39,11 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// From a change committed on any node to its cache eviction on this one.
     pub invalidation_lag: Histogram,
+    /// Request headers the gateway did not forward, by reason.
+    pub dropped_headers: IntCounterVec,
+    /// Requests that ended by the client's fault (closed early, malformed
+    /// body or head), by reason: logged at debug level, counted here.
+    pub client_errors: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -133,6 +138,22 @@ impl Metrics {
             .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
         )?;
         registry.register(Box::new(invalidation_lag.clone()))?;
+        let dropped_headers = IntCounterVec::new(
+            Opts::new(
+                "tollgate_dropped_headers_total",
+                "Request headers not forwarded upstream, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(dropped_headers.clone()))?;
+        let client_errors = IntCounterVec::new(
+            Opts::new(
+                "tollgate_client_errors_total",
+                "Requests ended by the client's fault (closed early, malformed head or body), by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(client_errors.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -155,6 +176,8 @@ impl Metrics {
             rate_limit_backend_errors,
             config_reloads,
             invalidation_lag,
+            dropped_headers,
+            client_errors,
         })
     }
 

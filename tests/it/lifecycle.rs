@@ -85,8 +85,11 @@ fn access_log_has_one_line_per_request_and_no_credentials() {
         .filter(|v| v["target"] == "tollgate::access")
         .collect();
     assert_eq!(access.len(), 3, "{logs}");
-    assert_eq!(access[0]["request_id"], "log-test-1");
-    assert_eq!(access[0]["route"], "api");
+    // request id and route appear once, as fields of the request's span
+    assert_eq!(access[0]["span"]["request_id"], "log-test-1");
+    assert_eq!(access[0]["span"]["route"], "api");
+    assert!(access[0].get("request_id").is_none(), "{logs}");
+    assert!(access[0].get("route").is_none(), "{logs}");
     assert_eq!(access[0]["status"], 200);
     assert_eq!(access[0]["method"], "GET");
     assert_eq!(access[0]["path"], "/api/a");

@@ -11,6 +11,7 @@ mod cli_admin;
 mod cli_config;
 mod cluster;
 mod deploy;
+mod edge;
 mod forwarding;
 mod http_hygiene;
 mod interop;

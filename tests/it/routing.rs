@@ -78,3 +78,64 @@ fn no_route_is_404_and_wrong_method_405() {
     let r = get(&gw, "t", "GET", "/only/more");
     assert_eq!(r.status, 404);
 }
+
+/// The quick start as a newcomer runs it: the shipped configuration, with
+/// `python3 -m http.server` as the demo upstream; `/demo/` reaches the
+/// upstream as `/` (the route strips its prefix) and answers its listing.
+#[test]
+fn quick_start_demo_route_answers_the_upstreams_listing() {
+    let shipped: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(crate::harness::repo_path("config/tollgate.yaml"))
+            .expect("config/tollgate.yaml"),
+    )
+    .expect("shipped config is YAML");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("hello.txt"), "hello").expect("file");
+    let port = crate::harness::free_port();
+    let mut upstream = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _upstream = Kill(&mut upstream);
+    assert!(
+        crate::harness::eventually(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "http.server listening"
+    );
+    let mut body = serde_yaml::Mapping::new();
+    for (k, v) in shipped.as_mapping().expect("mapping") {
+        // the harness sets the listeners and the store
+        if !matches!(k.as_str(), Some("server" | "admin" | "metrics" | "store")) {
+            body.insert(k.clone(), v.clone());
+        }
+    }
+    body["services"]["demo"]["upstreams"] =
+        serde_yaml::to_value([format!("127.0.0.1:{port}")]).expect("yaml");
+    let gw = Gateway::start(&serde_yaml::to_string(&body).expect("yaml"));
+    let r = get(&gw, "127.0.0.1", "GET", "/demo/");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("hello.txt"), "{}", r.body);
+    let r = get(&gw, "127.0.0.1", "GET", "/demo/hello.txt");
+    assert_eq!((r.status, r.body.as_str()), (200, "hello"));
+    let r = get(&gw, "127.0.0.1", "GET", "/hello");
+    assert_eq!(r.status, 200, "{}", r.body);
+}

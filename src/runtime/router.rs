@@ -120,6 +120,8 @@ mod tests {
             auth: AuthPolicy::Public,
             scopes: vec![],
             forward_authorization: false,
+            strip_prefix: None,
+            keep_underscore_headers: None,
         })
     }
 

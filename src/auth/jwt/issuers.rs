@@ -1,0 +1,277 @@
+//! Issuers and their keys: the built-in issuer's keys come from the store,
+//! an external issuer's from its JWKS, fetched with a timeout, refreshed
+//! periodically, refetched on an unknown `kid` at most once per issuer per
+//! 30 s (single-flight), and kept when the JWKS URL fails.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
+
+use super::{JwtAuth, MAX_JWKS_BYTES, REFETCH_COOLDOWN};
+use crate::auth::keys::jwt_algorithm;
+use crate::config::Config;
+use crate::store::SigningKey;
+
+/// A public key, with what it may be used for.
+pub(super) struct VerifyKey {
+    pub(super) key: DecodingKey,
+    /// Algorithms this key may verify: its JWK `alg` if pinned, else its family.
+    pub(super) algorithms: Vec<Algorithm>,
+}
+
+impl fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("algorithms", &self.algorithms)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum Source {
+    BuiltIn,
+    External {
+        name: String,
+        jwks_url: String,
+        client_claim: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct Issuer {
+    pub(super) iss: String,
+    pub(super) source: Source,
+    pub(super) audiences: Vec<String>,
+    pub(super) algorithms: Vec<Algorithm>,
+    pub(super) leeway: u64,
+    pub(super) keys: ArcSwap<HashMap<String, Arc<VerifyKey>>>,
+    /// When the JWKS was last fetched because of an unknown kid.
+    last_refetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Issuer {
+    pub fn label(&self) -> &str {
+        match &self.source {
+            Source::BuiltIn => "builtin",
+            Source::External { name, .. } => name,
+        }
+    }
+}
+
+/// Key families; a JWK of one family never verifies another's algorithm.
+fn family_algorithms(jwk: &jsonwebtoken::jwk::Jwk) -> Vec<Algorithm> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => vec![
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ],
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => vec![Algorithm::ES256],
+            EllipticCurve::P384 => vec![Algorithm::ES384],
+            _ => vec![],
+        },
+        AlgorithmParameters::OctetKeyPair(okp) => match okp.curve {
+            EllipticCurve::Ed25519 => vec![Algorithm::EdDSA],
+            _ => vec![],
+        },
+        // symmetric keys (and anything newer) are never taken from a key set
+        _ => vec![],
+    }
+}
+
+/// Usable verification keys of a JWK set, by kid. Keys for encryption,
+/// symmetric keys, keys without kid and keys that do not parse are skipped.
+pub(super) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>, String> {
+    #[derive(Deserialize)]
+    struct Set {
+        keys: Vec<serde_json::Value>,
+    }
+    let set: Set = serde_json::from_slice(body).map_err(|e| format!("not a JWK set: {e}"))?;
+    let mut out = HashMap::new();
+    for raw in set.keys {
+        if raw
+            .get("use")
+            .and_then(|u| u.as_str())
+            .is_some_and(|u| u != "sig")
+        {
+            continue;
+        }
+        if raw.get("kty").and_then(|k| k.as_str()) == Some("oct") {
+            continue;
+        }
+        let Some(kid) = raw.get("kid").and_then(|k| k.as_str()).map(str::to_string) else {
+            continue;
+        };
+        let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(raw.clone()) else {
+            continue;
+        };
+        let mut algorithms = family_algorithms(&jwk);
+        if let Some(pinned) = raw.get("alg").and_then(|a| a.as_str()) {
+            algorithms.retain(|a| jwt_algorithm(pinned) == Some(*a));
+        }
+        if algorithms.is_empty() {
+            continue;
+        }
+        let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+            continue;
+        };
+        out.insert(kid, Arc::new(VerifyKey { key, algorithms }));
+    }
+    Ok(out)
+}
+
+impl JwtAuth {
+    /// (Re)build the issuers of a configuration; keys of issuers that stay
+    /// are kept.
+    pub fn configure(&self, config: &Config) {
+        let old = self.issuers.load_full();
+        let mut issuers = HashMap::new();
+        let t = &config.auth.tokens;
+        let builtin = Arc::new(Issuer {
+            iss: t.issuer.clone(),
+            source: Source::BuiltIn,
+            audiences: vec![t.audience.clone()],
+            algorithms: vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
+            leeway: t.leeway.as_secs(),
+            keys: ArcSwap::from_pointee(
+                old.get(&t.issuer)
+                    .map(|i| (**i.keys.load()).clone())
+                    .unwrap_or_default(),
+            ),
+            last_refetch: tokio::sync::Mutex::new(None),
+        });
+        issuers.insert(t.issuer.clone(), builtin.clone());
+        for e in &config.auth.issuers {
+            let algorithms = e
+                .algorithms
+                .iter()
+                .filter_map(|a| jwt_algorithm(a.as_str()))
+                .collect();
+            issuers.insert(
+                e.issuer.clone(),
+                Arc::new(Issuer {
+                    iss: e.issuer.clone(),
+                    source: Source::External {
+                        name: e.name.clone(),
+                        jwks_url: e.jwks_url.clone(),
+                        client_claim: e.client_claim.clone(),
+                    },
+                    audiences: e.audiences.clone(),
+                    algorithms,
+                    leeway: e.leeway.as_secs(),
+                    keys: ArcSwap::from_pointee(
+                        old.get(&e.issuer)
+                            .map(|i| (**i.keys.load()).clone())
+                            .unwrap_or_default(),
+                    ),
+                    last_refetch: tokio::sync::Mutex::new(None),
+                }),
+            );
+        }
+        self.builtin.store(Arc::new(Some(builtin)));
+        self.issuers.store(Arc::new(issuers));
+    }
+
+    /// Publish the built-in issuer's keys (from the store).
+    pub fn set_builtin_keys(&self, keys: &[SigningKey]) {
+        let Some(builtin) = self.builtin.load_full().as_ref().clone() else {
+            return;
+        };
+        let mut map = HashMap::new();
+        for k in keys {
+            let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(k.public_jwk.clone())
+            else {
+                continue;
+            };
+            let (Ok(key), Some(alg)) = (DecodingKey::from_jwk(&jwk), jwt_algorithm(&k.algorithm))
+            else {
+                continue;
+            };
+            map.insert(
+                k.kid.clone(),
+                Arc::new(VerifyKey {
+                    key,
+                    algorithms: vec![alg],
+                }),
+            );
+        }
+        builtin.keys.store(Arc::new(map));
+    }
+
+    /// Fetch one external issuer's JWKS; on failure its keys stay as they were.
+    pub async fn refresh(&self, issuer: &Issuer) -> bool {
+        let Source::External { jwks_url, name, .. } = &issuer.source else {
+            return true;
+        };
+        let result = self.fetch_jwks(jwks_url).await;
+        let ok = match result {
+            Ok(keys) if !keys.is_empty() => {
+                issuer.keys.store(Arc::new(keys));
+                true
+            }
+            Ok(_) => {
+                tracing::warn!(issuer = %name, "JWKS has no usable keys; keeping the previous ones");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %name, error = %e, "JWKS refresh failed; keeping the previous keys");
+                false
+            }
+        };
+        self.metrics.jwks_refresh(name, ok);
+        ok
+    }
+
+    /// Refresh every external issuer (the periodic task).
+    pub async fn refresh_all(&self) {
+        let issuers: Vec<Arc<Issuer>> = self.issuers.load().values().cloned().collect();
+        for i in issuers {
+            if matches!(i.source, Source::External { .. }) {
+                self.refresh(&i).await;
+            }
+        }
+    }
+
+    async fn fetch_jwks(&self, url: &str) -> Result<HashMap<String, Arc<VerifyKey>>, String> {
+        let resp = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status().as_u16()));
+        }
+        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+        if body.len() > MAX_JWKS_BYTES {
+            return Err("JWKS too large".into());
+        }
+        parse_jwks(&body)
+    }
+
+    /// An unknown kid: refetch once per cooldown, one fetch at a time.
+    pub(super) async fn refetch_for_kid(
+        &self,
+        issuer: &Issuer,
+        kid: &str,
+    ) -> Option<Arc<VerifyKey>> {
+        if !matches!(issuer.source, Source::External { .. }) {
+            return None;
+        }
+        let mut last = issuer.last_refetch.lock().await;
+        if let Some(k) = issuer.keys.load().get(kid) {
+            return Some(k.clone());
+        }
+        if last.is_some_and(|t| t.elapsed() < REFETCH_COOLDOWN) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        self.refresh(issuer).await;
+        issuer.keys.load().get(kid).cloned()
+    }
+}
