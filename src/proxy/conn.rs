@@ -169,19 +169,15 @@ impl HeadGuard {
 
     fn apply_signals(&mut self) {
         match self.signal.swap(NO_SIGNAL, Ordering::AcqRel) {
-            HEAD_RECEIVED => {
-                if !matches!(self.phase, Phase::Refused { .. }) {
-                    self.phase = Phase::Passthrough;
-                }
+            HEAD_RECEIVED if !matches!(self.phase, Phase::Refused { .. }) => {
+                self.phase = Phase::Passthrough;
             }
-            EXPECT_HEAD => {
-                if matches!(self.phase, Phase::Passthrough) {
-                    self.phase = Phase::Head {
-                        seen: 0,
-                        tail: [0; 3],
-                        deadline: None,
-                    };
-                }
+            EXPECT_HEAD if matches!(self.phase, Phase::Passthrough) => {
+                self.phase = Phase::Head {
+                    seen: 0,
+                    tail: [0; 3],
+                    deadline: None,
+                };
             }
             _ => {}
         }

@@ -7,10 +7,22 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::query::Query;
-use sqlx::{ColumnIndex, Database, Decode, Encode, IntoArguments, Pool, Row, Transaction, Type};
+use sqlx::{Database, Pool, Transaction};
 
 use super::*;
+
+/// `args![a, b]`: the values of `$1`, `$2`.
+macro_rules! args {
+    ($($v:expr),* $(,)?) => { &[$(Arg::from($v)),*] };
+}
+
+mod backend;
+mod rows;
+
+pub(super) use backend::bind;
+pub use backend::{Arg, Backend};
+pub use rows::StoreRow;
+use rows::*;
 
 /// A store over one sqlx pool; `SqliteStore` and `PgStore` name the two.
 pub struct SqlStore<DB: Database> {
@@ -24,231 +36,9 @@ impl<DB: Database> SqlStore<DB> {
     }
 }
 
-/// A value bound to a `$n` placeholder.
-#[derive(Debug, Clone, Copy)]
-pub enum Arg<'a> {
-    Text(&'a str),
-    OptText(Option<&'a str>),
-    Int(i64),
-    OptInt(Option<i64>),
-}
-
-impl<'a> From<&'a str> for Arg<'a> {
-    fn from(v: &'a str) -> Self {
-        Arg::Text(v)
-    }
-}
-impl<'a> From<&'a String> for Arg<'a> {
-    fn from(v: &'a String) -> Self {
-        Arg::Text(v)
-    }
-}
-impl<'a> From<&'a Option<String>> for Arg<'a> {
-    fn from(v: &'a Option<String>) -> Self {
-        Arg::OptText(v.as_deref())
-    }
-}
-impl<'a> From<Option<&'a str>> for Arg<'a> {
-    fn from(v: Option<&'a str>) -> Self {
-        Arg::OptText(v)
-    }
-}
-impl From<i64> for Arg<'_> {
-    fn from(v: i64) -> Self {
-        Arg::Int(v)
-    }
-}
-impl From<Option<i64>> for Arg<'_> {
-    fn from(v: Option<i64>) -> Self {
-        Arg::OptInt(v)
-    }
-}
-
-/// `args![a, b]`: the values of `$1`, `$2`.
-macro_rules! args {
-    ($($v:expr),* $(,)?) => { &[$(Arg::from($v)),*] };
-}
-
-/// Bind `args` in order; both drivers share this.
-pub(super) fn bind<'q, DB>(sql: &'q str, args: &[Arg<'q>]) -> Query<'q, DB, DB::Arguments<'q>>
-where
-    DB: Database,
-    DB::Arguments<'q>: IntoArguments<'q, DB>,
-    &'q str: Encode<'q, DB> + Type<DB>,
-    Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    i64: Encode<'q, DB> + Type<DB>,
-    Option<i64>: Encode<'q, DB> + Type<DB>,
-{
-    args.iter().fold(sqlx::query(sql), |q, a| match *a {
-        Arg::Text(v) => q.bind(v),
-        Arg::OptText(v) => q.bind(v),
-        Arg::Int(v) => q.bind(v),
-        Arg::OptInt(v) => q.bind(v),
-    })
-}
-
-/// What one database must provide; the rest is `SqlStore`.
-#[async_trait]
-pub trait Backend: Database<Row: StoreRow> {
-    /// Starts a transaction that will write.
-    const BEGIN_WRITE: &'static str;
-
-    async fn execute(conn: &mut Self::Connection, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64>;
-    async fn fetch_all(
-        conn: &mut Self::Connection,
-        sql: &str,
-        args: &[Arg<'_>],
-    ) -> StoreResult<Vec<Self::Row>>;
-    async fn fetch_optional(
-        conn: &mut Self::Connection,
-        sql: &str,
-        args: &[Arg<'_>],
-    ) -> StoreResult<Option<Self::Row>>;
-
-    /// In a change's transaction, just before its row takes a seq: whatever
-    /// makes seq order equal commit order.
-    async fn before_change(_conn: &mut Self::Connection) -> StoreResult<()> {
-        Ok(())
-    }
-    /// In a change's transaction, once its row is written.
-    async fn after_change(_conn: &mut Self::Connection, _seq: i64) -> StoreResult<()> {
-        Ok(())
-    }
-}
-
-/// Columns by name as text or integers: all the conversions below need,
-/// so they serve both drivers' rows.
-pub trait StoreRow {
-    fn text(&self, col: &str) -> StoreResult<String>;
-    fn opt_text(&self, col: &str) -> StoreResult<Option<String>>;
-    fn int(&self, col: &str) -> StoreResult<i64>;
-    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>>;
-}
-
-impl<R> StoreRow for R
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    fn text(&self, col: &str) -> StoreResult<String> {
-        Ok(self.try_get(col)?)
-    }
-    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
-        Ok(self.try_get(col)?)
-    }
-    fn int(&self, col: &str) -> StoreResult<i64> {
-        Ok(self.try_get(col)?)
-    }
-    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
-        Ok(self.try_get(col)?)
-    }
-}
-
-const CLIENT_COLS: &str =
-    "id, name, description, auth_type, scopes, issuer, external_id, status, created_at, revoked_at";
-const KEY_COLS: &str =
-    "id, client_id, name, prefix, status, created_at, expires_at, last_used_at, use_count";
-const SUB_COLS: &str = "id, client_id, service, plan, created_at";
-
 /// Change rows are kept this long (a follower further behind has restarted
 /// and begins at the newest row anyway).
 const KEEP_CHANGES_MS: i64 = 7 * 86_400_000;
-
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Unavailable(format!("bad {what} {value:?} in the database"))
-}
-
-fn client_from(row: &impl StoreRow) -> StoreResult<Client> {
-    let auth_type = row.text("auth_type")?;
-    let status = row.text("status")?;
-    Ok(Client {
-        id: row.text("id")?,
-        name: row.text("name")?,
-        description: row.text("description")?,
-        auth_type: AuthType::parse(&auth_type).ok_or_else(|| corrupt("auth_type", &auth_type))?,
-        scopes: scopes_from_text(&row.text("scopes")?),
-        issuer: row.opt_text("issuer")?,
-        external_id: row.opt_text("external_id")?,
-        status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-        created_at: row.int("created_at")?,
-        revoked_at: row.opt_int("revoked_at")?,
-    })
-}
-
-fn key_from(row: &impl StoreRow, at: Timestamp) -> StoreResult<ApiKey> {
-    let status = row.text("status")?;
-    let expires_at = row.opt_int("expires_at")?;
-    let shown = if status == "active" && expires_at.is_some_and(|e| e <= at) {
-        "expired".to_string()
-    } else {
-        status
-    };
-    Ok(ApiKey {
-        id: row.text("id")?,
-        client_id: row.text("client_id")?,
-        name: row.text("name")?,
-        prefix: row.text("prefix")?,
-        status: shown,
-        created_at: row.int("created_at")?,
-        expires_at,
-        last_used_at: row.opt_int("last_used_at")?,
-        use_count: row.int("use_count")?,
-    })
-}
-
-fn sub_from(row: &impl StoreRow) -> StoreResult<Subscription> {
-    Ok(Subscription {
-        id: row.text("id")?,
-        client_id: row.text("client_id")?,
-        service: row.text("service")?,
-        plan: row.opt_text("plan")?,
-        created_at: row.int("created_at")?,
-    })
-}
-
-fn signing_key_from(row: &impl StoreRow) -> StoreResult<SigningKey> {
-    let jwk = row.text("public_jwk")?;
-    Ok(SigningKey {
-        kid: row.text("kid")?,
-        algorithm: row.text("algorithm")?,
-        private_pem: row.text("private_key")?,
-        public_jwk: serde_json::from_str(&jwk).map_err(|_| corrupt("public_jwk", &jwk))?,
-        created_at: row.int("created_at")?,
-        retired_at: row.opt_int("retired_at")?,
-    })
-}
-
-fn audit_from(row: &impl StoreRow) -> StoreResult<AuditEntry> {
-    Ok(AuditEntry {
-        id: row.int("id")?,
-        at: row.int("at")?,
-        actor: row.text("actor")?,
-        action: row.text("action")?,
-        target: row.text("target")?,
-        detail: serde_json::from_str(&row.text("detail")?).unwrap_or(serde_json::Value::Null),
-    })
-}
-
-fn change_from(row: &impl StoreRow) -> StoreResult<Change> {
-    let kind = row.text("kind")?;
-    Ok(Change {
-        seq: row.int("seq")?,
-        at_ms: row.int("at_ms")?,
-        kind: ChangeKind::parse(&kind).unwrap_or(ChangeKind::Other),
-        target: row.text("target")?,
-    })
-}
-
-fn quota_from(row: &impl StoreRow) -> StoreResult<QuotaDelta> {
-    Ok(QuotaDelta {
-        counter: row.text("counter")?,
-        window_start: row.int("window_start")?,
-        window_end: row.int("window_end")?,
-        delta: row.int("count")?,
-    })
-}
 
 /// A unique violation means `what`; other errors keep their meaning.
 fn conflict_means(what: &str) -> impl FnOnce(StoreError) -> StoreError + '_ {
