@@ -75,12 +75,13 @@ where
     }
 }
 
-/// An optional JSON body: empty means the default.
+/// An optional JSON body: empty or `null` means the default.
 fn optional_body<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, AdminError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
+    serde_json::from_slice::<Option<T>>(body)
+        .map(Option::unwrap_or_default)
         .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
@@ -146,6 +147,32 @@ pub fn router(api: AdminApi) -> Router {
     Router::new().nest("/admin/v1", protected)
 }
 
+/// The `status` filter of a client listing.
+#[derive(ToSchema)]
+#[schema(as = ClientStatus)]
+#[allow(dead_code)]
+pub enum ClientStatus {
+    #[schema(rename = "active")]
+    Active,
+    #[schema(rename = "revoked")]
+    Revoked,
+}
+
+/// How many audit entries to list, in the OpenAPI document.
+pub struct AuditLimit;
+
+impl utoipa::PartialSchema for AuditLimit {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(1000))
+            .into()
+    }
+}
+
+impl ToSchema for AuditLimit {}
+
 #[derive(Deserialize, ToSchema)]
 pub struct ClientsQuery {
     status: Option<String>,
@@ -194,7 +221,7 @@ async fn create_client(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[utoipa::path(get, path = "/admin/v1/clients", params(("status" = Option<String>, Query, description = "active or revoked")),
+#[utoipa::path(get, path = "/admin/v1/clients", params(("status" = Option<ClientStatus>, Query, description = "active or revoked; both when absent")),
     responses((status = 200, body = ClientList), (status = 400, body = ErrorBody)))]
 async fn list_clients(
     State(api): State<AdminApi>,
@@ -329,7 +356,7 @@ async fn delete_subscription(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/admin/v1/audit", params(("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
+#[utoipa::path(get, path = "/admin/v1/audit", params(("limit" = Option<AuditLimit>, Query, description = "1 to 1000, default 100")),
     responses((status = 200, body = AuditList), (status = 400, body = ErrorBody)))]
 async fn audit(
     State(api): State<AdminApi>,
@@ -399,11 +426,46 @@ struct BearerAuth;
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "admin_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // Every call answers 401 without the admin token; every call that
+        // reads or writes the store answers 503 when it is down.
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                )
+                .build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let store = !path.ends_with("/reload") && !path.ends_with("/openapi.json");
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .entry("401".into())
+                    .or_insert_with(|| error("no valid admin token").into());
+                if store {
+                    op.responses
+                        .responses
+                        .entry("503".into())
+                        .or_insert_with(|| error("the store is unavailable").into());
+                }
+            }
+        }
     }
 }
 

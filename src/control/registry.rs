@@ -49,19 +49,47 @@ type AdminResult<T> = Result<T, AdminError>;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClient {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1024, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub description: Option<String>,
     pub auth_type: AuthType,
     #[serde(default)]
+    #[schema(max_items = 64, value_type = Option<Vec<Scope>>)]
     pub scopes: Option<Vec<String>>,
     /// For `external`: the `name` of an entry of `auth.issuers`.
     #[serde(default)]
     pub issuer: Option<String>,
     /// For `external`: the value of that issuer's `client_claim`.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub external_id: Option<String>,
 }
+
+/// A scope in the OpenAPI document: 1 to 64 of A-Z a-z 0-9 : . _ - /
+pub struct Scope;
+
+impl utoipa::PartialSchema for Scope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(64))
+            .pattern(Some(r"^[A-Za-z0-9:._/-]+$"))
+            .into()
+    }
+}
+
+impl ToSchema for Scope {}
 
 /// A new API key, shown once.
 #[derive(Debug, Serialize, ToSchema)]
@@ -89,14 +117,22 @@ pub struct CreatedClient {
 #[serde(deny_unknown_fields)]
 pub struct PatchClient {
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 1024, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub description: Option<String>,
     #[serde(default)]
+    #[schema(max_items = 64, value_type = Option<Vec<Scope>>)]
     pub scopes: Option<Vec<String>>,
-    /// Present only to be refused: `auth_type` is fixed at creation.
+    /// Read only to be refused (`auth_type` is fixed at creation), so not
+    /// in the document.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(ignore)]
     pub auth_type: Option<serde_json::Value>,
 }
 
@@ -127,6 +163,11 @@ pub struct RotateSecret {
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     #[serde(default)]
     pub never_expires: Option<bool>,
@@ -153,7 +194,8 @@ fn check_text(field: &str, value: &str, max: usize, allow_empty: bool) -> AdminR
     if v.is_empty() && !allow_empty {
         return Err(AdminError::BadRequest(format!("{field} must not be empty")));
     }
-    if v.chars().count() > max {
+    // the length as sent, as the OpenAPI document's maxLength counts it
+    if value.chars().count() > max {
         return Err(AdminError::BadRequest(format!(
             "{field} is longer than {max} characters"
         )));

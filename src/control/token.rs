@@ -135,7 +135,7 @@ fn form_decode(s: &str) -> Option<String> {
         .map(|c| c.into_owned())
 }
 
-struct ClientCredentials {
+pub struct ClientCredentials {
     id: String,
     secret: String,
     basic: bool,
@@ -266,7 +266,7 @@ impl TokenService {
         a
     }
 
-    fn credentials(
+    pub fn credentials(
         headers: &HeaderMap,
         form: &[(String, String)],
     ) -> Result<ClientCredentials, OAuthAnswer> {
@@ -431,7 +431,7 @@ impl TokenService {
     }
 
     /// The form of a POST, or the RFC 6749 error to answer.
-    fn form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, OAuthAnswer> {
+    pub fn form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, OAuthAnswer> {
         let is_form = headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())

@@ -17,6 +17,7 @@ mod http_hygiene;
 mod interop;
 mod lifecycle;
 mod oauth;
+mod openapi;
 mod operations;
 mod paths;
 mod ratelimit;

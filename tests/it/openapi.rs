@@ -1,0 +1,281 @@
+//! The admin API's own OpenAPI document holds: every status it documents
+//! is one the API really answers, and schemathesis, generating requests
+//! from the document, finds no server error and no answer that departs
+//! from it.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::harness::{Admin, Gateway, Upstream};
+
+fn gateway(up: &Upstream) -> Gateway {
+    Gateway::start(&format!(
+        r#"
+auth:
+  issuers:
+    - name: idp
+      issuer: https://idp.invalid/realm
+      jwks_url: http://127.0.0.1:9/jwks
+      audiences: [api]
+      algorithms: [RS256]
+plans:
+  free: {{ rate: 10/s }}
+services:
+  s: {{ upstreams: ["{}"] }}
+routes:
+  - {{ name: r, match: {{ path_prefix: / }}, service: s, auth: [api_key] }}
+"#,
+        up.target()
+    ))
+}
+
+fn document(admin: &Admin) -> Value {
+    let (status, doc) = admin.get("/openapi.json");
+    assert_eq!(status, 200);
+    doc
+}
+
+/// Documented (method, path, status) triples.
+fn documented(doc: &Value) -> BTreeSet<(String, String, u16)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("operation") {
+            for status in op["responses"].as_object().expect("responses").keys() {
+                out.insert((
+                    method.to_uppercase(),
+                    path.clone(),
+                    status.parse().expect("numeric status"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+struct Fixture {
+    api_client: String,
+    oauth_client: String,
+    revoked_client: String,
+    revoked_oauth: String,
+    /// A client for the revoke that succeeds.
+    victim: String,
+    /// A key of the revoked client.
+    orphan_key: String,
+    key: String,
+    revoked_key: String,
+    subscription: String,
+}
+
+fn fixture(admin: &Admin) -> Fixture {
+    let api = admin.create_client(json!({"name": "a", "auth_type": "api_key"}));
+    let oauth = admin.create_client(json!({"name": "o", "auth_type": "oauth2"}));
+    let revoked = admin.create_client(json!({"name": "r", "auth_type": "api_key"}));
+    let revoked_oauth = admin.create_client(json!({"name": "ro", "auth_type": "oauth2"}));
+    let api_client = api["id"].as_str().expect("id").to_string();
+    let revoked_client = revoked["id"].as_str().expect("id").to_string();
+    let revoked_oauth = revoked_oauth["id"].as_str().expect("id").to_string();
+    for id in [&revoked_client, &revoked_oauth] {
+        let (status, _) = admin.post(&format!("/clients/{id}/revoke"), json!({}));
+        assert_eq!(status, 200);
+    }
+    let (status, extra) = admin.post(&format!("/clients/{api_client}/keys"), json!({}));
+    assert_eq!(status, 201, "{extra}");
+    let (status, gone) = admin.post(&format!("/clients/{api_client}/keys"), json!({}));
+    assert_eq!(status, 201, "{gone}");
+    let revoked_key = gone["id"].as_str().expect("key id").to_string();
+    let (status, _) = admin.post(&format!("/keys/{revoked_key}/revoke"), json!({}));
+    assert_eq!(status, 200);
+    let (status, sub) = admin.post(
+        "/subscriptions",
+        json!({"client_id": api_client, "service": "s", "plan": "free"}),
+    );
+    assert_eq!(status, 201, "{sub}");
+    Fixture {
+        api_client,
+        oauth_client: oauth["id"].as_str().expect("id").to_string(),
+        revoked_client,
+        revoked_oauth,
+        victim: admin.create_client(json!({"name": "v", "auth_type": "oauth2"}))["id"]
+            .as_str()
+            .expect("id")
+            .to_string(),
+        orphan_key: revoked["api_key"]["id"]
+            .as_str()
+            .expect("key id")
+            .to_string(),
+        key: extra["id"].as_str().expect("key id").to_string(),
+        revoked_key,
+        subscription: sub["id"].as_str().expect("id").to_string(),
+    }
+}
+
+/// A request that should draw `status` from the operation, if the API has
+/// a way to: (method, path, body).
+fn recipe(
+    method: &str,
+    path: &str,
+    status: u16,
+    f: &Fixture,
+) -> Option<(String, String, Option<String>)> {
+    let p = path.trim_start_matches("/admin/v1");
+    let with_id = |id: &str| p.replace("{id}", id);
+    let is_key_path = p.starts_with("/keys/");
+    let is_sub_path = p.starts_with("/subscriptions/");
+    let live = if is_key_path {
+        &f.key
+    } else if is_sub_path {
+        &f.subscription
+    } else if p.ends_with("/secret") {
+        &f.oauth_client
+    } else {
+        &f.api_client
+    };
+    let m = method.to_string();
+    let body = |b: Value| Some(b.to_string());
+    Some(match (method, p, status) {
+        // no token at all: the caller sends none for 401
+        (_, _, 401) => (m, with_id(live), None),
+        (_, _, 404) if p.contains("{id}") => (m, with_id("nope"), body(json!({}))),
+        ("POST", "/subscriptions", 404) => (
+            m,
+            p.into(),
+            body(json!({"client_id": "cli_nope", "service": "s"})),
+        ),
+        ("GET", "/audit", 400) => (m, "/audit?limit=0".into(), None),
+        ("GET", "/clients", 400) => (m, "/clients?status=paused".into(), None),
+        ("POST", "/reload", 400) => return None, // needs a broken file: see below
+        (_, _, 400) => (m, with_id(live), body(json!({"bogus": 1}))),
+        ("POST", "/clients", 409) => (
+            m,
+            p.into(),
+            body(
+                json!({"name": "x", "auth_type": "external", "issuer": "idp", "external_id": "dup"}),
+            ),
+        ),
+        ("POST", "/subscriptions", 409) => (
+            m,
+            p.into(),
+            body(json!({"client_id": f.api_client, "service": "s"})),
+        ),
+        ("POST", "/keys/{id}/revoke", 409) => (m, with_id(&f.revoked_key), None),
+        ("POST", "/keys/{id}/renew", 409) => (m, with_id(&f.orphan_key), None),
+        ("POST", "/clients/{id}/secret", 409) => (m, with_id(&f.revoked_oauth), body(json!({}))),
+        (_, _, 409) => (m, with_id(&f.revoked_client), body(json!({}))),
+        ("DELETE", _, 204) => (m, with_id(live), None),
+        ("POST", "/clients/{id}/revoke", 200) => (m, with_id(&f.victim), None),
+        (_, _, 200 | 201) => (
+            m,
+            with_id(live),
+            match (method, p) {
+                ("POST", "/clients") => body(json!({"name": "n", "auth_type": "oauth2"})),
+                ("POST", "/subscriptions") => {
+                    body(json!({"client_id": f.oauth_client, "service": "s"}))
+                }
+                ("PATCH", _) => body(json!({"name": "renamed"})),
+                ("POST", _) => body(json!({})),
+                _ => None,
+            },
+        ),
+        _ => return None,
+    })
+}
+
+#[test]
+fn every_documented_status_is_one_the_api_answers() {
+    let up = Upstream::start("u");
+    let gw = gateway(&up);
+    let admin = Admin::new(&gw);
+    let doc = document(&admin);
+    let f = fixture(&admin);
+    // the duplicate that the 409 of POST /clients meets
+    admin.create_client(
+        json!({"name": "x", "auth_type": "external", "issuer": "idp", "external_id": "dup"}),
+    );
+    let anonymous = Admin::with_token(&gw, "wrong-token");
+    let mut unproven = Vec::new();
+    // deletions last, so that what they remove is there for the others
+    let mut cases: Vec<_> = documented(&doc).into_iter().collect();
+    cases.sort_by_key(|(m, _, s)| (m == "DELETE", *s == 204));
+    for (method, path, status) in cases {
+        if status == 503 {
+            // the store being down: the outage tests of the cluster module
+            continue;
+        }
+        if (method.as_str(), path.as_str(), status) == ("POST", "/admin/v1/reload", 400) {
+            let file = gw.config_path();
+            let good = std::fs::read_to_string(&file).expect("config");
+            std::fs::write(&file, "routes: [nonsense]\n").expect("write");
+            let (got, body) = admin.post("/reload", json!({}));
+            std::fs::write(&file, good).expect("restore");
+            assert_eq!(got, 400, "{body}");
+            continue;
+        }
+        let Some((m, p, body)) = recipe(&method, &path, status, &f) else {
+            unproven.push(format!("{method} {path} {status}"));
+            continue;
+        };
+        let caller = if status == 401 { &anonymous } else { &admin };
+        let (got, answer) = caller.call(&m, &p, body.as_deref());
+        assert_eq!(
+            got, status,
+            "{method} {path}: documented {status}, the recipe {m} {p} {body:?} drew {got}: {answer}"
+        );
+    }
+    assert!(unproven.is_empty(), "documented, never drawn: {unproven:?}");
+}
+
+fn schemathesis() -> Option<std::path::PathBuf> {
+    let local = dirs::home_dir()?.join(".local/bin/schemathesis");
+    if local.exists() {
+        return Some(local);
+    }
+    Command::new("schemathesis")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| "schemathesis".into())
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_departure_from_the_document() {
+    let up = Upstream::start("u");
+    let gw = gateway(&up);
+    let st = schemathesis().expect(
+        "schemathesis is not installed: `python3 -m pip install --user schemathesis` (scripts/test does)",
+    );
+    let out = Command::new(st)
+        .args([
+            "run",
+            &format!("http://{}/admin/v1/openapi.json", gw.admin),
+            "--url",
+            &format!("http://{}", gw.admin),
+            "-H",
+            &format!("Authorization: Bearer {}", crate::harness::ADMIN_TOKEN),
+            "--checks",
+            "all",
+            // a schema-valid request may still break a rule across fields
+            // (an external_id on an api_key client): a 400 there is right
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+            "--no-color",
+        ])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .expect("run schemathesis");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Test cases:"), "{text}");
+}
