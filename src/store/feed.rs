@@ -325,9 +325,12 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(
+        not(tollgate_services),
+        ignore = "needs PostgreSQL and Redis (TOLLGATE_TEST_PG_URL / TOLLGATE_TEST_REDIS_URL or the local services)"
+    )]
     async fn postgres_delivers_by_notify_and_after_the_listener_is_killed() {
-        let Some(base) = pg_test_url() else { return };
-        let db = PgTestDatabase::create(&base).await;
+        let db = PgTestDatabase::create(&pg_test_url()).await;
         let store = Arc::new(PgStore::connect(&db.url).await.unwrap());
         // a poll too slow to matter: what arrives in time came by NOTIFY
         let feed = follow(
@@ -369,9 +372,12 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(
+        not(tollgate_services),
+        ignore = "needs PostgreSQL and Redis (TOLLGATE_TEST_PG_URL / TOLLGATE_TEST_REDIS_URL or the local services)"
+    )]
     async fn postgres_polls_while_it_cannot_listen() {
-        let Some(base) = pg_test_url() else { return };
-        let db = PgTestDatabase::create(&base).await;
+        let db = PgTestDatabase::create(&pg_test_url()).await;
         let store = Arc::new(PgStore::connect(&db.url).await.unwrap());
         // nothing listens on port 1: only the poll delivers
         let dead = "postgres://postgres@127.0.0.1:1/none".to_string();
