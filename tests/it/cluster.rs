@@ -277,10 +277,7 @@ fn tokens_and_signing_keys_are_shared_by_every_node() {
 fn a_database_outage_loses_nothing_and_lets_nothing_through() {
     let db = fresh_database();
     let relay = CutProxy::start(url_addr(&db.url));
-    let via_relay = db
-        .url
-        .replacen(&authority(&db.url), &relay.addr.to_string(), 1);
-    outage_scenario(&via_relay, &Relay(&relay));
+    outage_scenario(&via(&db.url, &relay), &Relay(&relay));
 }
 
 #[test]
@@ -310,11 +307,27 @@ impl Outage for Relay<'_> {
     }
 }
 
-/// Two nodes on `db_url`; the database goes away and comes back.
+/// `GET /orders/1` on `gw` with an API key: (status, JSON body or Null,
+/// headers).
+fn key_answer(gw: &Gateway, key: &str) -> (u16, Value, reqwest::header::HeaderMap) {
+    let r = client()
+        .get(gw.url("/orders/1"))
+        .header("x-api-key", key)
+        .send()
+        .unwrap_or_else(|e| panic!("no answer from the gateway: {e}"));
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, r.json().unwrap_or(Value::Null), headers)
+}
+
+/// Two nodes on `db_url`, B through a link of its own; the database goes
+/// away and comes back.
 fn outage_scenario(db_url: &str, outage: &dyn Outage) {
     let up = Upstream::start("orders");
     let a = node(&up, db_url);
-    let b = node(&up, db_url);
+    // B reaches the database through a link the test can cut while A works on
+    let b_link = CutProxy::start(url_addr(db_url));
+    let b = node(&up, &via(db_url, &b_link));
     let admin = Admin::new(&a);
 
     let (_, cached) = keyed_client(&admin);
@@ -322,10 +335,27 @@ fn outage_scenario(db_url: &str, outage: &dyn Outage) {
     let (revoked_id, revoked_before) = keyed_client(&admin);
     assert_eq!(b.key_status("/orders/1", &cached), 200);
     assert_eq!(b.key_status("/orders/1", &revoked_before), 200);
-    // a change made just before the outage must not be lost by B
-    let (status, _) = admin.post(&format!("/clients/{revoked_id}/revoke"), json!({}));
-    assert_eq!(status, 200);
+    // A change made just before the outage must not be lost by B. B is cut
+    // off first, so that it cannot have applied the change (which takes it
+    // milliseconds) by the time the database goes down.
+    b_link.cut();
+    let (status, v) = admin.post(&format!("/clients/{revoked_id}/revoke"), json!({}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        b.key_status("/orders/1", &revoked_before),
+        200,
+        "B, cut off, still has the key cached: it has not seen the revocation"
+    );
     outage.down();
+    b_link.restore();
+    // B's change feed has found the store unreachable (it could not read
+    // the change while cut off either): it has to catch up after the outage
+    assert!(
+        eventually(Duration::from_secs(10), || b
+            .logs()
+            .contains("change feed: cannot read the store")),
+        "B's change feed notices the outage"
+    );
 
     for _ in 0..5 {
         assert_eq!(
@@ -333,12 +363,19 @@ fn outage_scenario(db_url: &str, outage: &dyn Outage) {
             200,
             "cached credentials keep working"
         );
+        let (status, body, headers) = key_answer(&b, &uncached);
+        assert_eq!(status, 503, "an uncached one is 503, never 200: {body}");
+        assert_eq!(body["error"], "store_unavailable", "{body}");
         assert_eq!(
-            b.key_status("/orders/1", &uncached),
-            503,
-            "an uncached one is 503, never 200"
+            headers.get("retry-after").map(|v| v.to_str().unwrap()),
+            Some("1")
         );
     }
+    assert_eq!(
+        b.key_status("/orders/1", &revoked_before),
+        200,
+        "the database is down: B still cannot have seen the revocation"
+    );
     let (status, v) = admin.call(
         "POST",
         "/clients",
@@ -359,11 +396,19 @@ fn outage_scenario(db_url: &str, outage: &dyn Outage) {
             == 200),
         "B recovers without a restart"
     );
+    // B reads the store again: its feed catches up within its poll (1 s)
+    // and a store connection's acquire timeout (3 s)
     assert!(
         eventually(Duration::from_secs(5), || b
             .key_status("/orders/1", &revoked_before)
             == 401),
         "the revocation made before the outage reaches B"
+    );
+    let (_, body, headers) = key_answer(&b, &revoked_before);
+    assert_eq!(body["error_description"], "unknown or revoked API key");
+    assert_eq!(
+        headers.get("www-authenticate").map(|v| v.to_str().unwrap()),
+        Some("Bearer realm=\"tollgate\", error=\"invalid_token\", error_description=\"unknown or revoked API key\"")
     );
     assert_eq!(b.key_status("/orders/1", &cached), 200);
     let (_, after) = keyed_client(&admin);
@@ -379,6 +424,11 @@ fn outage_scenario(db_url: &str, outage: &dyn Outage) {
         4,
         "every client made before the outage is still there: {listed}"
     );
+}
+
+/// `url` with its `host:port` replaced by the relay's.
+fn via(url: &str, relay: &CutProxy) -> String {
+    url.replacen(&authority(url), &relay.addr.to_string(), 1)
 }
 
 /// `host:port` of a postgres:// URL.
