@@ -325,9 +325,12 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(
+        not(tollgate_services),
+        ignore = "needs PostgreSQL and Redis (TOLLGATE_TEST_PG_URL / TOLLGATE_TEST_REDIS_URL or the local services)"
+    )]
     async fn postgres_delivers_by_notify_and_after_the_listener_is_killed() {
-        let Some(base) = pg_test_url() else { return };
-        let db = PgTestDatabase::create(&base).await;
+        let db = PgTestDatabase::create(&pg_test_url()).await;
         let store = Arc::new(PgStore::connect(&db.url).await.unwrap());
         // a poll too slow to matter: what arrives in time came by NOTIFY
         let feed = follow(
@@ -341,13 +344,11 @@ mod tests {
             feed.sink.wait_for(1, Duration::from_secs(5)).await,
             ["first"]
         );
-        let started = Instant::now();
         store.revoke_token("second", i64::MAX).await.unwrap();
         assert_eq!(
-            feed.sink.wait_for(2, Duration::from_secs(1)).await,
+            feed.sink.wait_for(2, Duration::from_secs(5)).await,
             ["first", "second"]
         );
-        assert!(started.elapsed() < Duration::from_secs(1));
 
         let killed: Vec<bool> = sqlx::query_scalar(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -369,9 +370,12 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(
+        not(tollgate_services),
+        ignore = "needs PostgreSQL and Redis (TOLLGATE_TEST_PG_URL / TOLLGATE_TEST_REDIS_URL or the local services)"
+    )]
     async fn postgres_polls_while_it_cannot_listen() {
-        let Some(base) = pg_test_url() else { return };
-        let db = PgTestDatabase::create(&base).await;
+        let db = PgTestDatabase::create(&pg_test_url()).await;
         let store = Arc::new(PgStore::connect(&db.url).await.unwrap());
         // nothing listens on port 1: only the poll delivers
         let dead = "postgres://postgres@127.0.0.1:1/none".to_string();

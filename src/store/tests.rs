@@ -1,6 +1,7 @@
 //! The store's behaviour, written once and run on SQLite and on PostgreSQL
-//! (when `TOLLGATE_TEST_PG_URL` names a server; each test gets a fresh
-//! database there).
+//! (`TOLLGATE_TEST_PG_URL` or the local server; each test gets a fresh
+//! database there). Without a server, build.rs leaves `tollgate_services`
+//! unset and the PostgreSQL tests are listed as ignored.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -667,9 +668,9 @@ async fn every_change_that_matters_is_in_the_feed(store: &dyn Store) {
     let mark = store.last_change_seq().await.unwrap();
     add_key(store, "key_2", "cli_1", "h2", None).await.unwrap();
     store.record_usage(&HashMap::new()).await.unwrap();
-    // nor what failed
-    let _ = revoke(store, "cli_2", now()).await;
-    let _ = subscribe(store, "sub_2", "cli_2", "s").await;
+    // nor what failed (cli_2 is revoked already)
+    assert!(conflict(revoke(store, "cli_2", now()).await));
+    assert!(conflict(subscribe(store, "sub_2", "cli_2", "s").await));
     // nor a token revoked again
     store.revoke_token("jti_1", now() + 60).await.unwrap();
     assert_eq!(store.last_change_seq().await.unwrap(), mark);
@@ -880,12 +881,11 @@ struct Postgres {
 }
 
 impl Postgres {
-    /// None (and a line on stderr) without TOLLGATE_TEST_PG_URL.
-    async fn open() -> Option<Postgres> {
-        let base = pg_test_url()?;
-        let db = PgTestDatabase::create(&base).await;
+    /// A fresh database on the test server (see [`pg_test_url`]).
+    async fn open() -> Postgres {
+        let db = PgTestDatabase::create(&pg_test_url()).await;
         let store = Arc::new(PgStore::connect(&db.url).await.unwrap());
-        Some(Postgres { store, _db: db })
+        Postgres { store, _db: db }
     }
 }
 
@@ -904,8 +904,12 @@ macro_rules! on_both_backends {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(
+                    not(tollgate_services),
+                    ignore = "needs PostgreSQL and Redis (TOLLGATE_TEST_PG_URL / TOLLGATE_TEST_REDIS_URL or the local services)"
+                )]
                 async fn $name() {
-                    let Some(db) = super::Postgres::open().await else { return };
+                    let db = super::Postgres::open().await;
                     super::$name(&*db.store).await;
                 }
             )*
@@ -934,10 +938,12 @@ async fn sqlite_closed_store_is_unavailable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tollgate_services),
+    ignore = "needs PostgreSQL and Redis (TOLLGATE_TEST_PG_URL / TOLLGATE_TEST_REDIS_URL or the local services)"
+)]
 async fn postgres_closed_store_is_unavailable() {
-    let Some(db) = Postgres::open().await else {
-        return;
-    };
+    let db = Postgres::open().await;
     closed_store_is_unavailable(&*db.store).await;
 }
 
@@ -948,10 +954,12 @@ async fn sqlite_concurrent_changes_are_never_skipped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tollgate_services),
+    ignore = "needs PostgreSQL and Redis (TOLLGATE_TEST_PG_URL / TOLLGATE_TEST_REDIS_URL or the local services)"
+)]
 async fn postgres_concurrent_changes_are_never_skipped() {
-    let Some(db) = Postgres::open().await else {
-        return;
-    };
+    let db = Postgres::open().await;
     concurrent_changes_are_never_skipped(db.store.clone()).await;
 }
 
@@ -974,9 +982,12 @@ async fn postgres_unreachable_is_a_quick_unavailable() {
 
 /// Nodes that start together migrate one database once, without errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(tollgate_services),
+    ignore = "needs PostgreSQL and Redis (TOLLGATE_TEST_PG_URL / TOLLGATE_TEST_REDIS_URL or the local services)"
+)]
 async fn postgres_nodes_migrate_one_database_at_once() {
-    let Some(base) = pg_test_url() else { return };
-    let db = PgTestDatabase::create(&base).await;
+    let db = PgTestDatabase::create(&pg_test_url()).await;
     let nodes = (0..4).map(|_| {
         let url = db.url.clone();
         async move { PgStore::connect(&url).await }
@@ -1014,6 +1025,13 @@ where
 async fn sqlite_writes_wait_for_another_writer() {
     let db = Sqlite::open().await;
     let store = db.store.clone();
+    // Connections opened from now on get worker threads of a name of this
+    // test's own (and the store's options otherwise), so the test can see
+    // one of them wait for the lock.
+    let options = (*store.pool.connect_options())
+        .clone()
+        .thread_name(|id| format!("tg-busy-{id}"));
+    store.pool.set_connect_options(options);
     add(
         &*store,
         client("cli_1", AuthType::ApiKey),
@@ -1021,16 +1039,57 @@ async fn sqlite_writes_wait_for_another_writer() {
         None,
     )
     .await;
+    // every connection opened before is back in the pool (a connection
+    // returns to it in the background) ...
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while store.pool.num_idle() < store.pool.size() as usize {
+        assert!(
+            Instant::now() < deadline,
+            "the pool's connections come back"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let mut other = store.pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
     sqlx::query("UPDATE clients SET name = 'other' WHERE id = 'cli_1'")
         .execute(&mut *other)
         .await
         .unwrap();
+    // ... and taken, so that the write opens a connection of its own
+    let mut held = Vec::new();
+    while store.pool.num_idle() > 0 {
+        held.push(store.pool.acquire().await.unwrap());
+    }
     let waiting = tokio::spawn({
         let store = store.clone();
         async move { set_key(&*store, "key_1", Status::Active, None).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // the event itself: the write's connection sleeps in SQLite's busy
+    // handler, waiting for the lock `other` holds (or it failed at once)
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while !waiting.is_finished() && !a_connection_waits_for_a_lock("tg-busy-") {
+        assert!(
+            Instant::now() < deadline,
+            "the write neither waited for the lock nor finished"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        !waiting.is_finished(),
+        "the write did not wait for the other writer: {:?}",
+        waiting.await
+    );
     other.rollback().await.unwrap();
     waiting.await.unwrap().unwrap();
+    drop(held);
+}
+
+/// Whether a SQLite worker thread of this process whose name starts with
+/// `prefix` sleeps in the busy handler (a nanosleep; an idle worker waits
+/// on a futex instead). Linux only: read from /proc.
+fn a_connection_waits_for_a_lock(prefix: &str) -> bool {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task (Linux)");
+    tasks.flatten().any(|task| {
+        let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
+        read("comm").starts_with(prefix) && read("wchan").contains("nanosleep")
+    })
 }

@@ -5,7 +5,27 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{client, eventually, Admin, Gateway, Upstream};
+use crate::harness::{client, eventually, raw_request, Admin, Gateway, Upstream};
+
+const INVALID: &str = "Bearer realm=\"tollgate\", error=\"invalid_token\", error_description=";
+
+/// The `WWW-Authenticate` of an `invalid_token` answer with `description`.
+fn invalid_token_challenge(description: &str) -> String {
+    format!("{INVALID}\"{description}\"")
+}
+
+fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).map(|v| v.to_str().unwrap().to_string())
+}
+
+/// The api_key cache's (hits, misses). A miss is what sends a lookup to
+/// the store (auth::cache), so an unchanged miss count means no store query.
+fn api_key_lookups(gw: &Gateway) -> (f64, f64) {
+    (
+        gw.metric("tollgate_cache_lookups_total{cache=\"api_key\",result=\"hit\"}"),
+        gw.metric("tollgate_cache_lookups_total{cache=\"api_key\",result=\"miss\"}"),
+    )
+}
 
 fn config(up: &Upstream, extra: &str) -> String {
     format!(
@@ -133,16 +153,18 @@ fn subscription_and_scope_decide() {
 
     // granting the scope and the subscription takes effect at once
     let id = s.client["id"].as_str().unwrap();
-    s.admin.call(
+    let (status, v) = s.admin.call(
         "PATCH",
         &format!("/clients/{id}"),
         Some(r#"{"scopes": ["orders:read", "orders:admin"]}"#),
     );
+    assert_eq!(status, 200, "{v}");
     assert_eq!(get(&s.gw, "/orders-admin", Some(&s.key)).0, 200);
-    s.admin.post(
+    let (status, v) = s.admin.post(
         "/subscriptions",
         json!({"client_id": id, "service": "billing"}),
     );
+    assert_eq!(status, 201, "{v}");
     assert_eq!(get(&s.gw, "/billing", Some(&s.key)).0, 200);
 }
 
@@ -161,40 +183,61 @@ fn admin_changes_take_effect_at_once() {
     };
     all(200, "cached now");
 
-    s.admin.post(&format!("/keys/{kid}/revoke"), json!({}));
-    let (status, revoked_body, _) = get(&s.gw, "/orders", Some(&s.key));
+    let (status, v) = s.admin.post(&format!("/keys/{kid}/revoke"), json!({}));
+    assert_eq!(status, 200, "{v}");
+    let (status, revoked_body, revoked_headers) = get(&s.gw, "/orders", Some(&s.key));
     assert_eq!(status, 401);
     all(401, "after the key's revocation");
-    s.admin.post(&format!("/keys/{kid}/renew"), json!({}));
+    let (status, v) = s.admin.post(&format!("/keys/{kid}/renew"), json!({}));
+    assert_eq!(status, 200, "{v}");
     all(200, "after the key's renewal");
 
     let (_, subs) = s.admin.get(&format!("/subscriptions?client_id={id}"));
     let sid = subs["subscriptions"][0]["id"].as_str().unwrap().to_string();
-    s.admin
+    let (status, v) = s
+        .admin
         .call("DELETE", &format!("/subscriptions/{sid}"), None);
+    assert_eq!(status, 204, "{v}");
     all(403, "after the subscription's removal");
-    s.admin.post(
+    let (status, v) = s.admin.post(
         "/subscriptions",
         json!({"client_id": id, "service": "orders"}),
     );
+    assert_eq!(status, 201, "{v}");
     all(200, "after a new subscription");
 
-    s.admin.post(&format!("/clients/{id}/revoke"), json!({}));
+    let (status, v) = s.admin.post(&format!("/clients/{id}/revoke"), json!({}));
+    assert_eq!(status, 200, "{v}");
     all(401, "after the client's revocation");
 
-    // an unknown key with a good checksum gets the same body as a revoked one
-    let other = Admin::new(&s.gw).create_client(json!({"name": "Tmp", "auth_type": "api_key"}));
-    let tmp_key = other["api_key"]["key"].as_str().unwrap().to_string();
-    let unknown = {
-        // same shape and checksum as a real key, but never issued by this gateway
-        let g = Gateway::start(&config(&s.up, ""));
-        let c = Admin::new(&g).create_client(json!({"name": "Elsewhere", "auth_type": "api_key"}));
-        c["api_key"]["key"].as_str().unwrap().to_string()
-    };
-    let (status, unknown_body, _) = get(&s.gw, "/orders", Some(&unknown));
+    // an unknown key with a good checksum gets the same answer as a revoked
+    // one: same shape and checksum as a real key, never issued here
+    let unknown = tollgate::secrets::generate_api_key().expose().to_string();
+    assert!(tollgate::secrets::well_formed(
+        &unknown,
+        tollgate::secrets::API_KEY_PREFIX
+    ));
+    let (_, misses_before) = api_key_lookups(&s.gw);
+    let (status, unknown_body, unknown_headers) = get(&s.gw, "/orders", Some(&unknown));
     assert_eq!(status, 401);
+    assert_eq!(
+        api_key_lookups(&s.gw).1,
+        misses_before + 1.0,
+        "the well-formed unknown key was looked up in the store"
+    );
     assert_eq!(unknown_body, revoked_body);
-    assert_ne!(tmp_key, unknown);
+    assert_eq!(
+        unknown_body["error_description"], "unknown or revoked API key",
+        "{unknown_body}"
+    );
+    assert_eq!(
+        header(&unknown_headers, "www-authenticate"),
+        header(&revoked_headers, "www-authenticate")
+    );
+    assert_eq!(
+        header(&unknown_headers, "www-authenticate").as_deref(),
+        Some(invalid_token_challenge("unknown or revoked API key").as_str())
+    );
 }
 
 #[test]
@@ -203,67 +246,112 @@ fn malformed_keys_never_reach_the_cache_or_store() {
     let mut typo = s.key.clone().into_bytes();
     typo[4] = if typo[4] == b'A' { b'B' } else { b'A' };
     let typo = String::from_utf8(typo).unwrap();
+    let big = "tg_".to_string() + &"A".repeat(5000);
+    let lookups_before = api_key_lookups(&s.gw);
     let hostile = [
         typo.as_str(),
         "tg_short",
         "not-a-key",
         "' OR 1=1 --",
-        "tg_\u{0}\u{0}",
+        big.as_str(),
     ];
     for k in hostile {
-        let mut req = client().get(s.gw.url("/orders"));
-        if let Ok(v) = reqwest::header::HeaderValue::from_bytes(k.as_bytes()) {
-            req = req.header("x-api-key", v);
-        }
-        let r = req.send().unwrap();
-        assert_eq!(r.status(), 401, "{k:?}");
+        let (status, body, headers) = get(&s.gw, "/orders", Some(k));
+        assert_eq!(status, 401, "{k:.40}");
+        assert_eq!(body["error"], "invalid_token", "{k:.40}");
+        assert_eq!(body["error_description"], "malformed API key", "{k:.40}");
+        assert_eq!(
+            header(&headers, "www-authenticate").as_deref(),
+            Some(invalid_token_challenge("malformed API key").as_str()),
+            "{k:.40}"
+        );
+        assert!(!body.to_string().contains(k), "the key is not echoed");
     }
-    let big = "tg_".to_string() + &"A".repeat(5000);
-    assert_eq!(get(&s.gw, "/orders", Some(&big)).0, 401);
-    assert_eq!(
-        s.gw.metric("tollgate_cache_lookups_total"),
-        0.0,
-        "no cache lookup for a malformed key"
+    // octets an HTTP library refuses to send go over a raw socket: a key
+    // with octets beyond ASCII is a malformed key...
+    let high = raw_request(
+        s.gw.proxy,
+        b"GET /orders HTTP/1.1\r\nHost: t\r\nX-API-Key: tg_\xff\xfe\x80AAAAAAAAAAAAAAAAAAAAAAAAA\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
     );
-    assert!(s.gw.metric("tollgate_auth_failures_total{reason=\"malformed_key\"}") >= 5.0);
-    let (_, body, _) = get(&s.gw, "/orders", Some(&typo));
-    assert_eq!(body["error_description"], "malformed API key");
-    assert!(!body.to_string().contains(&typo));
+    assert_eq!(high.status, 401, "{high:?}");
+    assert_eq!(high.json()["error_description"], "malformed API key");
+    // ...and NUL octets make the request head malformed: refused before
+    // any credential is read
+    let nul = raw_request(
+        s.gw.proxy,
+        b"GET /orders HTTP/1.1\r\nHost: t\r\nX-API-Key: tg_\x00\x00\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(nul.status, 400, "{nul:?}");
+    assert_eq!(nul.json()["error"], "bad_request", "{nul:?}");
+    assert_eq!(nul.header("connection").as_deref(), Some("close"));
+    assert!(nul.closed, "{nul:?}");
+
+    assert_eq!(
+        api_key_lookups(&s.gw),
+        lookups_before,
+        "no cache lookup (and so no store query) for a malformed key"
+    );
+    assert_eq!(
+        s.gw.metric("tollgate_auth_failures_total{reason=\"malformed_key\"}"),
+        6.0,
+        "every malformed key is counted as such"
+    );
     assert_eq!(s.up.count(), 0);
+
+    // the probe works: a well-formed key unknown here is a miss, i.e. a
+    // store query
+    let unknown = tollgate::secrets::generate_api_key().expose().to_string();
+    assert_eq!(get(&s.gw, "/orders", Some(&unknown)).0, 401);
+    assert_eq!(
+        api_key_lookups(&s.gw),
+        (lookups_before.0, lookups_before.1 + 1.0)
+    );
 }
 
 #[test]
 fn ambiguous_credentials_are_400() {
     let s = setup("");
     // a key in the query string is not a credential (and is never logged)
-    let (status, body, _) = get(
+    let (status, body, headers) = get(
         &s.gw,
         &format!("/orders?api_key={}&x-api-key={}", s.key, s.key),
         None,
     );
     assert_eq!(status, 401);
     assert_eq!(body["error"], "missing_credentials");
-    let r = client()
+    assert_eq!(
+        header(&headers, "www-authenticate").as_deref(),
+        Some("Bearer realm=\"tollgate\"")
+    );
+    let two_keys = client()
         .get(s.gw.url("/orders"))
         .header("x-api-key", &s.key)
-        .header("x-api-key", &s.key)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let r = client()
+        .header("x-api-key", &s.key);
+    let key_and_token = client()
         .get(s.gw.url("/orders"))
         .header("x-api-key", &s.key)
-        .header("authorization", "Bearer abc")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let r = client()
+        .header("authorization", "Bearer abc");
+    let two_tokens = client()
         .get(s.gw.url("/orders"))
         .header("authorization", "Bearer a")
-        .header("authorization", "Bearer b")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 400);
+        .header("authorization", "Bearer b");
+    for (what, req) in [
+        ("two keys", two_keys),
+        ("a key and a token", key_and_token),
+        ("two tokens", two_tokens),
+    ] {
+        let r = req.send().unwrap();
+        assert_eq!(r.status(), 400, "{what}");
+        assert_eq!(
+            header(r.headers(), "connection").as_deref(),
+            Some("close"),
+            "{what}"
+        );
+        let body: Value = r.json().unwrap();
+        assert_eq!(body["error"], "bad_request", "{what}: {body}");
+    }
     assert_eq!(s.up.count(), 0);
 }
 
@@ -288,7 +376,8 @@ fn expired_keys_are_refused() {
     ));
     assert_eq!(keys["keys"][0]["status"], "expired");
     // renewing gives it a fresh expiry from now
-    s.admin.post(&format!("/keys/{kid}/renew"), json!({}));
+    let (status, v) = s.admin.post(&format!("/keys/{kid}/renew"), json!({}));
+    assert_eq!(status, 200, "{v}");
     assert_eq!(get(&s.gw, "/orders", Some(&s.key)).0, 200);
 }
 

@@ -127,16 +127,18 @@ routes:
     std::mem::forget(jwks2);
     let admin = Admin::new(&gw);
     let ext = admin.create_client(json!({"name": "Partner", "auth_type": "external", "issuer": "corp", "external_id": "partner-app"}));
-    admin.post(
+    let (status, v) = admin.post(
         "/subscriptions",
         json!({"client_id": ext["id"], "service": "orders"}),
     );
+    assert_eq!(status, 201, "{v}");
     let o = admin
         .create_client(json!({"name": "Batch", "auth_type": "oauth2", "scopes": ["orders:read"]}));
-    admin.post(
+    let (status, v) = admin.post(
         "/subscriptions",
         json!({"client_id": o["id"], "service": "orders"}),
     );
+    assert_eq!(status, 201, "{v}");
     let builtin = stored_signing_key(&gw);
     World {
         up,
@@ -198,17 +200,99 @@ fn ext_token(w: &World) -> String {
     sign(&w.ec, json!({"kid": w.ec.kid, "typ": "JWT"}), ext_claims())
 }
 
-fn call(w: &World, auth: &str) -> u16 {
-    client()
+/// `GET /orders/1` with `Authorization: auth`: (status, JSON body or
+/// Null, headers). Panics when no answer comes.
+fn answer(w: &World, auth: &str) -> (u16, Value, reqwest::header::HeaderMap) {
+    let r = client()
         .get(w.gw.url("/orders/1"))
         .header("authorization", auth)
         .send()
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
+        .unwrap_or_else(|e| panic!("no answer to a request with a bearer token: {e}"));
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, r.json().unwrap_or(Value::Null), headers)
+}
+
+fn call(w: &World, auth: &str) -> u16 {
+    answer(w, auth).0
 }
 
 fn bearer(w: &World, token: &str) -> u16 {
     call(w, &format!("Bearer {token}"))
+}
+
+/// The `error_description`s docs/api.md lists for a refused bearer token.
+const TOKEN_REFUSALS: &[&str] = &[
+    "malformed token",
+    "token too large",
+    "unknown issuer",
+    "algorithm not allowed for this issuer",
+    "unsupported critical header",
+    "token has no key id",
+    "unknown signing key",
+    "bad signature",
+    "token expired",
+    "token not yet valid",
+    "token issued in the future",
+    "wrong audience",
+    "missing or invalid claims",
+    "token revoked",
+    "unknown or revoked client",
+];
+
+fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).map(|v| v.to_str().unwrap().to_string())
+}
+
+/// A refusal answers as the contract says: 401 `invalid_token` with a
+/// listed description that the `WWW-Authenticate` challenge repeats, or a
+/// 400/431 that closes the connection. `what` names the case.
+fn assert_refused(what: &str, (status, body, headers): &(u16, Value, reqwest::header::HeaderMap)) {
+    match status {
+        401 => {
+            assert_eq!(body["error"], "invalid_token", "{what}: {body}");
+            let why = body["error_description"].as_str().unwrap_or_default();
+            assert!(TOKEN_REFUSALS.contains(&why), "{what}: {body}");
+            assert_eq!(
+                header(headers, "www-authenticate"),
+                Some(format!(
+                    "Bearer realm=\"tollgate\", error=\"invalid_token\", error_description=\"{why}\""
+                )),
+                "{what}"
+            );
+        }
+        400 | 431 => {
+            let code = if *status == 400 {
+                "bad_request"
+            } else {
+                "request_header_fields_too_large"
+            };
+            assert_eq!(body["error"], code, "{what}: {body}");
+            assert_eq!(
+                header(headers, "connection").as_deref(),
+                Some("close"),
+                "{what}"
+            );
+        }
+        other => panic!("{what}: got {other} {body}"),
+    }
+}
+
+/// `tollgate_jwks_refresh_total` of the `corp` issuer for `result` (`ok`
+/// or `error`); the series appears with its first refresh of that result.
+fn corp_refreshes(w: &World, result: &str) -> f64 {
+    w.gw.metric_opt(&format!(
+        "tollgate_jwks_refresh_total{{issuer=\"corp\",result=\"{result}\"}}"
+    ))
+    .unwrap_or(0.0)
+}
+
+/// Wait (bounded) for the JWKS fetch the gateway makes at start.
+fn wait_for_first_jwks(w: &World) {
+    assert!(
+        crate::harness::eventually(Duration::from_secs(10), || corp_refreshes(w, "ok") >= 1.0),
+        "the gateway fetched corp's JWKS at start"
+    );
 }
 
 #[test]
@@ -268,15 +352,27 @@ fn a_revoked_client_is_refused_at_once_even_with_a_cached_token() {
     for _ in 0..8 {
         assert_eq!(bearer(&w, &t), 200);
     }
-    w.admin
+    let hits = || {
+        w.gw.metric("tollgate_cache_lookups_total{cache=\"token\",result=\"hit\"}")
+    };
+    let misses = || {
+        w.gw.metric("tollgate_cache_lookups_total{cache=\"token\",result=\"miss\"}")
+    };
+    let (hits_before, misses_before) = (hits(), misses());
+    let (status, v) = w
+        .admin
         .post(&format!("/clients/{}/revoke", w.oauth_client), json!({}));
+    assert_eq!(status, 200, "{v}");
     for _ in 0..8 {
-        assert_eq!(bearer(&w, &t), 401);
+        let refused = answer(&w, &format!("Bearer {t}"));
+        assert_eq!(refused.0, 401);
+        assert_eq!(refused.1["error_description"], "unknown or revoked client");
+        assert_refused("a cached token of a revoked client", &refused);
     }
-    let text = w.gw.metrics_text();
-    assert!(
-        text.contains("tollgate_cache_lookups_total{cache=\"token\",result=\"hit\"}"),
-        "{text}"
+    assert_eq!(
+        (hits() - hits_before, misses() - misses_before),
+        (8.0, 0.0),
+        "every refusal came with the token found in the cache"
     );
 }
 
@@ -515,10 +611,13 @@ fn hostile_tokens_are_401_and_reach_nothing() {
 
     let total = cases.len();
     for (name, token) in &cases {
-        let status = bearer(&w, token);
+        let refused = answer(&w, &format!("Bearer {token}"));
+        assert_refused(name, &refused);
+        let body = refused.1.to_string();
+        let payload = token.split('.').nth(1).unwrap_or(token);
         assert!(
-            status == 401 || status == 400 || status == 431,
-            "{name}: got {status}"
+            payload.len() < 8 || !body.contains(payload),
+            "{name}: the token is echoed"
         );
         assert_eq!(w.up.count(), 0, "{name} reached the upstream");
     }
@@ -531,13 +630,23 @@ fn hostile_tokens_are_401_and_reach_nothing() {
         URL_SAFE_NO_PAD.encode(vec![b'a'; 1_000_000]),
         parts[2]
     );
-    let status = bearer(&w, &big);
-    assert!(status == 431 || status == 401, "1 MB token: {status}");
+    let refused = answer(&w, &format!("Bearer {big}"));
+    assert!(
+        refused.0 == 431 || refused.0 == 401,
+        "1 MB token: {}",
+        refused.0
+    );
+    assert_refused("1 MB token", &refused);
 
     // 12. the header itself
-    assert_eq!(call(&w, "Bearer"), 401);
-    assert_eq!(call(&w, "Bearer "), 401);
-    assert_eq!(call(&w, &format!("Bearer {good} {good}")), 401);
+    for auth in ["Bearer", "Bearer "] {
+        let refused = answer(&w, auth);
+        assert_eq!(refused.0, 401, "{auth:?}");
+        assert_refused(auth, &refused);
+    }
+    let refused = answer(&w, &format!("Bearer {good} {good}"));
+    assert_eq!(refused.0, 401);
+    assert_refused("two tokens in one header", &refused);
     let two = client()
         .get(w.gw.url("/orders/1"))
         .header("authorization", format!("Bearer {good}"))
@@ -545,6 +654,11 @@ fn hostile_tokens_are_401_and_reach_nothing() {
         .send()
         .unwrap();
     assert_eq!(two.status(), 400);
+    assert_eq!(
+        header(two.headers(), "connection").as_deref(),
+        Some("close")
+    );
+    assert_eq!(two.json::<Value>().unwrap()["error"], "bad_request");
     assert_eq!(w.up.count(), 0);
 
     // and the good token still passes: the refusals were about the tokens
@@ -563,22 +677,45 @@ fn hostile_tokens_are_401_and_reach_nothing() {
 #[test]
 fn embedded_keys_and_key_urls_are_never_used() {
     let w = world();
+    wait_for_first_jwks(&w);
     let trap = TcpListener::bind("127.0.0.1:0").unwrap();
     trap.set_nonblocking(true).unwrap();
     let trap_url = format!("http://{}/jwks", trap.local_addr().unwrap());
     // a key of the attacker's, embedded or pointed at
     let evil = keys::generate(SigningAlgorithm::Es256).unwrap();
     let headers = [
-        json!({"kid": evil.kid, "jwk": evil.public_jwk}),
-        json!({"kid": evil.kid, "jku": trap_url}),
-        json!({"kid": evil.kid, "x5u": trap_url}),
-        json!({"kid": w.ec.kid, "jku": trap_url}),
+        (
+            json!({"kid": evil.kid, "jwk": evil.public_jwk}),
+            "unknown signing key",
+        ),
+        (
+            json!({"kid": evil.kid, "jku": trap_url}),
+            "unknown signing key",
+        ),
+        (
+            json!({"kid": evil.kid, "x5u": trap_url}),
+            "unknown signing key",
+        ),
+        // corp's kid: checked with corp's key, which did not sign it
+        (json!({"kid": w.ec.kid, "jku": trap_url}), "bad signature"),
     ];
-    for h in headers {
+    let fetches = w.jwks.fetches();
+    for (h, why) in headers {
         let t = sign(&evil, h.clone(), ext_claims());
-        assert_eq!(bearer(&w, &t), 401, "{h}");
+        let refused = answer(&w, &format!("Bearer {t}"));
+        assert_eq!(refused.0, 401, "{h}");
+        assert_eq!(refused.1["error_description"], why, "{h}");
+        assert_refused(&h.to_string(), &refused);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // The unknown kid was looked for where the configuration says, while
+    // the first request was answered: once (the refetch cooldown), and
+    // that lookup is over. A URL from a token would have been fetched in
+    // the same lookup, so its connection would be waiting by now.
+    assert_eq!(
+        w.jwks.fetches(),
+        fetches + 1,
+        "the unknown kid was looked up at the configured JWKS URL"
+    );
     assert!(
         trap.accept().is_err(),
         "the gateway connected to a URL from a token"
@@ -589,27 +726,52 @@ fn embedded_keys_and_key_urls_are_never_used() {
 #[test]
 fn jwks_failures_keep_known_keys_and_refetches_are_rate_limited() {
     let w = world();
+    wait_for_first_jwks(&w);
     let good = ext_token(&w);
     assert_eq!(bearer(&w, &good), 200);
-    let before = w.jwks.fetches();
-    for (status, body) in [
+    let admin = Admin::new(&w.gw);
+    for (n, (status, body)) in [
         (500, "oops"),
         (200, "<html>nope</html>"),
         (200, "{not json"),
         (200, r#"{"keys":[]}"#),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         w.jwks.set(status, body);
+        let (fetches, errors) = (w.jwks.fetches(), corp_refreshes(&w, "error"));
+        // A reload refreshes every issuer's JWKS (in the background) and
+        // starts a new refetch cooldown: the failing answer is fetched...
+        let (reload, v) = admin.post("/reload", json!({}));
+        assert_eq!(reload, 200, "{v}");
+        assert!(
+            crate::harness::eventually(Duration::from_secs(10), || corp_refreshes(&w, "error")
+                == errors + 1.0),
+            "the reload fetched the JWKS answering {status} {body}"
+        );
+        // ...and so is it for a kid the gateway does not know
+        let unknown = sign(&w.ec, json!({"kid": format!("rotated-{n}")}), ext_claims());
+        let refused = answer(&w, &format!("Bearer {unknown}"));
+        assert_eq!(refused.1["error_description"], "unknown signing key");
+        assert_refused("an unknown kid", &refused);
+        assert_eq!(
+            (w.jwks.fetches(), corp_refreshes(&w, "error")),
+            (fetches + 2, errors + 2.0),
+            "the unknown kid refetched the JWKS answering {status} {body}"
+        );
         // a fresh token (not in the verified cache) with the known kid
         let mut c = ext_claims();
-        c["jti"] = json!(format!("fresh-{status}-{}", body.len()));
+        c["jti"] = json!(format!("fresh-{n}"));
         let t = sign(&w.ec, json!({"kid": w.ec.kid}), c);
         assert_eq!(
             bearer(&w, &t),
             200,
-            "known kid with JWKS answering {status} {body}"
+            "known kid after the JWKS answered {status} {body}"
         );
     }
     // many tokens with random kids: at most one fetch per cooldown
+    let before = w.jwks.fetches();
     let c = client();
     let n = 10_000;
     let started = std::time::Instant::now();
@@ -630,11 +792,7 @@ fn jwks_failures_keep_known_keys_and_refetches_are_rate_limited() {
         fetched <= windows,
         "{fetched} JWKS fetches for {n} unknown kids in {windows} cooldown windows"
     );
-    let text = w.gw.metrics_text();
-    assert!(
-        text.contains("tollgate_jwks_refresh_total{issuer=\"corp\",result=\"ok\"}"),
-        "{text}"
-    );
+    assert!(corp_refreshes(&w, "ok") >= 1.0);
 }
 
 fn hex(s: &str) -> Vec<u8> {

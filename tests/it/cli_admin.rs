@@ -265,10 +265,10 @@ fn token_command_reuses_a_cached_token() {
         t1,
         "the cached token is reused"
     );
-    let text = gw.metrics_text();
-    assert!(
-        text.contains("tollgate_tokens_issued_total 1"),
-        "one token for both calls: {text}"
+    assert_eq!(
+        gw.metric("tollgate_tokens_issued_total"),
+        1.0,
+        "one token for both calls"
     );
 
     // explicit credentials; a wrong secret is a clear error

@@ -297,42 +297,68 @@ impl Gateway {
         }
     }
 
-    /// The status of `GET path` with `Authorization: Bearer token` (0 when
-    /// no answer came).
+    /// The status of `GET path` with `Authorization: Bearer token`; panics
+    /// when no answer comes (a status of 0 could pass a `!=` check).
     pub fn bearer_status(&self, path: &str, token: &str) -> u16 {
         client()
             .get(self.url(path))
             .bearer_auth(token)
             .send()
             .map(|r| r.status().as_u16())
-            .unwrap_or(0)
+            .unwrap_or_else(|e| panic!("GET {path} with a bearer token: no answer: {e}"))
     }
 
-    /// The status of `GET path` with the API key in `X-API-Key` (0 when no
-    /// answer came).
+    /// The status of `GET path` with the API key in `X-API-Key`; panics
+    /// when no answer comes.
     pub fn key_status(&self, path: &str, key: &str) -> u16 {
         client()
             .get(self.url(path))
             .header("x-api-key", key)
             .send()
             .map(|r| r.status().as_u16())
-            .unwrap_or(0)
+            .unwrap_or_else(|e| panic!("GET {path} with an API key: no answer: {e}"))
     }
 
-    /// The value of the first metric line starting with `line_prefix`
-    /// (name and labels), 0 when there is none.
-    pub fn metric(&self, line_prefix: &str) -> f64 {
-        self.metrics_text()
-            .lines()
-            .find(|l| l.starts_with(line_prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+    /// The value of the series `series` (name and labels exactly as the
+    /// exposition writes them, labels in name order); panics when the
+    /// gateway does not export it, so no assertion passes because a series
+    /// vanished.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics_text();
+        series_value(&text, series).unwrap_or_else(|| {
+            let name = series.split('{').next().unwrap_or(series);
+            let family: Vec<&str> = text.lines().filter(|l| l.starts_with(name)).collect();
+            panic!("the gateway exports no series {series}; of {name} it has: {family:#?}")
+        })
     }
 
+    /// The value of `series`, or `None` while the gateway does not export it
+    /// (a series that appears only once something happened).
+    pub fn metric_opt(&self, series: &str) -> Option<f64> {
+        series_value(&self.metrics_text(), series)
+    }
+
+    /// The metrics exposition; panics when the endpoint does not answer 200.
     pub fn metrics_text(&self) -> String {
-        http_get(&format!("http://{}/metrics", self.metrics)).2
+        let (status, _, body) = http_get(&format!("http://{}/metrics", self.metrics));
+        assert_eq!(status, 200, "the metrics endpoint did not answer: {body}");
+        body
     }
+}
+
+/// The value of the line of `text` whose series (everything before the
+/// value) is exactly `series`.
+fn series_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then_some(value)
+        })
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|e| panic!("{series}: value {v:?} is not a number: {e}"))
+        })
 }
 
 impl GatewayBuilder {

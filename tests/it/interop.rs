@@ -19,10 +19,11 @@ fn setup() -> (Upstream, Gateway, String, String, String) {
     let c = admin.create_client(
         json!({"name": "Interop", "auth_type": "oauth2", "scopes": ["orders:read"]}),
     );
-    admin.post(
+    let (status, v) = admin.post(
         "/subscriptions",
         json!({"client_id": c["id"], "service": "orders"}),
     );
+    assert_eq!(status, 201, "{v}");
     // the default issuer is the first proxy listener
     let issuer = format!("http://{}", gw.proxy);
     (

@@ -35,10 +35,11 @@ routes:
     let c = admin.create_client(
         json!({"name": "Batch", "auth_type": "oauth2", "scopes": ["orders:read", "orders:write"]}),
     );
-    admin.post(
+    let (status, v) = admin.post(
         "/subscriptions",
         json!({"client_id": c["id"], "service": "orders"}),
     );
+    assert_eq!(status, 201, "{v}");
     Setup {
         up,
         gw,
@@ -136,8 +137,7 @@ fn client_credentials_by_basic_and_post_and_use_at_the_proxy() {
     );
     assert_eq!(status, 200);
 
-    let text = s.gw.metrics_text();
-    assert!(text.contains("tollgate_tokens_issued_total 3"), "{text}");
+    assert_eq!(s.gw.metric("tollgate_tokens_issued_total"), 3.0);
 }
 
 #[test]
@@ -228,9 +228,10 @@ fn every_error_code() {
     );
 
     // rotation: the old secret stops at once, or after a grace period
-    let (_, rotated) = s
+    let (status, rotated) = s
         .admin
         .post(&format!("/clients/{}/secret", s.id), json!({}));
+    assert_eq!(status, 200, "{rotated}");
     assert_eq!(token_call(&s, good, "grant_type=client_credentials").0, 401);
     let new_secret = rotated["client_secret"].as_str().unwrap().to_string();
     assert_eq!(
@@ -242,9 +243,23 @@ fn every_error_code() {
         .0,
         200
     );
-    s.admin.post(
+    let (status, graced) = s.admin.post(
         &format!("/clients/{}/secret", s.id),
         json!({"grace_period_seconds": 60}),
+    );
+    assert_eq!(status, 200, "{graced}");
+    let newest = graced["client_secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the rotation answers the new secret: {graced}"))
+        .to_string();
+    assert!(
+        newest.starts_with("tgs_") && newest != new_secret,
+        "{graced}"
+    );
+    assert_eq!(
+        token_call(&s, Some((&s.id, &newest)), "grant_type=client_credentials").0,
+        200,
+        "the new secret works at once"
     );
     assert_eq!(
         token_call(
@@ -256,10 +271,17 @@ fn every_error_code() {
         200,
         "old secret in its grace period"
     );
+    assert_eq!(
+        token_call(&s, good, "grant_type=client_credentials").0,
+        401,
+        "the grace period is the replaced secret's only, not an older one's"
+    );
 
     // a revoked client gets nothing
-    s.admin
+    let (status, v) = s
+        .admin
         .post(&format!("/clients/{}/revoke", s.id), json!({}));
+    assert_eq!(status, 200, "{v}");
     assert_eq!(
         token_call(
             &s,
@@ -491,10 +513,11 @@ fn eddsa_and_rs256_by_configuration() {
         ));
         let admin = Admin::new(&gw);
         let c = admin.create_client(json!({"name": "Alg", "auth_type": "oauth2"}));
-        admin.post(
+        let (status, v) = admin.post(
             "/subscriptions",
             json!({"client_id": c["id"], "service": "orders"}),
         );
+        assert_eq!(status, 201, "{alg}: {v}");
         let s = Setup {
             up,
             gw,

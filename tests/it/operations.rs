@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::{client, eventually, http_get, Admin, Gateway, Upstream};
 
@@ -88,6 +88,22 @@ impl Load {
         }
     }
 
+    /// The 200s so far.
+    fn ok(&self) -> usize {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Wait (bounded) until `n` more requests have been answered 200.
+    fn wait_for_more(&self, n: usize, what: &str) {
+        let from = self.ok();
+        assert!(
+            eventually(Duration::from_secs(20), || self.ok() >= from + n),
+            "{what}: {} requests answered 200 in 20 s, failures: {:?}",
+            self.ok() - from,
+            self.failures.lock().unwrap()
+        );
+    }
+
     fn finish(self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
@@ -104,7 +120,7 @@ fn twenty_reloads_under_load_fail_no_request() {
     let gw = Gateway::start(&body(&up, "v0"));
     let admin = Admin::new(&gw);
     let load = Load::start(gw.url("/orders/1"), 4, false);
-    std::thread::sleep(Duration::from_millis(200));
+    load.wait_for_more(20, "the load runs");
     for i in 1..=20 {
         set_version(&gw, &format!("v{}", i - 1), &format!("v{i}"));
         if i % 2 == 0 {
@@ -225,7 +241,8 @@ fn a_graceful_upgrade_under_load_refuses_and_resets_nothing() {
     // clients on fresh connections and on kept-alive ones
     let fresh = Load::start(old.url("/orders/1"), 2, true);
     let kept = Load::start(old.url("/orders/2"), 2, false);
-    std::thread::sleep(Duration::from_millis(300));
+    fresh.wait_for_more(20, "the load on fresh connections runs");
+    kept.wait_for_more(20, "the load on kept-alive connections runs");
     let mut new = old.spawn_beside(&old.config_path(), &["--pid-file", pid_arg, "--upgrade"]);
     assert!(
         eventually(Duration::from_secs(20), || read_pid(&pid_file)
@@ -237,8 +254,9 @@ fn a_graceful_upgrade_under_load_refuses_and_resets_nothing() {
         .wait_exit(Duration::from_secs(30))
         .expect("the old process exits");
     assert!(exited.success(), "{exited}");
-    let handed_over = Instant::now();
-    std::thread::sleep(Duration::from_millis(500));
+    // the loads go on, now served by the new process alone
+    fresh.wait_for_more(50, "fresh connections after the hand-over");
+    kept.wait_for_more(50, "kept-alive connections after the hand-over");
     for (load, kind) in [(fresh, "fresh"), (kept, "kept-alive")] {
         let (ok, failures) = load.finish();
         assert!(
@@ -252,7 +270,6 @@ fn a_graceful_upgrade_under_load_refuses_and_resets_nothing() {
             "the load on {kind} connections ran ({ok} requests)"
         );
     }
-    assert!(handed_over.elapsed() < Duration::from_secs(5));
     assert_eq!(
         client().get(new.url("/orders/1")).send().unwrap().status(),
         200

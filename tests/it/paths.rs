@@ -2,7 +2,9 @@
 //! routing decision saw: no spelling of a path reaches a route (or an
 //! upstream path) that its normalized form would not.
 
-use crate::harness::{raw_get, Gateway, Upstream};
+use std::time::Duration;
+
+use crate::harness::{raw_get, raw_request, Gateway, Upstream};
 
 fn gateway(public: &Upstream, admin: &Upstream) -> Gateway {
     Gateway::start(&format!(
@@ -40,6 +42,17 @@ fn tricks_cannot_reach_the_protected_upstream() {
     for (path, want) in cases {
         let r = raw_get(gw.proxy, path);
         assert_eq!(r.status, want, "{path}: {r:?}");
+        if want == 401 {
+            // it met the admin route's auth: no credential
+            assert_eq!(r.json()["error"], "missing_credentials", "{path}: {r:?}");
+            assert_eq!(
+                r.header("www-authenticate").as_deref(),
+                Some("Bearer realm=\"tollgate\""),
+                "{path}"
+            );
+        } else {
+            assert_eq!(r.json()["error"], "not_found", "{path}: {r:?}");
+        }
     }
     assert_eq!(admin.count(), 0, "admin upstream must see nothing");
     assert_eq!(
@@ -76,8 +89,19 @@ fn malformed_paths_are_400() {
     let admin = Upstream::start("admin");
     let gw = gateway(&public, &admin);
     for path in ["/public/%zz", "/public/%4", "/public\\..\\admin"] {
-        let r = raw_get(gw.proxy, path);
-        assert!(r.status == 400, "{path}: {r:?}");
+        // a request that asks to keep the connection: the answer closes it
+        let r = raw_request(
+            gw.proxy,
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+            Duration::from_secs(5),
+        );
+        assert_eq!(r.status, 400, "{path}: {r:?}");
+        assert_eq!(r.json()["error"], "bad_request", "{path}: {r:?}");
+        assert_eq!(r.header("connection").as_deref(), Some("close"), "{path}");
+        assert!(
+            r.closed,
+            "{path}: the connection is closed after the answer"
+        );
     }
     assert_eq!(public.count() + admin.count(), 0);
 }

@@ -98,18 +98,39 @@ fn hang_up_upstream() -> (String, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
+/// Wait until a [`hang_up_upstream`] has taken every connection made to it
+/// so far: it takes them one at a time in order, so once it has hung up on
+/// a connection made now, it has counted all earlier ones (this one too).
+fn settle(addr: &str) {
+    use std::io::Write;
+    let mut probe = std::net::TcpStream::connect(addr).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    probe.write_all(b"x").unwrap();
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(probe.read(&mut buf), Ok(0)),
+        "the upstream at {addr} hung up on the probe"
+    );
+}
+
 #[test]
 fn a_request_the_upstream_received_is_not_replayed() {
     let (a, a_count) = hang_up_upstream();
     let (b, b_count) = hang_up_upstream();
-    let gw = service_gateway(&[a, b], ", retries: 3");
+    let gw = service_gateway(&[a.clone(), b.clone()], ", retries: 3");
     let r = client()
         .post(gw.url("/pay"))
         .body("charge=100")
         .send()
         .unwrap();
     assert_eq!(r.status(), 502);
-    std::thread::sleep(Duration::from_millis(200));
-    let total = a_count.load(Ordering::SeqCst) + b_count.load(Ordering::SeqCst);
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["error"], "bad_gateway");
+    settle(&a);
+    settle(&b);
+    // less the two probes
+    let total = a_count.load(Ordering::SeqCst) + b_count.load(Ordering::SeqCst) - 2;
     assert_eq!(total, 1, "the POST reached exactly one upstream connection");
 }
