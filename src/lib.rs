@@ -15,4 +15,5 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod upgrade;

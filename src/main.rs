@@ -98,6 +98,9 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { config } => match config::load(&config) {
             Ok(c) => {
+                for w in &c.warnings {
+                    eprintln!("{w}");
+                }
                 println!("{}", c.summary());
                 ExitCode::SUCCESS
             }

@@ -3,6 +3,7 @@
 //! proxy, admin and metrics services, and drains in-flight requests on
 //! SIGTERM before exiting 0.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use crate::control::reload::Reloader;
 use crate::control::sync::CacheSync;
 use crate::control::token::TokenService;
 use crate::control::{self, AdminState, HttpListenerService};
-use crate::proxy::conn::{GuardedApp, HeadLimits};
+use crate::proxy::conn::{GuardedApp, HeadLimits, ListenerRuntime};
 use crate::proxy::{Gateway, InFlight};
 use crate::ratelimit::Limiter;
 use crate::runtime::Snapshot;
@@ -35,6 +36,7 @@ use crate::secrets::Pepper;
 use crate::store::feed::ChangeFeed;
 use crate::store::{ChangeListener, Store};
 use crate::telemetry::Metrics;
+use crate::tls::TlsAcceptor;
 use crate::upgrade;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,8 @@ pub enum StartError {
     Runtime(std::io::Error),
     #[error("upgrade: {0}")]
     Upgrade(String),
+    #[error("TLS on {0}: {1}")]
+    Tls(String, String),
 }
 
 /// The pepper keys every stored hash. From the variable `store.pepper_env`;
@@ -110,6 +114,52 @@ fn load_pepper(store: &StoreSettings) -> Result<Pepper, StartError> {
     Ok(Pepper::new(bytes))
 }
 
+/// HTTP/2 limits against floods: streams a client may have open, the
+/// decoded header list (the same bound as an HTTP/1 head), and how many
+/// streams it may reset or have reset before the connection is closed
+/// (rapid reset).
+fn h2_limits(config: &Config) -> pingora::protocols::http::v2::server::H2Options {
+    let mut options = pingora::protocols::http::v2::server::default_h2_options();
+    options
+        .max_concurrent_streams(100)
+        .max_header_list_size(config.server.max_header_bytes.min(u32::MAX as usize) as u32)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(Some(256));
+    options
+}
+
+/// Each proxy listener's runtime by port, and the TLS acceptors a reload
+/// gives new certificates to.
+type Listeners = (HashMap<u16, ListenerRuntime>, Vec<Arc<TlsAcceptor>>);
+
+fn tls_listeners(config: &Config, metrics: &Metrics) -> Result<Listeners, StartError> {
+    let mut runtimes = HashMap::new();
+    let mut acceptors = Vec::new();
+    for l in &config.server.listen {
+        let name = l.addr.to_string();
+        let tls = match &l.tls {
+            Some(settings) => {
+                let acceptor = TlsAcceptor::new(name.clone(), l.addr.port(), settings, l.http2)
+                    .map_err(|e| StartError::Tls(name.clone(), e))?;
+                metrics.certificates_served(&name, settings);
+                let acceptor = Arc::new(acceptor);
+                acceptors.push(acceptor.clone());
+                Some(acceptor)
+            }
+            None => None,
+        };
+        runtimes.insert(
+            l.addr.port(),
+            ListenerRuntime {
+                name,
+                tls,
+                http2: l.http2,
+            },
+        );
+    }
+    Ok((runtimes, acceptors))
+}
+
 pub(crate) fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, what, source })
 }
@@ -145,10 +195,10 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
     let metrics_listener =
         upgrade::bind_shared(config.metrics.listen, "metrics", old_pid.is_none())?;
     if old_pid.is_none() {
-        for addr in &config.server.listen {
+        for l in &config.server.listen {
             // Pingora binds the proxy listeners itself once running; try each
             // first so that a taken or forbidden port is a clear error here.
-            drop(bind(*addr, "proxy")?);
+            drop(bind(l.addr, "proxy")?);
         }
     }
 
@@ -229,12 +279,27 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         vec![auth.clone() as Arc<dyn ChangeListener>],
     ));
     let inflight = Arc::new(InFlight::default());
+    let (listener_runtimes, mut tls_acceptors) = tls_listeners(&config, &metrics)?;
+    let admin_tls = match &config.admin.tls {
+        Some(settings) => {
+            let name = config.admin.listen.to_string();
+            let acceptor =
+                TlsAcceptor::new(name.clone(), config.admin.listen.port(), settings, false)
+                    .map_err(|e| StartError::Tls(name.clone(), e))?;
+            metrics.certificates_served(&name, settings);
+            let acceptor = Arc::new(acceptor);
+            tls_acceptors.push(acceptor.clone());
+            Some(acceptor)
+        }
+        None => None,
+    };
     let reloader = Arc::new(Reloader::new(
         config.source.clone(),
         snapshot.clone(),
         jwt.clone(),
         limiter.clone(),
         metrics.clone(),
+        tls_acceptors,
     ));
 
     let shutdown_secs = config.server.shutdown_timeout.as_secs_f64().ceil() as u64;
@@ -273,18 +338,22 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         limiter: limiter.clone(),
         draining,
     };
-    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    proxy.h2_options = Some(h2_limits(&config));
     let app = GuardedApp {
         inner: Arc::new(proxy),
         limits: HeadLimits {
             max_bytes: config.server.max_header_bytes,
             timeout: config.server.header_timeout,
         },
+        listeners: listener_runtimes,
         client_errors: metrics.client_errors.clone(),
+        tls_failures: metrics.tls_handshake_failures.clone(),
     };
     let mut proxy_service = Service::new("tollgate proxy".to_string(), app);
-    for addr in &config.server.listen {
-        proxy_service.add_tcp(&addr.to_string());
+    for l in &config.server.listen {
+        // TLS is terminated by the guard in front of Pingora
+        proxy_service.add_tcp(&l.addr.to_string());
     }
     server.add_service(proxy_service);
 
@@ -297,10 +366,11 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
             token: Arc::new(token),
         },
     });
-    server.add_service(background_service(
-        "admin",
-        HttpListenerService::new("admin", admin_listener, admin),
-    ));
+    let mut admin_service = HttpListenerService::new("admin", admin_listener, admin);
+    if let Some(acceptor) = admin_tls {
+        admin_service = admin_service.with_tls(acceptor, metrics.tls_handshake_failures.clone());
+    }
+    server.add_service(background_service("admin", admin_service));
     server.add_service(background_service(
         "metrics",
         HttpListenerService::new(
@@ -359,7 +429,13 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         summary = %config.summary(),
         store = config.store.url.kind(),
         shared_limits = config.redis.is_some(),
-        proxy = ?config.server.listen,
+        proxy = %config
+            .server
+            .listen
+            .iter()
+            .map(|l| format!("{}{}", l.addr, if l.tls.is_some() { " (tls)" } else { "" }))
+            .collect::<Vec<_>>()
+            .join(", "),
         admin = %config.admin.listen,
         metrics = %config.metrics.listen,
         pid = std::process::id(),

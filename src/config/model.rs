@@ -22,6 +22,9 @@ pub struct Config {
     pub services: BTreeMap<String, Arc<Service>>,
     pub routes: Vec<Arc<Route>>,
     pub logging: LoggingSettings,
+    /// What deserves a look but does not stop the gateway (a certificate
+    /// about to expire), as `PATH:LINE:COL: message`.
+    pub warnings: Vec<super::ConfigError>,
 }
 
 impl Config {
@@ -37,7 +40,10 @@ impl Config {
             self.server
                 .listen
                 .iter()
-                .map(|a| a.to_string())
+                .map(|l| match l.tls {
+                    Some(_) => format!("{} (tls)", l.addr),
+                    None => l.addr.to_string(),
+                })
                 .collect::<Vec<_>>()
                 .join(","),
             self.admin.listen,
@@ -46,9 +52,52 @@ impl Config {
     }
 }
 
+/// A proxy listener.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub tls: Option<Arc<TlsSettings>>,
+    /// ALPN `h2` on TLS, prior-knowledge HTTP/2 (h2c) on plain.
+    pub http2: bool,
+}
+
+/// TLS of one listener, its certificates already read and checked.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub certificates: Vec<Certificate>,
+    pub min_version: TlsVersion,
+    /// Client certificates: the CAs they must chain to, and whether one is
+    /// required.
+    pub client_auth: Option<ClientAuth>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// SNI names (lower case; `*.` prefix matches one label); empty on the default.
+    pub hosts: Vec<String>,
+    pub key: Arc<rustls::sign::CertifiedKey>,
+    /// The leaf's notAfter, Unix seconds.
+    pub not_after: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    pub ca_path: PathBuf,
+    pub roots: Arc<rustls::RootCertStore>,
+    pub required: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<Listener>,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
     /// How long a kept-alive connection may wait idle for its next request.
@@ -97,6 +146,7 @@ impl IpNet {
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    pub tls: Option<Arc<TlsSettings>>,
     pub token_env: String,
 }
 

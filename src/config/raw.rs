@@ -10,8 +10,11 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
+    /// Proxy listeners: `IP:PORT` (plain HTTP/1.1, and HTTP/2 with prior
+    /// knowledge), or an object with `address`, `tls` and `http2`.
     #[serde(default)]
-    pub listen: Option<Vec<String>>,
+    #[schemars(schema_with = "listen_schema")]
+    pub listen: Option<Vec<serde_yaml::Value>>,
     /// Largest request head (request line + headers) accepted; larger gets 431.
     #[serde(default)]
     pub max_header_bytes: Option<usize>,
@@ -37,11 +40,59 @@ pub struct RawServer {
     pub keep_underscore_headers: bool,
 }
 
+/// A proxy listener in its object form.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    /// `IP:PORT` to listen on.
+    pub address: String,
+    /// Terminate TLS on this listener.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    /// Offer HTTP/2 (ALPN `h2`, with `http/1.1`) on a TLS listener, and
+    /// accept HTTP/2 with prior knowledge (h2c) on a plain one. Default true.
+    #[serde(default)]
+    pub http2: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chains and their keys; the first is the default,
+    /// the others are chosen by SNI from their `hosts`.
+    pub certificates: Vec<RawCertificate>,
+    /// Oldest TLS version accepted: "1.2" (default) or "1.3".
+    #[serde(default)]
+    pub min_version: Option<String>,
+    /// PEM bundle of the CAs whose client certificates are accepted.
+    #[serde(default)]
+    pub client_ca: Option<String>,
+    /// `optional` (default with `client_ca`) or `required`.
+    #[serde(default)]
+    pub client_auth: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// PEM certificate chain, leaf first.
+    pub cert: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// Server names (SNI) this certificate answers; `*.example.com` matches
+    /// one label. Empty on the default certificate.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     #[serde(default)]
     pub listen: Option<String>,
+    /// Serve the admin API over TLS.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
     #[serde(default)]
     pub token_env: Option<String>,
 }
@@ -269,6 +320,19 @@ pub struct RawConfig {
     /// Log format and level.
     #[serde(default)]
     pub logging: RawLogging,
+}
+
+fn listen_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let listener = generator.subschema_for::<RawListener>();
+    schemars::json_schema!({
+        "type": "array",
+        "items": {
+            "oneOf": [
+                { "type": "string", "description": "IP:PORT, plain HTTP" },
+                listener
+            ]
+        }
+    })
 }
 
 fn auth_policy_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

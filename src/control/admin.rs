@@ -208,13 +208,13 @@ pub struct AuditQuery {
     limit: Option<String>,
 }
 
-type Peer = ConnectInfo<SocketAddr>;
+type Peer = ConnectInfo<super::Peer>;
 
 #[utoipa::path(post, path = "/admin/v1/clients", request_body = CreateClient,
     responses((status = 201, body = CreatedClient), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_client(
     State(api): State<AdminApi>,
-    ConnectInfo(peer): Peer,
+    ConnectInfo(super::Peer(peer)): Peer,
     AdminJson(req): AdminJson<CreateClient>,
 ) -> Result<impl IntoResponse, AdminError> {
     let created = api.registry.create_client(&actor(&peer), req).await?;
@@ -244,7 +244,7 @@ async fn get_client(
     responses((status = 200, body = Client), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn patch_client(
     State(api): State<AdminApi>,
-    ConnectInfo(peer): Peer,
+    ConnectInfo(super::Peer(peer)): Peer,
     Path(id): Path<String>,
     AdminJson(req): AdminJson<PatchClient>,
 ) -> Result<Json<Client>, AdminError> {
@@ -257,7 +257,7 @@ async fn patch_client(
     responses((status = 200, body = NewClientSecret), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn rotate_secret(
     State(api): State<AdminApi>,
-    ConnectInfo(peer): Peer,
+    ConnectInfo(super::Peer(peer)): Peer,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<NewClientSecret>, AdminError> {
@@ -271,7 +271,7 @@ async fn rotate_secret(
     responses((status = 200, body = Client), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn revoke_client(
     State(api): State<AdminApi>,
-    ConnectInfo(peer): Peer,
+    ConnectInfo(super::Peer(peer)): Peer,
     Path(id): Path<String>,
 ) -> Result<Json<Client>, AdminError> {
     Ok(Json(api.registry.revoke_client(&actor(&peer), &id).await?))
@@ -281,7 +281,7 @@ async fn revoke_client(
     responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_key(
     State(api): State<AdminApi>,
-    ConnectInfo(peer): Peer,
+    ConnectInfo(super::Peer(peer)): Peer,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<impl IntoResponse, AdminError> {
@@ -305,7 +305,7 @@ async fn list_keys(
     responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn revoke_key(
     State(api): State<AdminApi>,
-    ConnectInfo(peer): Peer,
+    ConnectInfo(super::Peer(peer)): Peer,
     Path(id): Path<String>,
 ) -> Result<Json<ApiKey>, AdminError> {
     Ok(Json(api.registry.revoke_key(&actor(&peer), &id).await?))
@@ -315,7 +315,7 @@ async fn revoke_key(
     responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn renew_key(
     State(api): State<AdminApi>,
-    ConnectInfo(peer): Peer,
+    ConnectInfo(super::Peer(peer)): Peer,
     Path(id): Path<String>,
 ) -> Result<Json<ApiKey>, AdminError> {
     Ok(Json(api.registry.renew_key(&actor(&peer), &id).await?))
@@ -325,7 +325,7 @@ async fn renew_key(
     responses((status = 201, body = Subscription), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_subscription(
     State(api): State<AdminApi>,
-    ConnectInfo(peer): Peer,
+    ConnectInfo(super::Peer(peer)): Peer,
     AdminJson(req): AdminJson<CreateSubscription>,
 ) -> Result<impl IntoResponse, AdminError> {
     let sub = api.registry.create_subscription(&actor(&peer), req).await?;
@@ -349,7 +349,7 @@ async fn list_subscriptions(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_subscription(
     State(api): State<AdminApi>,
-    ConnectInfo(peer): Peer,
+    ConnectInfo(super::Peer(peer)): Peer,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AdminError> {
     api.registry.delete_subscription(&actor(&peer), &id).await?;
@@ -386,7 +386,7 @@ pub struct RotatedKey {
     responses((status = 200, body = RotatedKey), (status = 503, body = ErrorBody)))]
 async fn rotate_signing_key(
     State(api): State<AdminApi>,
-    ConnectInfo(peer): Peer,
+    ConnectInfo(super::Peer(peer)): Peer,
 ) -> Result<Json<serde_json::Value>, AdminError> {
     api.oauth
         .rotate_signing_key(&actor(&peer))
@@ -401,7 +401,7 @@ async fn rotate_signing_key(
     responses((status = 200, body = crate::control::reload::Reloaded), (status = 400, body = ErrorBody)))]
 async fn reload(
     State(api): State<AdminApi>,
-    ConnectInfo(peer): Peer,
+    ConnectInfo(super::Peer(peer)): Peer,
 ) -> Result<Json<crate::control::reload::Reloaded>, AdminError> {
     api.reloader
         .reload(&actor(&peer))

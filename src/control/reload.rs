@@ -13,6 +13,7 @@ use crate::config::{self, Config};
 use crate::ratelimit::Limiter;
 use crate::runtime::Snapshot;
 use crate::telemetry::Metrics;
+use crate::tls::TlsAcceptor;
 
 pub struct Reloader {
     path: PathBuf,
@@ -20,6 +21,8 @@ pub struct Reloader {
     jwt: Arc<JwtAuth>,
     limiter: Arc<Limiter>,
     metrics: Arc<Metrics>,
+    /// The proxy's TLS listeners: new certificates for new connections.
+    tls: Vec<Arc<TlsAcceptor>>,
     /// One reload at a time: two would race to swap.
     busy: tokio::sync::Mutex<()>,
 }
@@ -40,6 +43,7 @@ impl Reloader {
         jwt: Arc<JwtAuth>,
         limiter: Arc<Limiter>,
         metrics: Arc<Metrics>,
+        tls: Vec<Arc<TlsAcceptor>>,
     ) -> Reloader {
         Reloader {
             path,
@@ -47,6 +51,7 @@ impl Reloader {
             jwt,
             limiter,
             metrics,
+            tls,
             busy: tokio::sync::Mutex::new(()),
         }
     }
@@ -76,6 +81,14 @@ impl Reloader {
         if !restart_required.is_empty() {
             tracing::warn!(trigger, settings = ?restart_required, "these settings take effect only after a restart");
         }
+        if let Err(e) = self.replace_certificates(&new) {
+            self.metrics
+                .config_reloads
+                .with_label_values(&["error"])
+                .inc();
+            tracing::error!(trigger, file = %self.path.display(), error = %e, "TLS settings refused; the running configuration stays");
+            return Err(e);
+        }
         let summary = new.summary();
         let new = Arc::new(new);
         self.jwt.configure(&new);
@@ -93,6 +106,41 @@ impl Reloader {
     }
 }
 
+impl Reloader {
+    /// Every TLS listener gets the certificates of the new configuration,
+    /// or none does: all rustls configurations are built before any is
+    /// swapped in.
+    fn replace_certificates(&self, new: &Config) -> Result<(), String> {
+        let mut built = Vec::new();
+        let admin = new
+            .admin
+            .tls
+            .as_ref()
+            .map(|t| (new.admin.listen.port(), t, false));
+        let listeners = new
+            .server
+            .listen
+            .iter()
+            .filter_map(|l| Some((l.addr.port(), l.tls.as_ref()?, l.http2)));
+        let by_port: Vec<_> = listeners.chain(admin).collect();
+        for acceptor in &self.tls {
+            // a listener that lost its TLS in the file: a restart change
+            let Some((_, settings, http2)) = by_port.iter().find(|(p, ..)| *p == acceptor.port)
+            else {
+                continue;
+            };
+            let config = crate::tls::server_config(settings, *http2)
+                .map_err(|e| format!("TLS on {}: {e}", acceptor.name))?;
+            built.push((acceptor, config, *settings));
+        }
+        for (acceptor, config, settings) in built {
+            acceptor.install(config);
+            self.metrics.certificates_served(&acceptor.name, settings);
+        }
+        Ok(())
+    }
+}
+
 /// Settings bound at start (sockets, the store, Redis, the signing
 /// algorithm, logging) that a reload does not change.
 fn fixed_settings_changed(old: &Config, new: &Config) -> Vec<&'static str> {
@@ -102,13 +150,21 @@ fn fixed_settings_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     let checks: [(&'static str, bool); 9] = [
         (
             "server.listen",
-            same(&old.server.listen, &new.server.listen),
+            same(
+                &listeners(&old.server.listen),
+                &listeners(&new.server.listen),
+            ),
         ),
         (
             "server.threads",
             same(&old.server.threads, &new.server.threads),
         ),
-        ("admin", same(&old.admin, &new.admin)),
+        (
+            "admin",
+            same(&old.admin.listen, &new.admin.listen)
+                && same(&old.admin.token_env, &new.admin.token_env)
+                && old.admin.tls.is_some() == new.admin.tls.is_some(),
+        ),
         (
             "metrics.listen",
             same(&old.metrics.listen, &new.metrics.listen),
@@ -132,4 +188,12 @@ fn fixed_settings_changed(old: &Config, new: &Config) -> Vec<&'static str> {
         }
     }
     changed
+}
+
+/// What of the listeners a reload cannot change: addresses, TLS or not,
+/// HTTP/2 or not (certificates it does change).
+fn listeners(list: &[config::Listener]) -> Vec<(std::net::SocketAddr, bool, bool)> {
+    list.iter()
+        .map(|l| (l.addr, l.tls.is_some(), l.http2))
+        .collect()
 }

@@ -4,6 +4,7 @@
 //! (431) before Pingora buffers it; a head Pingora refuses itself gets the
 //! gateway's JSON refusal.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -16,7 +17,7 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, Stream, UniqueID,
-    UniqueIDType,
+    UniqueIDType, ALPN,
 };
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounterVec;
@@ -41,13 +42,75 @@ pub struct HeadLimits {
     pub timeout: Duration,
 }
 
-/// Wraps the proxy app so that every accepted connection is guarded.
+/// What one proxy listener does with a new connection before HTTP.
+pub struct ListenerRuntime {
+    /// The `listener` label of the TLS metrics: its configured address.
+    pub name: String,
+    pub tls: Option<Arc<crate::tls::TlsAcceptor>>,
+    /// HTTP/2: by ALPN on TLS, with prior knowledge (h2c) on plain.
+    pub http2: bool,
+}
+
+/// Wraps the proxy app so that every accepted connection is guarded, and
+/// TLS is terminated on the listeners that have it.
 pub struct GuardedApp<A> {
     pub inner: Arc<A>,
     pub limits: HeadLimits,
+    /// By local port.
+    pub listeners: HashMap<u16, ListenerRuntime>,
     /// `tollgate_client_errors_total`: heads cut for time or size, or left
     /// unfinished by the client.
     pub client_errors: IntCounterVec,
+    /// `tollgate_tls_handshake_failures_total{listener, reason}`.
+    pub tls_failures: IntCounterVec,
+}
+
+/// The whole HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_CLIENT_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain connection opens with the HTTP/2 preface. Pingora's
+/// peek waits for as many bytes as it is asked for, so the preface is
+/// compared a byte at a time: an HTTP/1 request (`POST`, `PUT`) differs by
+/// its second byte and is never waited on for bytes it did not send.
+async fn opens_with_h2_preface(stream: &mut Stream) -> bool {
+    let mut buf = [0u8; H2_CLIENT_PREFACE.len()];
+    for n in 2..=buf.len() {
+        match stream.try_peek(&mut buf[..n]).await {
+            Ok(true) if buf[..n] == H2_CLIENT_PREFACE[..n] => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+impl<A> GuardedApp<A> {
+    fn listener_of(&self, stream: &Stream) -> Option<&ListenerRuntime> {
+        let port = stream.get_socket_digest()?.local_addr()?.as_inet()?.port();
+        self.listeners.get(&port)
+    }
+
+    /// The TLS handshake, bounded by the head timeout; a failure is
+    /// counted and logged at debug level (it is the client's).
+    async fn accept_tls(
+        &self,
+        acceptor: &crate::tls::TlsAcceptor,
+        stream: Stream,
+    ) -> Option<crate::tls::TlsConn> {
+        let accept = tokio_rustls::TlsAcceptor::from(acceptor.current()).accept(stream);
+        let failure = match tokio::time::timeout(self.limits.timeout, accept).await {
+            Ok(Ok(tls)) => return Some(crate::tls::TlsConn::new(tls)),
+            Ok(Err(e)) => {
+                let reason = crate::tls::failure_reason(&e);
+                tracing::debug!(listener = %acceptor.name, error = %e, reason, "TLS handshake failed");
+                reason
+            }
+            Err(_) => "timeout",
+        };
+        self.tls_failures
+            .with_label_values(&[acceptor.name.as_str(), failure])
+            .inc();
+        None
+    }
 }
 
 #[async_trait]
@@ -71,11 +134,40 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
                 // closed, failed or silent past the head deadline
                 _ => return None,
             }
-            Box::new(HeadGuard::new(
-                stream,
-                self.limits,
-                self.client_errors.clone(),
-            ))
+            let listener = self.listener_of(&stream);
+            let h2c = match listener {
+                Some(l) if l.http2 && l.tls.is_none() && first[0] == H2_CLIENT_PREFACE[0] => {
+                    tokio::time::timeout(self.limits.timeout, opens_with_h2_preface(&mut stream))
+                        .await
+                        .ok()?
+                }
+                _ => false,
+            };
+            match listener.and_then(|l| l.tls.as_ref()) {
+                Some(acceptor) => {
+                    let conn = self.accept_tls(acceptor, stream).await?;
+                    if matches!(conn.selected_alpn_proto(), Some(ALPN::H2)) {
+                        // HTTP/2 frames its own requests
+                        Box::new(conn)
+                    } else {
+                        Box::new(HeadGuard::new(
+                            Box::new(conn),
+                            self.limits,
+                            self.client_errors.clone(),
+                        ))
+                    }
+                }
+                None if h2c => Box::new(HeadGuard::h2c(
+                    stream,
+                    self.limits,
+                    self.client_errors.clone(),
+                )),
+                None => Box::new(HeadGuard::new(
+                    stream,
+                    self.limits,
+                    self.client_errors.clone(),
+                )),
+            }
         };
         self.inner.process_new(stream, shutdown).await
     }
@@ -125,6 +217,8 @@ pub struct HeadGuard {
     /// behind an answer is received without a read in between.
     signal: AtomicU8,
     client_errors: IntCounterVec,
+    /// HTTP/2 with prior knowledge on a plain connection.
+    h2c: bool,
 }
 
 impl std::fmt::Debug for HeadGuard {
@@ -148,6 +242,17 @@ impl HeadGuard {
             },
             signal: AtomicU8::new(NO_SIGNAL),
             client_errors,
+            h2c: false,
+        }
+    }
+
+    /// A plain connection that opened with the HTTP/2 preface: its bytes
+    /// pass untouched, and Pingora is told to speak HTTP/2.
+    fn h2c(inner: Stream, limits: HeadLimits, client_errors: IntCounterVec) -> Self {
+        HeadGuard {
+            phase: Phase::Passthrough,
+            h2c: true,
+            ..HeadGuard::new(inner, limits, client_errors)
         }
     }
 
@@ -416,7 +521,17 @@ impl UniqueID for HeadGuard {
     }
 }
 
-impl Ssl for HeadGuard {}
+impl Ssl for HeadGuard {
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        if self.h2c {
+            return Some(ALPN::H2);
+        }
+        self.inner.selected_alpn_proto()
+    }
+}
 
 impl GetTimingDigest for HeadGuard {
     fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {

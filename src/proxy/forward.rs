@@ -39,6 +39,8 @@ pub struct ForwardContext<'a> {
     pub keep_authorization: bool,
     /// Forward header names with `_` (dropped unless the route keeps them).
     pub keep_underscore_headers: bool,
+    /// The client reached the gateway over TLS.
+    pub tls: bool,
     pub identity: Option<&'a Identity>,
 }
 
@@ -162,8 +164,9 @@ fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Res
             .and_then(|v| v.to_str().ok())
             .is_some_and(|p| p == "http" || p == "https");
     if !proto_ok {
+        let proto = if fx.tls { "https" } else { "http" };
         headers
-            .try_insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"))
+            .try_insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto))
             .map_err(too_many)?;
     }
     let request_id =
@@ -251,6 +254,7 @@ mod tests {
             api_key_header: h,
             keep_authorization: false,
             keep_underscore_headers: false,
+            tls: false,
             identity: id,
         }
     }

@@ -487,6 +487,7 @@ impl ProxyHttp for Gateway {
                     .as_ref()
                     .and_then(|r| r.keep_underscore_headers)
                     .unwrap_or(config.server.keep_underscore_headers),
+                tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
                 identity: ctx.identity.as_ref(),
             },
         )?;

@@ -44,12 +44,12 @@ struct PingoraLog;
 /// a broken head or body; the gateway counts those
 /// (`tollgate_client_errors_total`) and keeps them at debug.
 fn is_client_fault(record: &log::Record<'_>) -> bool {
-    record.level() == log::Level::Error
-        && record.target().starts_with("pingora")
-        && record
-            .args()
-            .to_string()
-            .starts_with("Fail to proxy: Downstream")
+    record.level() == log::Level::Error && record.target().starts_with("pingora") && {
+        let text = record.args().to_string();
+        // an HTTP/1 request, or an HTTP/2 connection preface, that the
+        // client broke or abandoned
+        text.starts_with("Fail to proxy: Downstream") || text.starts_with("H2 handshake error")
+    }
 }
 
 impl log::Log for PingoraLog {
@@ -112,6 +112,12 @@ mod tests {
             "pingora_proxy",
             "Fail to proxy: Downstream ConnectionClosed",
             |r| assert!(!is_client_fault(r)),
+        );
+        record(
+            log::Level::Error,
+            "pingora_core::apps",
+            "H2 handshake error connection error: reset",
+            |r| assert!(is_client_fault(r)),
         );
         record(
             log::Level::Error,

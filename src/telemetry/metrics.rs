@@ -44,6 +44,11 @@ pub struct Metrics {
     /// Requests that ended by the client's fault (closed early, malformed
     /// body or head), by reason: logged at debug level, counted here.
     pub client_errors: IntCounterVec,
+    /// TLS handshakes that failed, by listener and reason.
+    pub tls_handshake_failures: IntCounterVec,
+    /// Each served certificate's notAfter (Unix seconds), by listener and
+    /// certificate file.
+    pub certificate_expiry: prometheus::IntGaugeVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -154,6 +159,22 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(client_errors.clone()))?;
+        let tls_handshake_failures = IntCounterVec::new(
+            Opts::new(
+                "tollgate_tls_handshake_failures_total",
+                "TLS handshakes that failed, by listener and reason",
+            ),
+            &["listener", "reason"],
+        )?;
+        registry.register(Box::new(tls_handshake_failures.clone()))?;
+        let certificate_expiry = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "tollgate_certificate_expiry_timestamp_seconds",
+                "notAfter of each certificate a TLS listener serves, as a Unix time",
+            ),
+            &["listener", "certificate"],
+        )?;
+        registry.register(Box::new(certificate_expiry.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -178,6 +199,8 @@ impl Metrics {
             invalidation_lag,
             dropped_headers,
             client_errors,
+            tls_handshake_failures,
+            certificate_expiry,
         })
     }
 
@@ -208,5 +231,16 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Metrics {
+    /// The expiry gauges of one listener's certificates, as now served.
+    pub fn certificates_served(&self, listener: &str, tls: &crate::config::TlsSettings) {
+        for c in &tls.certificates {
+            self.certificate_expiry
+                .with_label_values(&[listener, &c.cert_path.display().to_string()])
+                .set(c.not_after);
+        }
     }
 }

@@ -165,13 +165,19 @@ struct Busy {
     gw: Gateway,
     _up: Upstream,
     _keys: Gateway,
+    _ca: crate::tls::Ca,
 }
 
 fn busy_gateway() -> Busy {
     let up = Upstream::start("deploy");
     let keys = Gateway::start("");
+    // a TLS listener, so that its certificate's expiry is exported
+    let ca = crate::tls::Ca::new();
+    let (cert, key) = ca.server("deploy", &["deploy.test"]);
     let body = format!(
-        "auth:\n  issuers:\n    - {{ name: corp, issuer: \"https://idp.example.test\", jwks_url: \"http://127.0.0.1:{}/jwks\", audiences: [api], algorithms: [RS256] }}\n    - {{ name: peer, issuer: \"https://peer.example.test\", jwks_url: \"{}\", audiences: [api], algorithms: [ES256] }}\nservices:\n  up: {{ upstreams: [\"{}\"] }}\nplans:\n  tiny: {{ rate: 1/min }}\nroutes:\n  - {{ name: open, match: {{ path_prefix: /open }}, service: up, auth: public }}\n  - {{ name: keyed, match: {{ path_prefix: /keyed }}, service: up, auth: [api_key] }}\n",
+        "TLS_LISTENER: {}\n{}auth:\n  issuers:\n    - {{ name: corp, issuer: \"https://idp.example.test\", jwks_url: \"http://127.0.0.1:{}/jwks\", audiences: [api], algorithms: [RS256] }}\n    - {{ name: peer, issuer: \"https://peer.example.test\", jwks_url: \"{}\", audiences: [api], algorithms: [ES256] }}\nservices:\n  up: {{ upstreams: [\"{}\"] }}\nplans:\n  tiny: {{ rate: 1/min }}\nroutes:\n  - {{ name: open, match: {{ path_prefix: /open }}, service: up, auth: public }}\n  - {{ name: keyed, match: {{ path_prefix: /keyed }}, service: up, auth: [api_key] }}\n",
+        crate::harness::free_port(),
+        crate::tls::listener_tls(&cert, &key, ""),
         closed_port(),
         keys.url("/.well-known/jwks.json"),
         up.target()
@@ -215,6 +221,7 @@ fn busy_gateway() -> Busy {
         gw,
         _up: up,
         _keys: keys,
+        _ca: ca,
     }
 }
 

@@ -398,12 +398,13 @@ impl GatewayBuilder {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let (server_extra, rest) = split_server_extra(&self.body);
+        let (extra_listener, rest) = split_tls_listener(&rest);
         let store = self
             .store_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}/tollgate.db", dir.path().display()));
         let yaml = format!(
-            "server:\n  listen: [\"{proxy}\"]\n  shutdown_timeout: 10s\n{server_extra}admin:\n  listen: {admin}\nmetrics:\n  listen: {metrics}\nstore:\n  url: {store}\n{rest}"
+            "server:\n  listen:\n    - \"{proxy}\"\n{extra_listener}  shutdown_timeout: 10s\n{server_extra}admin:\n  listen: {admin}\nmetrics:\n  listen: {metrics}\nstore:\n  url: {store}\n{rest}"
         );
         let config = dir.path().join("tollgate.yaml");
         std::fs::write(&config, yaml).expect("write config");
@@ -431,6 +432,30 @@ impl GatewayBuilder {
             child: Some(child),
         }
     }
+}
+
+/// `TLS_LISTENER: PORT` and the lines indented by six spaces under it
+/// become a second proxy listener, `address: 127.0.0.1:PORT` with them.
+fn split_tls_listener(body: &str) -> (String, String) {
+    let mut listener = String::new();
+    let mut rest = String::new();
+    let mut inside = false;
+    for line in body.lines() {
+        if let Some(port) = line.strip_prefix("TLS_LISTENER: ") {
+            listener.push_str(&format!("    - address: 127.0.0.1:{}\n", port.trim()));
+            inside = true;
+            continue;
+        }
+        if inside && line.starts_with("      ") {
+            listener.push_str(line);
+            listener.push('\n');
+            continue;
+        }
+        inside = false;
+        rest.push_str(line);
+        rest.push('\n');
+    }
+    (listener, rest)
 }
 
 /// Lines of `body` under a leading `SERVER_EXTRA:` marker go under `server:`.

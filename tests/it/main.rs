@@ -22,4 +22,5 @@ mod operations;
 mod paths;
 mod ratelimit;
 mod routing;
+mod tls;
 mod upstreams;

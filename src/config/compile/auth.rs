@@ -34,7 +34,10 @@ impl Compiler {
         let tp = path.key("tokens");
         let default_issuer = server
             .and_then(|s| s.listen.first())
-            .map(|a| format!("http://{a}"))
+            .map(|l| match l.tls {
+                Some(_) => format!("https://{}", l.addr),
+                None => format!("http://{}", l.addr),
+            })
             .unwrap_or_else(|| "http://127.0.0.1:8080".into());
         let algorithm = match raw.tokens.algorithm.as_deref().unwrap_or("ES256") {
             "ES256" => SigningAlgorithm::Es256,

@@ -36,6 +36,7 @@ pub(super) fn compile(text: &str, source: &Path) -> Result<Config, ConfigErrors>
         file: source.to_path_buf(),
         index: PositionIndex::build(text),
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
@@ -55,7 +56,8 @@ pub(super) fn compile(text: &str, source: &Path) -> Result<Config, ConfigErrors>
     };
     let config = c.document(&doc);
     if c.errors.is_empty() {
-        if let Some(config) = config {
+        if let Some(mut config) = config {
+            config.warnings = c.warnings;
             return Ok(config);
         }
     }
@@ -77,6 +79,7 @@ struct Compiler {
     file: PathBuf,
     index: PositionIndex,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
 }
 
 impl Compiler {
@@ -93,6 +96,17 @@ impl Compiler {
     fn err(&mut self, path: &NodePath, message: impl Into<String>) {
         let pos = self.index.locate_value(path);
         self.push(pos, format!("{path}: {}", message.into()));
+    }
+
+    /// A warning about the value at `path`: reported, not refused.
+    fn warn(&mut self, path: &NodePath, message: impl Into<String>) {
+        let pos = self.index.locate_value(path);
+        self.warnings.push(ConfigError {
+            file: self.file.clone(),
+            line: pos.line,
+            col: pos.col,
+            message: format!("warning: {path}: {}", message.into()),
+        });
     }
 
     /// An error about the key at `path` (unknown or misplaced keys).
@@ -238,7 +252,7 @@ impl Compiler {
             let all = server
                 .listen
                 .iter()
-                .map(|a| (*a, root.key("server").key("listen")))
+                .map(|l| (l.addr, root.key("server").key("listen")))
                 .chain([
                     (admin.listen, root.key("admin").key("listen")),
                     (metrics.listen, root.key("metrics").key("listen")),
@@ -262,6 +276,7 @@ impl Compiler {
             services,
             routes,
             logging: logging?,
+            warnings: Vec::new(),
         })
     }
 }
@@ -317,10 +332,12 @@ mod tests {
     #[test]
     fn minimal_config_compiles_with_defaults() {
         let c = compile("routes: []\n", Path::new("t.yaml")).expect("compiles");
+        let listen: Vec<SocketAddr> = c.server.listen.iter().map(|l| l.addr).collect();
         assert_eq!(
-            c.server.listen,
+            listen,
             vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]
         );
+        assert!(c.server.listen[0].tls.is_none() && c.server.listen[0].http2);
         assert_eq!(c.auth.api_key.default_ttl, Duration::from_secs(15 * 86400));
         assert_eq!(
             c.store.url,
