@@ -177,6 +177,14 @@ pub struct RunOptions {
 /// Build everything and run until SIGTERM/SIGINT; never returns on success.
 pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
     let config = Arc::new(config);
+    for w in &config.warnings {
+        tracing::warn!(warning = %w, "configuration");
+    }
+    for s in config.services.values() {
+        if s.tls.as_ref().is_some_and(|t| !t.verify) {
+            tracing::warn!(service = %s.name, "upstream TLS certificates are not verified (tls.verify: false): anyone on the path can pose as this upstream");
+        }
+    }
     // The old process of an upgrade must still be there: it hands over
     // the proxy sockets only once this one has loaded everything.
     let old_pid = match (&options.pid_file, options.upgrade) {

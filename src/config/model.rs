@@ -333,6 +333,21 @@ pub struct Service {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub retries: usize,
+    pub tls: Option<UpstreamTls>,
+    /// Speak HTTP/2 to the upstreams.
+    pub http2: bool,
+    /// Keeps this service's pooled upstream connections apart from
+    /// another's (a hash of its name).
+    pub pool_key: u64,
+}
+
+/// How the gateway reaches a service's upstreams over TLS.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub sni: String,
+    /// The CAs to trust (None: the system roots).
+    pub ca: Option<Arc<pingora::protocols::tls::CaType>>,
+    pub verify: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -210,6 +210,28 @@ pub struct RawService {
     /// Extra attempts on another target when a connection cannot be made.
     #[serde(default)]
     pub retries: Option<usize>,
+    /// Reach the upstreams over TLS.
+    #[serde(default)]
+    pub tls: Option<RawUpstreamTls>,
+    /// `http1` (default) or `http2` (e.g. gRPC upstreams; over TLS by ALPN).
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// Server name sent and verified (default: the host of the first upstream).
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// PEM bundle of the CAs the upstream's certificate must chain to
+    /// (default: the system's roots).
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// Verify the upstream's certificate and name (default true; false is
+    /// warned about at every start).
+    #[serde(default)]
+    pub verify: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

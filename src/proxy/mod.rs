@@ -453,7 +453,24 @@ impl ProxyHttp for Gateway {
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no upstream target left"))?;
         ctx.tried.push(addr);
         ctx.upstream_start.get_or_insert_with(Instant::now);
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let mut peer = match &service.tls {
+            None => HttpPeer::new(addr, false, String::new()),
+            Some(tls) => {
+                let mut peer = HttpPeer::new(addr, true, tls.sni.clone());
+                peer.options.verify_cert = tls.verify;
+                peer.options.verify_hostname = tls.verify;
+                peer.options.ca = tls.ca.clone();
+                // Pingora's pool tells connections apart by address, SNI and
+                // verification flags, not by the CAs trusted: a connection
+                // verified for one service must not serve another's
+                peer.group_key = service.pool_key;
+                peer
+            }
+        };
+        if service.http2 {
+            // HTTP/2 only (ALPN h2 over TLS)
+            peer.options.set_http_version(2, 2);
+        }
         peer.options.connection_timeout = Some(service.connect_timeout);
         peer.options.total_connection_timeout = Some(service.connect_timeout);
         peer.options.read_timeout = Some(service.read_timeout);

@@ -124,6 +124,9 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
             retries: 1,
+            tls: None,
+            http2: false,
+            pool_key: 0,
         }))
     }
 

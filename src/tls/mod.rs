@@ -96,6 +96,27 @@ pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
+/// The CAs of a PEM bundle, as Pingora's upstream connector takes them;
+/// each must parse, so that the connector never meets one that does not.
+pub fn load_upstream_ca(path: &Path) -> Result<Arc<pingora::protocols::tls::CaType>, String> {
+    let mut certs = Vec::new();
+    for c in CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+    {
+        let der = c.map_err(|e| format!("{}: not a PEM bundle: {e}", path.display()))?;
+        x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| format!("{}: a certificate does not parse: {e}", path.display()))?;
+        certs.push(pingora::utils::tls::WrappedX509::new(
+            der.to_vec(),
+            pingora::utils::tls::parse_x509,
+        ));
+    }
+    if certs.is_empty() {
+        return Err(format!("{}: no CA certificate in the file", path.display()));
+    }
+    Ok(Arc::from(certs.into_boxed_slice()))
+}
+
 /// `2026-12-14` for a Unix time.
 pub fn date(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)

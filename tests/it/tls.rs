@@ -534,3 +534,52 @@ fn the_admin_listener_serves_over_tls() {
         200
     );
 }
+
+#[test]
+fn upstreams_are_reached_over_verified_tls_and_a_wrong_name_is_a_502() {
+    let ca = Ca::new();
+    let (cert, key) = ca.server("inner", &["inner.test"]);
+    let tls_port = crate::harness::free_port();
+    // the gateway's own TLS listener stands in for an HTTPS upstream: the
+    // outer routes strip their prefix, and /inner answers directly
+    let body = format!(
+        r#"TLS_LISTENER: {tls_port}
+{listener}services:
+  good: {{ upstreams: ["127.0.0.1:{tls_port}"], tls: {{ sni: inner.test, ca: {ca} }} }}
+  wrong_name: {{ upstreams: ["127.0.0.1:{tls_port}"], tls: {{ sni: other.test, ca: {ca} }} }}
+  unverified: {{ upstreams: ["127.0.0.1:{tls_port}"], tls: {{ sni: other.test, verify: false }} }}
+  system_roots: {{ upstreams: ["127.0.0.1:{tls_port}"], tls: {{ sni: inner.test }} }}
+  h2: {{ upstreams: ["127.0.0.1:{tls_port}"], tls: {{ sni: inner.test, ca: {ca} }}, protocol: http2 }}
+routes:
+  - {{ name: inner, match: {{ path: /inner }}, respond: {{ status: 200, body: "from the TLS upstream" }}, auth: public }}
+  - {{ name: good, match: {{ path_prefix: /good }}, service: good, strip_prefix: true, auth: public }}
+  - {{ name: wrong, match: {{ path_prefix: /wrong }}, service: wrong_name, strip_prefix: true, auth: public }}
+  - {{ name: unverified, match: {{ path_prefix: /unverified }}, service: unverified, strip_prefix: true, auth: public }}
+  - {{ name: roots, match: {{ path_prefix: /roots }}, service: system_roots, strip_prefix: true, auth: public }}
+  - {{ name: h2, match: {{ path_prefix: /h2 }}, service: h2, strip_prefix: true, auth: public }}
+"#,
+        listener = listener_tls(&cert, &key, ""),
+        ca = ca.path().display()
+    );
+    let gw = Gateway::start(&body);
+    for (path, status) in [
+        ("/good/inner", 200),
+        ("/h2/inner", 200),
+        ("/unverified/inner", 200),
+        ("/wrong/inner", 502),
+        ("/roots/inner", 502),
+    ] {
+        let r = crate::harness::raw_get(gw.proxy, path);
+        assert_eq!(r.status, status, "{path}: {} {}", r.head, r.body);
+        if status == 200 {
+            assert_eq!(r.body, "from the TLS upstream", "{path}");
+        } else {
+            assert_eq!(r.json()["error"], "bad_gateway", "{path}: {}", r.body);
+        }
+    }
+    assert!(
+        gw.logs()
+            .contains("upstream TLS certificates are not verified"),
+        "verify: false is warned about at start"
+    );
+}

@@ -45,19 +45,64 @@ impl Compiler {
             let retries = raw
                 .retries
                 .unwrap_or_else(|| upstreams.len().saturating_sub(1).min(2));
+            let http2 = match raw.protocol.as_deref() {
+                None | Some("http1") => false,
+                Some("http2") => true,
+                Some(other) => {
+                    self.err(
+                        &sp.key("protocol"),
+                        format!("unknown protocol `{other}`: http1 or http2"),
+                    );
+                    false
+                }
+            };
+            let first_host = raw
+                .upstreams
+                .first()
+                .map(|t| t.trim().rsplit_once(':').map_or(t.trim(), |(h, _)| h))
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+                .unwrap_or_default();
+            let tls = raw
+                .tls
+                .map(|t| self.upstream_tls(t, &sp.key("tls"), first_host));
             services.insert(
                 name.clone(),
                 Arc::new(Service {
+                    pool_key: pool_key(&name),
                     name,
                     upstreams,
                     connect_timeout,
                     read_timeout,
                     retries,
+                    tls,
+                    http2,
                 }),
             );
         }
         services
     }
+    fn upstream_tls(
+        &mut self,
+        raw: RawUpstreamTls,
+        path: &NodePath,
+        first_host: String,
+    ) -> UpstreamTls {
+        let ca = raw
+            .ca
+            .and_then(|ca| match crate::tls::load_upstream_ca(Path::new(&ca)) {
+                Ok(roots) => Some(roots),
+                Err(e) => {
+                    self.err(&path.key("ca"), e);
+                    None
+                }
+            });
+        UpstreamTls {
+            sni: raw.sni.unwrap_or(first_host),
+            ca,
+            verify: raw.verify.unwrap_or(true),
+        }
+    }
+
     pub(super) fn routes(
         &mut self,
         v: Option<&Value>,
@@ -298,12 +343,22 @@ impl Compiler {
 
 fn placeholder_service(name: String) -> Service {
     Service {
-        name,
         upstreams: Vec::new(),
         connect_timeout: Duration::from_secs(1),
         read_timeout: Duration::from_secs(1),
         retries: 0,
+        tls: None,
+        http2: false,
+        pool_key: pool_key(&name),
+        name,
     }
+}
+
+fn pool_key(service: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    service.hash(&mut h);
+    h.finish()
 }
 
 /// `host:port` -> one address, resolved once at load time so that the
