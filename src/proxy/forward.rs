@@ -97,6 +97,11 @@ fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Res
     // present on every authenticated request, are removed by the names we
     // hold; only unusual ones are copied out to be removed.
     let strip_authorization = !fx.keep_authorization;
+    let te_trailers = headers
+        .get_all(http::header::TE)
+        .iter()
+        .all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"trailers"))
+        && !listed.iter().any(|l| l == "te");
     let (mut has_key, mut has_authorization) = (false, false);
     let mut underscored = 0;
     let drop: Vec<HeaderName> = headers
@@ -118,6 +123,11 @@ fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Res
             if !fx.keep_underscore_headers && n.contains('_') {
                 underscored += 1;
                 return true;
+            }
+            // `TE: trailers` is the one TE an HTTP/2 upstream accepts, and
+            // gRPC servers require it
+            if n == "te" && te_trailers {
+                return false;
             }
             HOP_BY_HOP.contains(&n)
                 || n.starts_with("x-consumer-")
@@ -257,6 +267,22 @@ mod tests {
             tls: false,
             identity: id,
         }
+    }
+
+    #[test]
+    fn te_trailers_is_kept_and_any_other_te_dropped() {
+        let h = HeaderName::from_static("x-api-key");
+        let mut r = request(&[("te", "trailers")]);
+        rewrite_upstream_request(&mut r, &ctx(&h, &[], None)).unwrap();
+        assert_eq!(r.headers.get("te").unwrap(), "trailers");
+        for te in ["gzip", "trailers, deflate"] {
+            let mut r = request(&[("te", te)]);
+            rewrite_upstream_request(&mut r, &ctx(&h, &[], None)).unwrap();
+            assert!(r.headers.get("te").is_none(), "{te}");
+        }
+        let mut r = request(&[("te", "trailers"), ("connection", "te")]);
+        rewrite_upstream_request(&mut r, &ctx(&h, &[], None)).unwrap();
+        assert!(r.headers.get("te").is_none());
     }
 
     #[test]

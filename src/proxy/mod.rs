@@ -92,6 +92,9 @@ impl Gateway {
         ctx: &RequestCtx,
         r: Rejection,
     ) -> pingora::Result<bool> {
+        if is_grpc(session.req_header()) {
+            return self.reject_grpc(session, ctx, r).await;
+        }
         let (mut resp, body) = r.to_response(&ctx.request_id)?;
         // a limited request that then failed upstream still reports its
         // allowance (a 429 carries its own decision)
@@ -109,6 +112,44 @@ impl Gateway {
             .await?;
         if !head_only {
             session.write_response_body(Some(body), true).await?;
+        }
+        Ok(true)
+    }
+
+    /// A gRPC client reads a refusal from the status trailers: HTTP 200,
+    /// `grpc-status` and `grpc-message`, no body (a trailers-only answer).
+    async fn reject_grpc(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        r: Rejection,
+    ) -> pingora::Result<bool> {
+        let (http, _) = r.to_response(&ctx.request_id)?;
+        let mut resp = ResponseHeader::build(http::StatusCode::OK, Some(http.headers.len() + 4))?;
+        for (name, value) in http.headers.iter() {
+            if name != http::header::CONTENT_TYPE && name != http::header::CONTENT_LENGTH {
+                resp.insert_header(name.clone(), value.clone())?;
+            }
+        }
+        if let (Some(d), false) = (&ctx.rate_limit, matches!(r, Rejection::RateLimited(_))) {
+            for (name, value) in d.headers() {
+                resp.insert_header(name, value)?;
+            }
+        }
+        resp.insert_header(http::header::CONTENT_TYPE, "application/grpc")?;
+        resp.insert_header("grpc-status", grpc_status(r.status()).to_string())?;
+        resp.insert_header("grpc-message", grpc_message(r.description()))?;
+        resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
+        if r.closes_connection() {
+            session.set_keepalive(None);
+        }
+        match session.as_downstream_mut() {
+            // one HEADERS frame that ends the stream; Pingora's session
+            // would add an empty DATA frame, which gRPC clients refuse
+            pingora::protocols::http::ServerSession::H2(h2) => {
+                h2.write_response_header(Box::new(resp), true)?
+            }
+            _ => session.write_response_header(Box::new(resp), true).await?,
         }
         Ok(true)
     }
@@ -341,6 +382,34 @@ impl Gateway {
         }
     }
 }
+
+fn is_grpc(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The gRPC status code for the HTTP status of a refusal.
+fn grpc_status(status: http::StatusCode) -> u8 {
+    match status.as_u16() {
+        400 => 3,        // INVALID_ARGUMENT
+        401 => 16,       // UNAUTHENTICATED
+        403 => 7,        // PERMISSION_DENIED
+        404 | 405 => 12, // UNIMPLEMENTED
+        408 | 504 => 4,  // DEADLINE_EXCEEDED
+        429 | 431 => 8,  // RESOURCE_EXHAUSTED
+        500 => 13,       // INTERNAL
+        502 | 503 => 14, // UNAVAILABLE
+        _ => 2,          // UNKNOWN
+    }
+}
+
+/// `grpc-message` is percent-encoded UTF-8 (gRPC over HTTP/2, "Responses").
+fn grpc_message(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, GRPC_MESSAGE).to_string()
+}
+
+const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
 
 /// The path without a route's prefix (which matched whole segments), as
 /// the upstream receives it: `/demo` and `/demo/` both become `/`.
@@ -716,6 +785,18 @@ impl ProxyHttp for Gateway {
 #[cfg(test)]
 mod tests {
     use super::strip_path_prefix;
+
+    #[test]
+    fn grpc_refusals_map_to_the_grpc_codes() {
+        use super::{grpc_message, grpc_status};
+        use http::StatusCode as S;
+        let codes: Vec<u8> = [401, 403, 429, 404, 405, 502, 503, 504]
+            .iter()
+            .map(|c| grpc_status(S::from_u16(*c).unwrap()))
+            .collect();
+        assert_eq!(codes, [16, 7, 8, 12, 12, 14, 14, 4]);
+        assert_eq!(grpc_message("100% sure\n"), "100%25 sure%0A");
+    }
 
     #[test]
     fn a_stripped_prefix_leaves_an_absolute_path() {

@@ -583,3 +583,88 @@ routes:
         "verify: false is warned about at start"
     );
 }
+
+/// Runs tests/grpc/echo.py with grpcio (scripts/test installs it).
+fn grpc(args: &[&str]) -> std::process::Command {
+    let mut cmd = Command::new("python3");
+    cmd.arg(crate::harness::repo_path("tests/grpc/echo.py"))
+        .args(args);
+    cmd
+}
+
+#[test]
+fn grpc_passes_with_its_trailers_and_refusals_are_grpc_statuses() {
+    let probe = Command::new("python3")
+        .args(["-c", "import grpc"])
+        .status()
+        .expect("python3");
+    assert!(
+        probe.success(),
+        "grpcio is not installed: `python3 -m pip install --user grpcio` (scripts/test does)"
+    );
+    let port = crate::harness::free_port();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = grpc(&["server", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("grpc server");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().expect("stdout")),
+        &mut ready,
+    )
+    .expect("ready line");
+    assert_eq!(ready.trim(), "ready");
+    let _server = Kill(server);
+    let gw = Gateway::start(&format!(
+        r#"
+plans:
+  one: {{ rate: 1/min }}
+services:
+  echo: {{ upstreams: ["127.0.0.1:{port}"], protocol: http2 }}
+routes:
+  - {{ name: grpc, match: {{ path_prefix: /demo.Echo }}, service: echo, auth: [api_key] }}
+"#
+    ));
+    let call = |key: Option<&str>| -> serde_json::Value {
+        let mut args = vec!["call".to_string(), gw.proxy.to_string()];
+        args.extend(key.map(str::to_string));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = grpc(&args).output().expect("grpc call");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+    let refused = call(None);
+    assert_eq!(refused["code"], "UNAUTHENTICATED", "{refused}");
+    assert_eq!(
+        refused["message"], "this route needs a credential",
+        "{refused}"
+    );
+    let admin = Admin::new(&gw);
+    let client = admin.create_client(serde_json::json!({"name": "g", "auth_type": "api_key"}));
+    let key = client["api_key"]["key"].as_str().expect("key");
+    let denied = call(Some(key));
+    assert_eq!(denied["code"], "PERMISSION_DENIED", "{denied}");
+    let (s, v) = admin.post(
+        "/subscriptions",
+        serde_json::json!({"client_id": client["id"], "service": "echo", "plan": "one"}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let ok = call(Some(key));
+    assert_eq!(ok["code"], "OK", "{ok}");
+    assert_eq!(ok["reply"], "echo:hello", "{ok}");
+    assert_eq!(ok["trailers"]["x-echo-trailer"], "kept", "{ok}");
+    let limited = call(Some(key));
+    assert_eq!(limited["code"], "RESOURCE_EXHAUSTED", "{limited}");
+}
