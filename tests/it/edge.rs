@@ -511,3 +511,53 @@ fn a_token_request_with_a_repeated_parameter_is_invalid() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["scope"], "a");
 }
+
+#[test]
+fn http2_floods_end_in_a_closed_connection_and_others_are_still_served() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import h2"])
+        .status()
+        .expect("python3");
+    assert!(
+        probe.success(),
+        "the Python h2 library is not installed: `python3 -m pip install --user h2` (scripts/test does)"
+    );
+    let up = Upstream::start("u");
+    let gw = gateway(&up);
+    for kind in ["rapid_reset", "continuation", "settings", "ping"] {
+        let out = std::process::Command::new("python3")
+            .arg(crate::harness::repo_path("tests/h2/flood.py"))
+            .args([kind, "127.0.0.1", &gw.proxy.port().to_string()])
+            .output()
+            .expect("flood.py");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "{kind}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert!(
+            report["ended"].is_string(),
+            "{kind}: the gateway let the flood go on: {report}"
+        );
+        // and a client beside it is served
+        let r = raw_request(
+            gw.proxy,
+            b"GET /after-flood HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        assert_eq!(r.status, 200, "{kind}: {}", r.head);
+    }
+    assert!(gw.metric("tollgate_client_errors_total{reason=\"h2_flood\"}") >= 2.0);
+    let errors: Vec<String> = gw
+        .logs()
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "floods logged as the gateway's errors: {errors:#?}"
+    );
+}
