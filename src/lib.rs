@@ -7,6 +7,7 @@ pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod live;
 pub mod path;
 pub mod proxy;
 pub mod ratelimit;

@@ -28,6 +28,7 @@ use crate::control::reload::Reloader;
 use crate::control::sync::CacheSync;
 use crate::control::token::TokenService;
 use crate::control::{self, AdminState, HttpListenerService};
+use crate::live::{LiveConnections, LiveListener};
 use crate::proxy::conn::{GuardedApp, HeadLimits, ListenerRuntime};
 use crate::proxy::{Gateway, InFlight};
 use crate::ratelimit::Limiter;
@@ -261,6 +262,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         clients,
         metrics.clone(),
     ));
+    let live = Arc::new(LiveConnections::new(auth.clone()));
+    let live_listener = Arc::new(LiveListener(live.clone()));
     let limiter = {
         let _rt = store_rt_handle.enter();
         Arc::new(Limiter::new(config.redis.as_ref(), metrics.clone()))
@@ -279,12 +282,21 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
     for (jti, _) in store_rt_handle.block_on(store.revoked_tokens(crate::store::now()))? {
         store_rt_handle.block_on(jwt.revoke_jti(&jti));
     }
-    cache_sync.bind(auth.clone(), jwt.clone(), oauth.clone());
+    cache_sync.bind(
+        auth.clone(),
+        jwt.clone(),
+        oauth.clone(),
+        live_listener.clone(),
+    );
+    // caches first, then the connections checked against them
     let registry = Arc::new(Registry::new(
         store.clone(),
         pepper,
         snapshot.clone(),
-        vec![auth.clone() as Arc<dyn ChangeListener>],
+        vec![
+            auth.clone() as Arc<dyn ChangeListener>,
+            live_listener.clone() as Arc<dyn ChangeListener>,
+        ],
     ));
     let inflight = Arc::new(InFlight::default());
     let (listener_runtimes, mut tls_acceptors) = tls_listeners(&config, &metrics)?;
@@ -344,6 +356,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         metrics: metrics.clone(),
         inflight: inflight.clone(),
         limiter: limiter.clone(),
+        live,
         draining,
     };
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);

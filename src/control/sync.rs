@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use crate::auth::jwt::JwtAuth;
 use crate::auth::Authenticator;
 use crate::control::token::TokenService;
+use crate::live::LiveListener;
 use crate::store::feed::ChangeSink;
 use crate::store::{Change, ChangeKind, ChangeListener};
 
@@ -14,6 +15,7 @@ struct Targets {
     auth: Arc<Authenticator>,
     jwt: Arc<JwtAuth>,
     oauth: Arc<TokenService>,
+    live: Arc<LiveListener>,
 }
 
 /// Bound once the gateway's parts exist. The feed starts before them (so
@@ -24,8 +26,19 @@ pub struct CacheSync {
 }
 
 impl CacheSync {
-    pub fn bind(&self, auth: Arc<Authenticator>, jwt: Arc<JwtAuth>, oauth: Arc<TokenService>) {
-        let _ = self.targets.set(Targets { auth, jwt, oauth });
+    pub fn bind(
+        &self,
+        auth: Arc<Authenticator>,
+        jwt: Arc<JwtAuth>,
+        oauth: Arc<TokenService>,
+        live: Arc<LiveListener>,
+    ) {
+        let _ = self.targets.set(Targets {
+            auth,
+            jwt,
+            oauth,
+            live,
+        });
     }
 }
 
@@ -39,10 +52,16 @@ impl ChangeSink for CacheSync {
             return;
         };
         match change.kind {
-            ChangeKind::Client => t.auth.client_changed(&change.target),
+            ChangeKind::Client => {
+                t.auth.client_changed(&change.target);
+                t.live.client_changed(&change.target);
+            }
             ChangeKind::Token => {
-                let (jwt, jti) = (t.jwt.clone(), change.target.clone());
-                tokio::spawn(async move { jwt.revoke_jti(&jti).await });
+                let (jwt, jti, live) = (t.jwt.clone(), change.target.clone(), t.live.clone());
+                tokio::spawn(async move {
+                    jwt.revoke_jti(&jti).await;
+                    live.token_revoked();
+                });
             }
             ChangeKind::Other => {
                 tracing::warn!(seq = change.seq, "a change of a kind this version does not know; dropping every cached credential");

@@ -228,6 +228,8 @@ pub struct HeadGuard {
     h2c: bool,
     /// On an HTTP/2 connection: its control frames, counted.
     frames: Option<FrameCounter>,
+    /// An upgraded connection's end, thrown when its credential is revoked.
+    kill: std::sync::OnceLock<Arc<crate::live::KillSwitch>>,
 }
 
 /// SETTINGS and PING frames (not acknowledgements) a client may send in
@@ -332,6 +334,23 @@ impl HeadGuard {
             client_errors,
             h2c: false,
             frames: None,
+            kill: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Ends this connection when `switch` is thrown.
+    pub fn end_on(&self, switch: Arc<crate::live::KillSwitch>) {
+        let _ = self.kill.set(switch);
+    }
+
+    fn ended(&self, cx: &mut Context<'_>) -> bool {
+        match self.kill.get() {
+            Some(k) if k.killed() => true,
+            Some(k) => {
+                k.watch(cx.waker());
+                false
+            }
+            None => false,
         }
     }
 
@@ -443,6 +462,12 @@ impl AsyncRead for HeadGuard {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         this.apply_signals();
+        if this.ended(cx) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the credential behind this connection was revoked",
+            )));
+        }
         match &this.phase {
             Phase::Passthrough | Phase::HeadRead => {
                 let before = buf.filled().len();
@@ -580,6 +605,12 @@ impl AsyncWrite for HeadGuard {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.apply_signals();
+        if this.kill.get().is_some_and(|k| k.killed()) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the credential behind this connection was revoked",
+            )));
+        }
         if let Phase::Passthrough = this.phase {
             return Pin::new(&mut this.inner).poll_write(cx, buf);
         }

@@ -59,6 +59,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub inflight: Arc<InFlight>,
     pub limiter: Arc<Limiter>,
+    /// Upgraded connections, cut when their credential is revoked.
+    pub live: Arc<crate::live::LiveConnections>,
     /// Set once this process hands its sockets to a new one or is told to
     /// stop: every answer then closes its connection, so no keep-alive
     /// connection is left idle for the shutdown to drop under a client.
@@ -362,6 +364,25 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// An authenticated request became a WebSocket (or other upgraded)
+    /// connection: it is cut when its credential stops passing.
+    fn watch_upgrade(&self, session: &Session, ctx: &RequestCtx) {
+        let (Some(identity), Some(route)) = (&ctx.identity, &ctx.route) else {
+            return;
+        };
+        let Some(guard) = HeadGuard::of(session.as_downstream()) else {
+            return;
+        };
+        let client = String::from_utf8_lossy(identity.consumer_id.as_bytes());
+        let switch = self.live.register(
+            &client,
+            session.req_header(),
+            route.clone(),
+            &ctx.snapshot.config.auth.api_key.header,
+        );
+        guard.end_on(switch);
+    }
+
     /// After an answer on a kept-alive HTTP/1 connection: the next request
     /// must start within `keepalive_timeout` and its head arrive within
     /// `header_timeout` of its first byte. Pingora would wait forever.
@@ -668,11 +689,14 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            self.watch_upgrade(session, ctx);
+        }
         if let Some(d) = &ctx.rate_limit {
             for (name, value) in d.headers() {
                 upstream_response.insert_header(name, value)?;

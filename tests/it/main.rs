@@ -24,3 +24,4 @@ mod ratelimit;
 mod routing;
 mod tls;
 mod upstreams;
+mod websocket;
