@@ -182,6 +182,34 @@ impl Rejection {
     }
 }
 
+pub fn is_grpc(req: &pingora::http::RequestHeader) -> bool {
+    req.headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The gRPC status code for the HTTP status of a refusal.
+pub fn grpc_status(status: http::StatusCode) -> u8 {
+    match status.as_u16() {
+        400 => 3,        // INVALID_ARGUMENT
+        401 => 16,       // UNAUTHENTICATED
+        403 => 7,        // PERMISSION_DENIED
+        404 | 405 => 12, // UNIMPLEMENTED
+        408 | 504 => 4,  // DEADLINE_EXCEEDED
+        429 | 431 => 8,  // RESOURCE_EXHAUSTED
+        500 => 13,       // INTERNAL
+        502 | 503 => 14, // UNAVAILABLE
+        _ => 2,          // UNKNOWN
+    }
+}
+
+/// `grpc-message` is percent-encoded UTF-8 (gRPC over HTTP/2, "Responses").
+pub fn grpc_message(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, GRPC_MESSAGE).to_string()
+}
+
+const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +236,16 @@ mod tests {
             .to_response("")
             .unwrap();
         assert_eq!(resp.headers.get("allow").unwrap(), "GET, POST");
+    }
+
+    #[test]
+    fn grpc_refusals_map_to_the_grpc_codes() {
+        use http::StatusCode as S;
+        let codes: Vec<u8> = [401, 403, 429, 404, 405, 502, 503, 504]
+            .iter()
+            .map(|c| grpc_status(S::from_u16(*c).unwrap()))
+            .collect();
+        assert_eq!(codes, [16, 7, 8, 12, 12, 14, 14, 4]);
+        assert_eq!(grpc_message("100% sure\n"), "100%25 sure%0A");
     }
 }

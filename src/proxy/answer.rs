@@ -1,0 +1,160 @@
+//! The answers the gateway writes itself: refusals (JSON, or gRPC statuses
+//! for a gRPC request), a route's direct response, and the built-in token
+//! endpoint's answers.
+
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use super::reject::{grpc_message, grpc_status, is_grpc, Rejection};
+use super::{forward, Gateway, RequestCtx};
+
+impl Gateway {
+    pub(super) async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        r: Rejection,
+    ) -> pingora::Result<bool> {
+        if is_grpc(session.req_header()) {
+            return self.reject_grpc(session, ctx, r).await;
+        }
+        let (mut resp, body) = r.to_response(&ctx.request_id)?;
+        // a limited request that then failed upstream still reports its
+        // allowance (a 429 carries its own decision)
+        if let (Some(d), false) = (&ctx.rate_limit, matches!(r, Rejection::RateLimited(_))) {
+            for (name, value) in d.headers() {
+                resp.insert_header(name, value)?;
+            }
+        }
+        if r.closes_connection() {
+            session.set_keepalive(None);
+        }
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
+        if !head_only {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(true)
+    }
+
+    /// A gRPC client reads a refusal from the status trailers: HTTP 200,
+    /// `grpc-status` and `grpc-message`, no body (a trailers-only answer).
+    pub(super) async fn reject_grpc(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        r: Rejection,
+    ) -> pingora::Result<bool> {
+        let (http, _) = r.to_response(&ctx.request_id)?;
+        let mut resp = ResponseHeader::build(http::StatusCode::OK, Some(http.headers.len() + 4))?;
+        for (name, value) in http.headers.iter() {
+            if name != http::header::CONTENT_TYPE && name != http::header::CONTENT_LENGTH {
+                resp.insert_header(name.clone(), value.clone())?;
+            }
+        }
+        if let (Some(d), false) = (&ctx.rate_limit, matches!(r, Rejection::RateLimited(_))) {
+            for (name, value) in d.headers() {
+                resp.insert_header(name, value)?;
+            }
+        }
+        resp.insert_header(http::header::CONTENT_TYPE, "application/grpc")?;
+        resp.insert_header("grpc-status", grpc_status(r.status()).to_string())?;
+        resp.insert_header("grpc-message", grpc_message(r.description()))?;
+        resp.insert_header(http::header::CONTENT_LENGTH, 0)?;
+        if r.closes_connection() {
+            session.set_keepalive(None);
+        }
+        match session.as_downstream_mut() {
+            // one HEADERS frame that ends the stream; Pingora's session
+            // would add an empty DATA frame, which gRPC clients refuse
+            pingora::protocols::http::ServerSession::H2(h2) => {
+                h2.write_response_header(Box::new(resp), true)?
+            }
+            _ => session.write_response_header(Box::new(resp), true).await?,
+        }
+        Ok(true)
+    }
+
+    pub(super) async fn respond_direct(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        d: &crate::config::DirectResponse,
+    ) -> pingora::Result<bool> {
+        let mut resp = ResponseHeader::build(d.status, Some(d.headers.len() + 2))?;
+        for (k, v) in &d.headers {
+            resp.insert_header(k.clone(), v.clone())?;
+        }
+        resp.insert_header(http::header::CONTENT_LENGTH, d.body.len())?;
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        let head_only = session.req_header().method == http::Method::HEAD || d.body.is_empty();
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
+        if !head_only {
+            session
+                .write_response_body(Some(d.body.clone()), true)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// The built-in authorization server's endpoints, answered here.
+    pub(super) async fn serve_oauth(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        use crate::control::token::{OAuthAnswer, MAX_FORM_BYTES};
+        let mut body = Vec::new();
+        let mut too_large = false;
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > MAX_FORM_BYTES {
+                too_large = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let answer = if too_large {
+            session.set_keepalive(None);
+            OAuthAnswer {
+                status: http::StatusCode::PAYLOAD_TOO_LARGE,
+                headers: vec![("content-type", "application/json".into())],
+                body:
+                    br#"{"error":"invalid_request","error_description":"request body too large"}"#
+                        .to_vec(),
+            }
+        } else {
+            let req = session.req_header();
+            let peer = forward::client_address(
+                session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
+                req.headers.get("x-forwarded-for"),
+                &ctx.snapshot.config.server.trusted_proxies,
+            );
+            self.oauth
+                .handle(&req.method, &ctx.path, &req.headers, &body, peer)
+                .await
+        };
+        let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 2))?;
+        for (k, v) in &answer.headers {
+            resp.insert_header(*k, v.as_str())?;
+        }
+        resp.insert_header(http::header::CONTENT_LENGTH, answer.body.len())?;
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
+        if !head_only {
+            session
+                .write_response_body(Some(answer.body.into()), true)
+                .await?;
+        }
+        Ok(true)
+    }
+}
