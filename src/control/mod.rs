@@ -3,6 +3,7 @@
 //! they share the gateway's lifecycle and shutdown.
 
 pub mod admin;
+pub mod bodies;
 pub mod registry;
 pub mod reload;
 pub mod sync;

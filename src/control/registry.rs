@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
 
 use crate::runtime::Snapshot;
 use crate::secrets::{self, Pepper};
@@ -46,141 +44,7 @@ impl AdminError {
 
 type AdminResult<T> = Result<T, AdminError>;
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateClient {
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    pub name: String,
-    #[serde(default)]
-    #[schema(max_length = 1024, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
-    pub description: Option<String>,
-    pub auth_type: AuthType,
-    #[serde(default)]
-    #[schema(max_items = 64, value_type = Option<Vec<Scope>>)]
-    pub scopes: Option<Vec<String>>,
-    /// For `external`: the `name` of an entry of `auth.issuers`.
-    #[serde(default)]
-    pub issuer: Option<String>,
-    /// For `external`: the value of that issuer's `client_claim`.
-    #[serde(default)]
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    pub external_id: Option<String>,
-}
-
-/// A scope in the OpenAPI document: 1 to 64 of A-Z a-z 0-9 : . _ - /
-pub struct Scope;
-
-impl utoipa::PartialSchema for Scope {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .min_length(Some(1))
-            .max_length(Some(64))
-            .pattern(Some(r"^[A-Za-z0-9:._/-]+$"))
-            .into()
-    }
-}
-
-impl ToSchema for Scope {}
-
-/// A new API key, shown once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedKey {
-    pub id: String,
-    pub key: String,
-    pub name: String,
-    pub prefix: String,
-    pub expires_at: Option<i64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedClient {
-    #[serde(flatten)]
-    pub client: Client,
-    /// oauth2 clients only; shown once.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
-    /// api_key clients only; shown once.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<CreatedKey>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PatchClient {
-    #[serde(default)]
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    pub name: Option<String>,
-    #[serde(default)]
-    #[schema(max_length = 1024, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
-    pub description: Option<String>,
-    #[serde(default)]
-    #[schema(max_items = 64, value_type = Option<Vec<Scope>>)]
-    pub scopes: Option<Vec<String>>,
-    /// Read only to be refused (`auth_type` is fixed at creation), so not
-    /// in the document.
-    #[serde(default)]
-    #[schema(ignore)]
-    pub auth_type: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ClientDetail {
-    #[serde(flatten)]
-    pub client: Client,
-    pub subscriptions: Vec<Subscription>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NewClientSecret {
-    pub client_id: String,
-    pub client_secret: String,
-    /// Until when the previous secret keeps working, if a grace period was asked for.
-    pub previous_valid_until: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RotateSecret {
-    /// Seconds during which the previous secret still works (default 0).
-    #[serde(default)]
-    pub grace_period_seconds: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKey {
-    #[serde(default)]
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub never_expires: Option<bool>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSubscription {
-    pub client_id: String,
-    pub service: String,
-    #[serde(default)]
-    pub plan: Option<String>,
-}
+pub use super::bodies::*;
 
 pub struct Registry {
     pub store: Arc<dyn Store>,
