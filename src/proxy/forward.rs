@@ -97,11 +97,6 @@ fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Res
     // present on every authenticated request, are removed by the names we
     // hold; only unusual ones are copied out to be removed.
     let strip_authorization = !fx.keep_authorization;
-    let te_trailers = headers
-        .get_all(http::header::TE)
-        .iter()
-        .all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"trailers"))
-        && !listed.iter().any(|l| l == "te");
     let (mut has_key, mut has_authorization) = (false, false);
     let mut underscored = 0;
     let drop: Vec<HeaderName> = headers
@@ -126,7 +121,14 @@ fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Res
             }
             // `TE: trailers` is the one TE an HTTP/2 upstream accepts, and
             // gRPC servers require it
-            if n == "te" && te_trailers {
+            // (looked at only when the request has a TE header at all)
+            if n == "te"
+                && !listed.iter().any(|l| l == "te")
+                && headers
+                    .get_all(http::header::TE)
+                    .iter()
+                    .all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"trailers"))
+            {
                 return false;
             }
             HOP_BY_HOP.contains(&n)

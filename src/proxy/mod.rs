@@ -239,7 +239,7 @@ impl Gateway {
     /// After an answer on a kept-alive HTTP/1 connection: the next request
     /// must start within `keepalive_timeout` and its head arrive within
     /// `header_timeout` of its first byte. Pingora would wait forever.
-    fn keep_alive(&self, session: &mut Session) {
+    fn keep_alive(&self, session: &mut Session, ctx: &RequestCtx) {
         // Some(0) is Pingora's "no limit"; None means the connection closes
         if session.get_keepalive() != Some(0) {
             return;
@@ -249,7 +249,8 @@ impl Gateway {
             session.set_keepalive(None);
             return;
         }
-        let idle = self.state.load().config.server.keepalive_timeout;
+        // the snapshot the request started with, already at hand
+        let idle = ctx.snapshot.config.server.keepalive_timeout;
         session.set_keepalive(Some(idle.as_secs().max(1)));
         if let Some(guard) = HeadGuard::of(session.as_downstream()) {
             guard.expect_head();
@@ -591,7 +592,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        self.keep_alive(session);
+        self.keep_alive(session, ctx);
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
