@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod live;
 pub mod path;
+pub mod portal;
 pub mod proxy;
 pub mod ratelimit;
 pub mod runtime;

@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 
 pub const API_KEY_PREFIX: &str = "tg_";
 pub const CLIENT_SECRET_PREFIX: &str = "tgs_";
+pub const SESSION_PREFIX: &str = "tgp_";
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// 62^22 > 2^130: at least 128 random bits.
 const RANDOM_LEN: usize = 22;
@@ -64,6 +65,11 @@ pub fn generate_api_key() -> Secret {
 
 pub fn generate_client_secret() -> Secret {
     generate(CLIENT_SECRET_PREFIX)
+}
+
+/// A portal session token (`tgp_…`).
+pub fn generate_session_token() -> Secret {
+    generate(SESSION_PREFIX)
 }
 
 /// Shape and checksum only: no lookup, no hashing. A value that fails this

@@ -289,6 +289,13 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         live_listener.clone(),
     );
     // caches first, then the connections checked against them
+    let accounts = Arc::new(crate::control::accounts::Accounts::new(
+        store.clone(),
+        pepper.clone(),
+        snapshot.clone(),
+        jwt.clone(),
+        metrics.clone(),
+    ));
     let registry = Arc::new(Registry::new(
         store.clone(),
         pepper,
@@ -349,10 +356,16 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         upgrade::write_pid_file(file).map_err(StartError::Upgrade)?;
     }
 
+    let portal = crate::portal::router(crate::portal::PortalApi {
+        registry: registry.clone(),
+        accounts: accounts.clone(),
+        snapshot: snapshot.clone(),
+    });
     let gateway = Gateway {
         state: snapshot.clone(),
         auth,
         oauth: oauth.clone(),
+        portal,
         metrics: metrics.clone(),
         inflight: inflight.clone(),
         limiter: limiter.clone(),
@@ -382,6 +395,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         snapshot: snapshot.clone(),
         api: AdminApi {
             registry,
+            accounts,
             oauth: oauth.clone(),
             reloader: reloader.clone(),
             token: Arc::new(token),

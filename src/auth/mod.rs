@@ -18,7 +18,7 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 use crate::config::{AuthPolicy, CredentialKind};
-use crate::store::{now, ChangeListener, Client, Status, Subscription};
+use crate::store::{now, ChangeListener, Client, Status, Subscription, SubscriptionStatus};
 use crate::telemetry::Metrics;
 use api_key::ApiKeyAuth;
 use clients::ClientDirectory;
@@ -63,6 +63,8 @@ impl Principal {
             name_header: header_value(&client.name),
             subscriptions: subscriptions
                 .into_iter()
+                // a subscription waiting for approval grants nothing
+                .filter(|s| s.status == SubscriptionStatus::Active)
                 .map(|s| {
                     let sub = Subscribed {
                         header: header_value(&s.id),

@@ -22,6 +22,8 @@ pub struct Config {
     pub services: BTreeMap<String, Arc<Service>>,
     pub routes: Vec<Arc<Route>>,
     pub logging: LoggingSettings,
+    /// Accounts and self-service; absent: no portal is served.
+    pub portal: Option<PortalSettings>,
     /// What deserves a look but does not stop the gateway (a certificate
     /// about to expire), as `PATH:LINE:COL: message`.
     pub warnings: Vec<super::ConfigError>,
@@ -424,4 +426,52 @@ pub enum LogFormat {
 pub struct LoggingSettings {
     pub format: LogFormat,
     pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// An admin creates every account.
+    Invite,
+    /// A verified token of a sign-in issuer creates its account.
+    Open,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    Auto,
+    Manual,
+}
+
+#[derive(Debug, Clone)]
+pub struct PortalService {
+    pub plans: Vec<String>,
+    pub approval: Approval,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PortalSettings {
+    /// Normalized, no trailing slash: `/portal`.
+    pub path: String,
+    pub password: bool,
+    /// Names of `auth.issuers` whose tokens sign accounts in.
+    pub issuers: Vec<String>,
+    pub registration: Registration,
+    pub session_ttl: Duration,
+    pub services: BTreeMap<String, PortalService>,
+    pub max_key_lifetime: Duration,
+    pub allow_never_expiring_keys: bool,
+}
+
+impl PortalSettings {
+    /// Does the portal serve this (normalized) path?
+    pub fn serves(&self, path: &str) -> bool {
+        path.strip_prefix(self.path.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// Every scope an account may give its clients.
+    pub fn allowed_scopes(&self) -> impl Iterator<Item = &String> {
+        self.services.values().flat_map(|s| s.scopes.iter())
+    }
 }

@@ -303,6 +303,58 @@ pub struct RawLogging {
     pub level: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPortal {
+    /// Where the self-service API (`PATH/v1`) and the console (`PATH/`) are
+    /// served on the proxy listener (default `/portal`).
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub sign_in: RawSignIn,
+    /// `invite` (an admin creates accounts, the default) or `open` (an
+    /// issuer's first sign-in creates the account).
+    #[serde(default)]
+    pub registration: Option<String>,
+    /// How long a sign-in lasts (default 12h).
+    #[serde(default)]
+    pub session_ttl: Option<String>,
+    /// The services accounts may subscribe to by themselves.
+    #[serde(default)]
+    pub services: BTreeMap<String, RawPortalService>,
+    /// Keys an account creates expire within this (default 90d).
+    #[serde(default)]
+    pub max_key_lifetime: Option<String>,
+    /// May an account create a key that never expires? (default false)
+    #[serde(default)]
+    pub allow_never_expiring_keys: bool,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignIn {
+    /// Built-in accounts sign in with username and password (default true).
+    #[serde(default)]
+    pub password: Option<bool>,
+    /// Names of `auth.issuers` whose tokens sign accounts in.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPortalService {
+    /// Plans an account may choose (none: subscriptions without a plan).
+    #[serde(default)]
+    pub plans: Vec<String>,
+    /// `auto` (the default) or `manual` (an admin approves each one).
+    #[serde(default)]
+    pub approval: Option<String>,
+    /// Scopes an account may give its clients for this service.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
 /// The whole file. The compiler reads each section on its own (so that one
 /// mistake does not hide the next) with the types above; this struct only
 /// assembles them for the JSON Schema, and a test keeps its keys equal to
@@ -342,6 +394,9 @@ pub struct RawConfig {
     /// Log format and level.
     #[serde(default)]
     pub logging: RawLogging,
+    /// Optional: accounts, the self-service API and the console.
+    #[serde(default)]
+    pub portal: Option<RawPortal>,
 }
 
 fn listen_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {

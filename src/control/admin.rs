@@ -18,11 +18,12 @@ use subtle::ConstantTimeEq;
 use utoipa::{OpenApi, ToSchema};
 
 use super::registry::*;
-use crate::store::{ApiKey, AuditEntry, Client, Subscription};
+use crate::store::{Account, ApiKey, AuditEntry, Client, Subscription, SubscriptionStatus};
 
 #[derive(Clone)]
 pub struct AdminApi {
     pub registry: Arc<Registry>,
+    pub accounts: Arc<super::accounts::Accounts>,
     pub oauth: Arc<crate::control::token::TokenService>,
     pub reloader: Arc<crate::control::reload::Reloader>,
     pub token: Arc<String>,
@@ -137,6 +138,11 @@ pub fn router(api: AdminApi) -> Router {
             "/subscriptions/{id}",
             axum::routing::delete(delete_subscription),
         )
+        .route("/subscriptions/{id}/approve", post(approve_subscription))
+        .route("/subscriptions/{id}/reject", post(reject_subscription))
+        .route("/accounts", post(create_account).get(list_accounts))
+        .route("/accounts/{id}", get(get_account).patch(patch_account))
+        .route("/accounts/{id}/password", post(set_account_password))
         .route("/audit", get(audit))
         .route("/signing-keys/rotate", post(rotate_signing_key))
         .route("/reload", post(reload))
@@ -176,6 +182,7 @@ impl ToSchema for AuditLimit {}
 #[derive(Deserialize, ToSchema)]
 pub struct ClientsQuery {
     status: Option<String>,
+    account_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -217,17 +224,24 @@ async fn create_client(
     ConnectInfo(super::Peer(peer)): Peer,
     AdminJson(req): AdminJson<CreateClient>,
 ) -> Result<impl IntoResponse, AdminError> {
-    let created = api.registry.create_client(&actor(&peer), req).await?;
+    let created = api
+        .registry
+        .create_client(&actor(&peer), req, api.registry.admin_key_policy())
+        .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[utoipa::path(get, path = "/admin/v1/clients", params(("status" = Option<ClientStatus>, Query, description = "active or revoked; both when absent")),
+#[utoipa::path(get, path = "/admin/v1/clients", params(("status" = Option<ClientStatus>, Query, description = "active or revoked; both when absent"),
+        ("account_id" = Option<String>, Query, description = "only the clients of this account")),
     responses((status = 200, body = ClientList), (status = 400, body = ErrorBody)))]
 async fn list_clients(
     State(api): State<AdminApi>,
     Query(q): Query<ClientsQuery>,
 ) -> Result<Json<ClientList>, AdminError> {
-    let clients = api.registry.list_clients(q.status.as_deref()).await?;
+    let clients = api
+        .registry
+        .list_clients(q.status.as_deref(), q.account_id.as_deref())
+        .await?;
     Ok(Json(ClientList { clients }))
 }
 
@@ -286,7 +300,10 @@ async fn create_key(
     body: Bytes,
 ) -> Result<impl IntoResponse, AdminError> {
     let req: CreateKey = optional_body(&body)?;
-    let key = api.registry.create_key(&actor(&peer), &id, req).await?;
+    let key = api
+        .registry
+        .create_key(&actor(&peer), &id, req, api.registry.admin_key_policy())
+        .await?;
     Ok((StatusCode::CREATED, Json(key)))
 }
 
@@ -318,7 +335,11 @@ async fn renew_key(
     ConnectInfo(super::Peer(peer)): Peer,
     Path(id): Path<String>,
 ) -> Result<Json<ApiKey>, AdminError> {
-    Ok(Json(api.registry.renew_key(&actor(&peer), &id).await?))
+    Ok(Json(
+        api.registry
+            .renew_key(&actor(&peer), &id, api.registry.admin_key_policy())
+            .await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/admin/v1/subscriptions", request_body = CreateSubscription,
@@ -328,7 +349,10 @@ async fn create_subscription(
     ConnectInfo(super::Peer(peer)): Peer,
     AdminJson(req): AdminJson<CreateSubscription>,
 ) -> Result<impl IntoResponse, AdminError> {
-    let sub = api.registry.create_subscription(&actor(&peer), req).await?;
+    let sub = api
+        .registry
+        .create_subscription(&actor(&peer), req, SubscriptionStatus::Active)
+        .await?;
     Ok((StatusCode::CREATED, Json(sub)))
 }
 
@@ -353,6 +377,110 @@ async fn delete_subscription(
     Path(id): Path<String>,
 ) -> Result<StatusCode, AdminError> {
     api.registry.delete_subscription(&actor(&peer), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Approve a pending subscription (of a service with `approval: manual`).
+#[utoipa::path(post, path = "/admin/v1/subscriptions/{id}/approve", params(("id" = String, Path)),
+    responses((status = 200, body = Subscription), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn approve_subscription(
+    State(api): State<AdminApi>,
+    ConnectInfo(super::Peer(peer)): Peer,
+    Path(id): Path<String>,
+) -> Result<Json<Subscription>, AdminError> {
+    Ok(Json(
+        api.registry
+            .approve_subscription(&actor(&peer), &id)
+            .await?,
+    ))
+}
+
+/// Refuse a pending subscription: it is removed.
+#[utoipa::path(post, path = "/admin/v1/subscriptions/{id}/reject", params(("id" = String, Path)),
+    responses((status = 200, body = Subscription), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn reject_subscription(
+    State(api): State<AdminApi>,
+    ConnectInfo(super::Peer(peer)): Peer,
+    Path(id): Path<String>,
+) -> Result<Json<Subscription>, AdminError> {
+    Ok(Json(
+        api.registry.reject_subscription(&actor(&peer), &id).await?,
+    ))
+}
+
+/// Account calls fail only for the admin API's reasons.
+fn account_error(e: super::accounts::PortalError) -> AdminError {
+    match e {
+        super::accounts::PortalError::Admin(e) => e,
+        other => AdminError::Unavailable(other.to_string()),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountList {
+    accounts: Vec<Account>,
+}
+
+/// A built-in account (`username`, and an optional one-time `password`) or
+/// the account of an external issuer's subject.
+#[utoipa::path(post, path = "/admin/v1/accounts", request_body = super::accounts::CreateAccount,
+    responses((status = 201, body = Account), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_account(
+    State(api): State<AdminApi>,
+    ConnectInfo(super::Peer(peer)): Peer,
+    AdminJson(req): AdminJson<super::accounts::CreateAccount>,
+) -> Result<impl IntoResponse, AdminError> {
+    let account = api
+        .accounts
+        .create_account(&actor(&peer), req)
+        .await
+        .map_err(account_error)?;
+    Ok((StatusCode::CREATED, Json(account)))
+}
+
+#[utoipa::path(get, path = "/admin/v1/accounts", responses((status = 200, body = AccountList)))]
+async fn list_accounts(State(api): State<AdminApi>) -> Result<Json<AccountList>, AdminError> {
+    Ok(Json(AccountList {
+        accounts: api.accounts.list().await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/admin/v1/accounts/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Account), (status = 404, body = ErrorBody)))]
+async fn get_account(
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+) -> Result<Json<Account>, AdminError> {
+    Ok(Json(api.accounts.get(&id).await?))
+}
+
+/// `status: disabled` ends every session of the account at once and refuses
+/// its sign-ins; its clients keep working unless revoked.
+#[utoipa::path(patch, path = "/admin/v1/accounts/{id}", params(("id" = String, Path)), request_body = super::accounts::PatchAccount,
+    responses((status = 200, body = Account), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn patch_account(
+    State(api): State<AdminApi>,
+    ConnectInfo(super::Peer(peer)): Peer,
+    Path(id): Path<String>,
+    AdminJson(req): AdminJson<super::accounts::PatchAccount>,
+) -> Result<Json<Account>, AdminError> {
+    Ok(Json(api.accounts.patch(&actor(&peer), &id, req).await?))
+}
+
+/// Set a one-time password: the account's sessions end, and its next
+/// sign-in may only change it.
+#[utoipa::path(post, path = "/admin/v1/accounts/{id}/password", params(("id" = String, Path)), request_body = super::accounts::OneTimePassword,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn set_account_password(
+    State(api): State<AdminApi>,
+    ConnectInfo(super::Peer(peer)): Peer,
+    Path(id): Path<String>,
+    AdminJson(req): AdminJson<super::accounts::OneTimePassword>,
+) -> Result<StatusCode, AdminError> {
+    api.accounts
+        .set_one_time_password(&actor(&peer), &id, req)
+        .await
+        .map_err(account_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -414,7 +542,9 @@ async fn reload(
 #[openapi(
     info(title = "Tollgate admin API", description = "Consumer clients, API keys, subscriptions and the audit log."),
     paths(create_client, list_clients, get_client, patch_client, rotate_secret, revoke_client, create_key, list_keys,
-          revoke_key, renew_key, create_subscription, list_subscriptions, delete_subscription, audit,
+          revoke_key, renew_key, create_subscription, list_subscriptions, delete_subscription,
+          approve_subscription, reject_subscription, create_account, list_accounts, get_account, patch_account,
+          set_account_password, audit,
           rotate_signing_key, reload, openapi),
     modifiers(&BearerAuth),
     security(("admin_token" = []))

@@ -34,6 +34,9 @@ pub struct CreateClient {
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
     )]
     pub external_id: Option<String>,
+    /// The account that owns the client (admin API only).
+    #[serde(default)]
+    pub account_id: Option<String>,
 }
 
 /// A scope in the OpenAPI document: 1 to 64 of A-Z a-z 0-9 : . _ - /

@@ -2,6 +2,7 @@
 //! metrics listener, both axum apps run as Pingora background services so
 //! they share the gateway's lifecycle and shutdown.
 
+pub mod accounts;
 pub mod admin;
 pub mod bodies;
 pub mod registry;

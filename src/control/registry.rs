@@ -11,11 +11,11 @@ use crate::runtime::Snapshot;
 use crate::secrets::{self, Pepper};
 use crate::store::{
     now, ApiKey, Audit, AuditEntry, AuthType, ChangeListener, Client, ClientPatch, NewApiKey,
-    NewClient, NewSecret, Status, Store, StoreError, Subscription,
+    NewClient, NewSecret, Status, Store, StoreError, Subscription, SubscriptionStatus,
 };
 
-const MAX_NAME: usize = 128;
-const MAX_DESCRIPTION: usize = 1024;
+pub(crate) const MAX_NAME: usize = 128;
+pub(crate) const MAX_DESCRIPTION: usize = 1024;
 const MAX_SCOPES: usize = 64;
 const MAX_EXTERNAL_ID: usize = 256;
 
@@ -33,7 +33,7 @@ pub enum AdminError {
 }
 
 impl AdminError {
-    fn from_store(e: StoreError, what: &str) -> Self {
+    pub fn from_store(e: StoreError, what: &str) -> Self {
         match e {
             StoreError::NotFound => AdminError::NotFound(format!("{what} not found")),
             StoreError::Conflict(m) => AdminError::Conflict(m),
@@ -42,7 +42,15 @@ impl AdminError {
     }
 }
 
-type AdminResult<T> = Result<T, AdminError>;
+pub type AdminResult<T> = Result<T, AdminError>;
+
+/// How long the keys a caller creates live.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyPolicy {
+    pub ttl_secs: i64,
+    /// May a key never expire?
+    pub allow_never: bool,
+}
 
 pub use super::bodies::*;
 
@@ -53,7 +61,12 @@ pub struct Registry {
     listeners: Vec<Arc<dyn ChangeListener>>,
 }
 
-fn check_text(field: &str, value: &str, max: usize, allow_empty: bool) -> AdminResult<String> {
+pub(crate) fn check_text(
+    field: &str,
+    value: &str,
+    max: usize,
+    allow_empty: bool,
+) -> AdminResult<String> {
     let v = value.trim();
     if v.is_empty() && !allow_empty {
         return Err(AdminError::BadRequest(format!("{field} must not be empty")));
@@ -72,7 +85,7 @@ fn check_text(field: &str, value: &str, max: usize, allow_empty: bool) -> AdminR
     Ok(v.to_string())
 }
 
-fn check_scopes(scopes: &[String]) -> AdminResult<Vec<String>> {
+pub(crate) fn check_scopes(scopes: &[String]) -> AdminResult<Vec<String>> {
     if scopes.len() > MAX_SCOPES {
         return Err(AdminError::BadRequest(format!(
             "at most {MAX_SCOPES} scopes"
@@ -129,11 +142,21 @@ impl Registry {
             .as_secs() as i64
     }
 
+    /// How keys made by the operator live: `auth.api_key.default_ttl`, or
+    /// never when asked.
+    pub fn admin_key_policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            ttl_secs: self.key_ttl_secs(),
+            allow_never: true,
+        }
+    }
+
+    /// `ttl_secs: None`: the key never expires.
     fn new_key(
         &self,
         client_id: &str,
         name: String,
-        never_expires: bool,
+        ttl_secs: Option<i64>,
     ) -> (NewApiKey, secrets::Secret) {
         let secret = secrets::generate_api_key();
         let created_at = now();
@@ -144,7 +167,7 @@ impl Registry {
             prefix: secrets::display_prefix(secret.expose(), secrets::API_KEY_PREFIX),
             hash: self.pepper.hash(secret.expose()),
             created_at,
-            expires_at: (!never_expires).then(|| created_at + self.key_ttl_secs()),
+            expires_at: ttl_secs.map(|ttl| created_at + ttl),
         };
         (key, secret)
     }
@@ -153,6 +176,7 @@ impl Registry {
         &self,
         actor: &str,
         req: CreateClient,
+        key_policy: KeyPolicy,
     ) -> AdminResult<CreatedClient> {
         let name = check_text("name", &req.name, MAX_NAME, false)?;
         let description = check_text(
@@ -205,7 +229,21 @@ impl Registry {
             status: Status::Active,
             created_at: now(),
             revoked_at: None,
+            account_id: None,
         };
+        let mut client = client;
+        if let Some(account_id) = req.account_id {
+            match self.store.get_account(&account_id).await {
+                Ok(_) => client.account_id = Some(account_id),
+                Err(StoreError::NotFound) => {
+                    return Err(AdminError::BadRequest(format!(
+                        "unknown account `{}`",
+                        account_id.chars().take(64).collect::<String>()
+                    )))
+                }
+                Err(e) => return Err(AdminError::from_store(e, "account")),
+            }
+        }
         let mut created = CreatedClient {
             client: client.clone(),
             client_secret: None,
@@ -228,7 +266,8 @@ impl Registry {
                 created.client_secret = Some(secret.expose().to_string());
             }
             AuthType::ApiKey => {
-                let (key, secret) = self.new_key(&client.id, "default".into(), false);
+                let (key, secret) =
+                    self.new_key(&client.id, "default".into(), Some(key_policy.ttl_secs));
                 created.api_key = Some(CreatedKey {
                     id: key.id.clone(),
                     key: secret.expose().to_string(),
@@ -254,7 +293,11 @@ impl Registry {
         Ok(created)
     }
 
-    pub async fn list_clients(&self, status: Option<&str>) -> AdminResult<Vec<Client>> {
+    pub async fn list_clients(
+        &self,
+        status: Option<&str>,
+        account_id: Option<&str>,
+    ) -> AdminResult<Vec<Client>> {
         let status = match status {
             None | Some("") => None,
             Some(s) => Some(Status::parse(s).ok_or_else(|| {
@@ -262,7 +305,7 @@ impl Registry {
             })?),
         };
         self.store
-            .list_clients(status)
+            .list_clients(status, account_id)
             .await
             .map_err(|e| AdminError::from_store(e, "client"))
     }
@@ -390,7 +433,14 @@ impl Registry {
         actor: &str,
         client_id: &str,
         req: CreateKey,
+        policy: KeyPolicy,
     ) -> AdminResult<CreatedKey> {
+        let never = req.never_expires.unwrap_or(false);
+        if never && !policy.allow_never {
+            return Err(AdminError::BadRequest(
+                "keys that never expire are not allowed here".into(),
+            ));
+        }
         let client = self
             .store
             .get_client(client_id)
@@ -410,7 +460,7 @@ impl Registry {
             MAX_NAME,
             false,
         )?;
-        let (key, secret) = self.new_key(client_id, name, req.never_expires.unwrap_or(false));
+        let (key, secret) = self.new_key(client_id, name, (!never).then_some(policy.ttl_secs));
         let audit = Audit {
             actor: actor.into(),
             action: "key.create",
@@ -467,7 +517,7 @@ impl Registry {
     }
 
     /// Active again, with a fresh expiry (a key that never expired stays so).
-    pub async fn renew_key(&self, actor: &str, id: &str) -> AdminResult<ApiKey> {
+    pub async fn renew_key(&self, actor: &str, id: &str, policy: KeyPolicy) -> AdminResult<ApiKey> {
         let key = self
             .store
             .get_api_key(id)
@@ -481,7 +531,11 @@ impl Registry {
         if client.status == Status::Revoked {
             return Err(AdminError::Conflict("the key's client is revoked".into()));
         }
-        let expires_at = key.expires_at.map(|_| now() + self.key_ttl_secs());
+        // a key that never expired stays so only where such keys are allowed
+        let expires_at = match key.expires_at {
+            None if policy.allow_never => None,
+            _ => Some(now() + policy.ttl_secs),
+        };
         let audit = Audit {
             actor: actor.into(),
             action: "key.renew",
@@ -501,6 +555,7 @@ impl Registry {
         &self,
         actor: &str,
         req: CreateSubscription,
+        status: SubscriptionStatus,
     ) -> AdminResult<Subscription> {
         {
             let snap = self.snapshot.load();
@@ -524,13 +579,15 @@ impl Registry {
             client_id: req.client_id,
             service: req.service,
             plan: req.plan,
+            status,
             created_at: now(),
         };
         let audit = Audit {
             actor: actor.into(),
             action: "subscription.create",
             target: sub.id.clone(),
-            detail: json!({"client_id": sub.client_id, "service": sub.service, "plan": sub.plan}),
+            detail: json!({"client_id": sub.client_id, "service": sub.service, "plan": sub.plan,
+                           "status": sub.status}),
         };
         self.store
             .insert_subscription(sub.clone(), audit)
@@ -550,10 +607,54 @@ impl Registry {
             .map_err(|e| AdminError::from_store(e, "subscription"))
     }
 
-    pub async fn delete_subscription(&self, actor: &str, id: &str) -> AdminResult<()> {
+    /// An admin approves a pending subscription.
+    pub async fn approve_subscription(&self, actor: &str, id: &str) -> AdminResult<Subscription> {
         let audit = Audit {
             actor: actor.into(),
-            action: "subscription.delete",
+            action: "subscription.approve",
+            target: id.into(),
+            detail: json!({}),
+        };
+        let sub = self
+            .store
+            .activate_subscription(id, audit)
+            .await
+            .map_err(|e| AdminError::from_store(e, "subscription"))?;
+        self.changed(&sub.client_id);
+        Ok(sub)
+    }
+
+    /// An admin refuses a pending subscription: it is removed.
+    pub async fn reject_subscription(&self, actor: &str, id: &str) -> AdminResult<Subscription> {
+        let sub = self
+            .store
+            .get_subscription(id)
+            .await
+            .map_err(|e| AdminError::from_store(e, "subscription"))?;
+        if sub.status != SubscriptionStatus::Pending {
+            return Err(AdminError::Conflict(
+                "the subscription is not pending".into(),
+            ));
+        }
+        self.remove_subscription(actor, id, "subscription.reject")
+            .await
+    }
+
+    pub async fn delete_subscription(&self, actor: &str, id: &str) -> AdminResult<()> {
+        self.remove_subscription(actor, id, "subscription.delete")
+            .await
+            .map(|_| ())
+    }
+
+    async fn remove_subscription(
+        &self,
+        actor: &str,
+        id: &str,
+        action: &'static str,
+    ) -> AdminResult<Subscription> {
+        let audit = Audit {
+            actor: actor.into(),
+            action,
             target: id.into(),
             detail: json!({}),
         };
@@ -563,7 +664,7 @@ impl Registry {
             .await
             .map_err(|e| AdminError::from_store(e, "subscription"))?;
         self.changed(&sub.client_id);
-        Ok(())
+        Ok(sub)
     }
 
     pub async fn audit(&self, limit: Option<i64>) -> AdminResult<Vec<AuditEntry>> {

@@ -158,3 +158,96 @@ impl Gateway {
         Ok(true)
     }
 }
+
+/// Portal requests and answers are small JSON documents.
+const MAX_PORTAL_BODY: usize = 64 * 1024;
+
+impl Gateway {
+    /// The self-service API under `portal.path`, answered by the portal's
+    /// router with the prefix removed.
+    pub(super) async fn serve_portal(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        prefix_len: usize,
+    ) -> pingora::Result<bool> {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > MAX_PORTAL_BODY {
+                return self.reject(session, ctx, Rejection::PayloadTooLarge).await;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let req = session.req_header();
+        let config = &ctx.snapshot.config;
+        let peer = forward::client_address(
+            session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            req.headers.get("x-forwarded-for"),
+            &config.server.trusted_proxies,
+        );
+        let local_port = session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port());
+        let tls = config
+            .server
+            .listen
+            .iter()
+            .any(|l| Some(l.addr.port()) == local_port && l.tls.is_some());
+        let target = match &ctx.path_and_query[prefix_len..] {
+            "" => "/",
+            rest => rest,
+        };
+        let mut builder = http::Request::builder()
+            .method(req.method.clone())
+            .uri(target);
+        for (name, value) in req.headers.iter() {
+            builder = builder.header(name, value);
+        }
+        let request = match builder
+            .extension(crate::portal::PortalConn { peer, tls })
+            .body(axum::body::Body::from(body))
+        {
+            Ok(r) => r,
+            Err(_) => {
+                return self
+                    .reject(session, ctx, Rejection::BadRequest("malformed request"))
+                    .await
+            }
+        };
+        let Ok(answer) = self.portal.clone().oneshot(request).await;
+        let (parts, body) = answer.into_parts();
+        let bytes = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return Err(pingora::Error::because(
+                    pingora::ErrorType::InternalError,
+                    "portal answer",
+                    e,
+                ))
+            }
+        };
+        let mut resp = ResponseHeader::build(parts.status, Some(parts.headers.len() + 2))?;
+        for (name, value) in parts.headers.iter() {
+            if name != http::header::CONTENT_LENGTH {
+                resp.append_header(name.clone(), value.clone())?;
+            }
+        }
+        resp.insert_header(http::header::CONTENT_LENGTH, bytes.len())?;
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        let head_only = session.req_header().method == http::Method::HEAD || bytes.is_empty();
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
+        if !head_only {
+            session.write_response_body(Some(bytes), true).await?;
+        }
+        Ok(true)
+    }
+}

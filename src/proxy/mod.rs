@@ -58,6 +58,8 @@ pub struct Gateway {
     pub state: Arc<ArcSwap<Snapshot>>,
     pub auth: Arc<crate::auth::Authenticator>,
     pub oauth: Arc<crate::control::token::TokenService>,
+    /// The self-service API under `portal.path`.
+    pub portal: axum::Router,
     pub metrics: Arc<Metrics>,
     pub inflight: Arc<InFlight>,
     pub limiter: Arc<Limiter>,
@@ -336,6 +338,12 @@ impl ProxyHttp for Gateway {
         }
         if crate::control::token::TokenService::serves(&ctx.path) {
             return self.serve_oauth(session, ctx).await;
+        }
+        if let Some(portal) = &ctx.snapshot.config.portal {
+            if portal.serves(&ctx.path) {
+                let prefix = portal.path.len();
+                return self.serve_portal(session, ctx, prefix).await;
+            }
         }
         let route = match self.choose_route(session.req_header(), ctx) {
             Ok(route) => route,

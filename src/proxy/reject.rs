@@ -16,6 +16,8 @@ pub enum Rejection {
     NotFound,
     MethodNotAllowed(Vec<Method>),
     HeaderTooLarge,
+    /// A body beyond what the gateway's own endpoint reads.
+    PayloadTooLarge,
     MissingCredentials,
     /// A credential was presented and refused; the description says why
     /// and never echoes the credential.
@@ -72,6 +74,7 @@ impl Rejection {
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Rejection::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::MissingCredentials | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Rejection::NotSubscribed | Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -89,6 +92,7 @@ impl Rejection {
             Rejection::NotFound => "not_found",
             Rejection::MethodNotAllowed(_) => "method_not_allowed",
             Rejection::HeaderTooLarge => "request_header_fields_too_large",
+            Rejection::PayloadTooLarge => "payload_too_large",
             Rejection::MissingCredentials => "missing_credentials",
             Rejection::InvalidToken(_) => "invalid_token",
             Rejection::NotSubscribed => "not_subscribed",
@@ -107,6 +111,7 @@ impl Rejection {
             Rejection::NotFound => "no route matches this request",
             Rejection::MethodNotAllowed(_) => "the route does not accept this method",
             Rejection::HeaderTooLarge => "request head too large",
+            Rejection::PayloadTooLarge => "request body too large",
             Rejection::MissingCredentials => "this route needs a credential",
             Rejection::InvalidToken(why) => why,
             Rejection::NotSubscribed => "the client is not subscribed to this service",
@@ -121,7 +126,10 @@ impl Rejection {
 
     /// Whether the connection should be closed after this answer.
     pub fn closes_connection(&self) -> bool {
-        matches!(self, Rejection::BadRequest(_) | Rejection::HeaderTooLarge)
+        matches!(
+            self,
+            Rejection::BadRequest(_) | Rejection::HeaderTooLarge | Rejection::PayloadTooLarge
+        )
     }
 
     /// Status, headers and JSON body of the answer.

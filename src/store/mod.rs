@@ -75,7 +75,12 @@ pub trait Store: Send + Sync {
 
     async fn insert_client(&self, new: NewClient, audit: Audit) -> StoreResult<()>;
     async fn get_client(&self, id: &str) -> StoreResult<Client>;
-    async fn list_clients(&self, status: Option<Status>) -> StoreResult<Vec<Client>>;
+    /// Clients, of one status and of one account when asked.
+    async fn list_clients(
+        &self,
+        status: Option<Status>,
+        account_id: Option<&str>,
+    ) -> StoreResult<Vec<Client>>;
     async fn update_client(
         &self,
         id: &str,
@@ -117,6 +122,57 @@ pub trait Store: Send + Sync {
     async fn list_subscriptions(&self, client_id: Option<&str>) -> StoreResult<Vec<Subscription>>;
     async fn get_subscription(&self, id: &str) -> StoreResult<Subscription>;
     async fn delete_subscription(&self, id: &str, audit: Audit) -> StoreResult<Subscription>;
+    /// Approve a pending subscription: it grants access from now on.
+    async fn activate_subscription(&self, id: &str, audit: Audit) -> StoreResult<Subscription>;
+
+    /// A new account; a username or an (issuer, subject) already taken is a
+    /// conflict.
+    async fn insert_account(
+        &self,
+        account: &Account,
+        password_hash: Option<&str>,
+        audit: Audit,
+    ) -> StoreResult<()>;
+    async fn get_account(&self, id: &str) -> StoreResult<Account>;
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
+    /// A built-in account by username, with its password hash.
+    async fn find_account_by_username(
+        &self,
+        username: &str,
+    ) -> StoreResult<Option<(Account, Option<String>)>>;
+    /// The account of an external issuer's subject.
+    async fn find_account_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<Option<Account>>;
+    /// Names, email, status; disabling ends every session of the account.
+    async fn update_account(
+        &self,
+        id: &str,
+        patch: AccountPatch,
+        audit: Audit,
+    ) -> StoreResult<Account>;
+    /// A new password hash; `must_change` marks a one-time password. Every
+    /// session of the account ends but `keep_session` (by id).
+    async fn set_account_password(
+        &self,
+        id: &str,
+        password_hash: &str,
+        must_change: bool,
+        keep_session: Option<&str>,
+        audit: Audit,
+    ) -> StoreResult<()>;
+    async fn insert_session(&self, session: &PortalSession) -> StoreResult<()>;
+    /// The unexpired session with this hash and its account (disabled
+    /// accounts have no sessions).
+    async fn find_session(
+        &self,
+        hash: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<(PortalSession, Account)>>;
+    /// Sign-out; an unknown session is no error.
+    async fn delete_session(&self, hash: &str) -> StoreResult<()>;
 
     async fn list_audit(&self, limit: i64) -> StoreResult<Vec<AuditEntry>>;
 

@@ -76,6 +76,8 @@ pub struct Client {
     pub status: Status,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// The account that owns the client, if any (§ accounts).
+    pub account_id: Option<String>,
 }
 
 /// An API key as listed: never the key, never its hash.
@@ -105,7 +107,95 @@ pub struct Subscription {
     pub client_id: String,
     pub service: String,
     pub plan: Option<String>,
+    /// `active`, or `pending` until an admin approves it: a pending
+    /// subscription grants nothing.
+    pub status: SubscriptionStatus,
     pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    Active,
+    Pending,
+}
+
+impl SubscriptionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionStatus::Active => "active",
+            SubscriptionStatus::Pending => "pending",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(SubscriptionStatus::Active),
+            "pending" => Some(SubscriptionStatus::Pending),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Active,
+    Disabled,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Disabled => "disabled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(AccountStatus::Active),
+            "disabled" => Some(AccountStatus::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// Who owns consumer clients: a built-in account (`username`) or the
+/// account of an external issuer (`issuer`, `subject`). Never the password
+/// hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Account {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub display_name: String,
+    pub email: String,
+    pub status: AccountStatus,
+    /// A one-time password was set: the next sign-in must change it.
+    pub password_change_required: bool,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccountPatch {
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub status: Option<AccountStatus>,
+}
+
+/// A sign-in. The token is never stored, only its keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalSession {
+    pub id: String,
+    pub hash: String,
+    pub account_id: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// Signed in with a one-time password: only the password change is allowed.
+    pub password_change: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

@@ -129,6 +129,7 @@ pub async fn add_api_key_client(
         status: Status::Active,
         created_at: now(),
         revoked_at: None,
+        account_id: None,
     };
     let new_key = NewApiKey {
         id: format!("key_{tag}"),

@@ -31,6 +31,7 @@ fn client(id: &str, auth_type: AuthType) -> Client {
         status: Status::Active,
         created_at: now(),
         revoked_at: None,
+        account_id: None,
     }
 }
 
@@ -69,6 +70,7 @@ fn sub(id: &str, client_id: &str, service: &str) -> Subscription {
         client_id: client_id.into(),
         service: service.into(),
         plan: Some("gold".into()),
+        status: SubscriptionStatus::Active,
         created_at: now(),
     }
 }
@@ -195,7 +197,7 @@ async fn clients_are_inserted_listed_and_updated(store: &dyn Store) {
     ));
 
     let all: Vec<String> = store
-        .list_clients(None)
+        .list_clients(None, None)
         .await
         .unwrap()
         .into_iter()
@@ -204,14 +206,14 @@ async fn clients_are_inserted_listed_and_updated(store: &dyn Store) {
     assert_eq!(all, ["cli_a", "cli_b"]);
     assert_eq!(
         store
-            .list_clients(Some(Status::Active))
+            .list_clients(Some(Status::Active), None)
             .await
             .unwrap()
             .len(),
         2
     );
     assert!(store
-        .list_clients(Some(Status::Revoked))
+        .list_clients(Some(Status::Revoked), None)
         .await
         .unwrap()
         .is_empty());
@@ -889,6 +891,292 @@ impl Postgres {
     }
 }
 
+fn account(id: &str, username: Option<&str>) -> Account {
+    Account {
+        id: id.into(),
+        username: username.map(str::to_string),
+        issuer: None,
+        subject: None,
+        display_name: format!("name of {id}"),
+        email: String::new(),
+        status: AccountStatus::Active,
+        password_change_required: false,
+        created_at: now(),
+    }
+}
+
+fn session(id: &str, account_id: &str, hash: &str, expires_at: Timestamp) -> PortalSession {
+    PortalSession {
+        id: id.into(),
+        hash: hash.into(),
+        account_id: account_id.into(),
+        created_at: now(),
+        expires_at,
+        password_change: false,
+    }
+}
+
+async fn accounts_own_clients_and_wait_for_approval(store: &dyn Store) {
+    let ann = account("acc_ann", Some("ann"));
+    store
+        .insert_account(
+            &ann,
+            Some("$argon2id$hash"),
+            audit("account.create", "acc_ann"),
+        )
+        .await
+        .unwrap();
+    // a username or an identity is unique
+    assert!(conflict(
+        store
+            .insert_account(
+                &account("acc_x", Some("ann")),
+                None,
+                audit("account.create", "x")
+            )
+            .await
+    ));
+    let idp = Account {
+        issuer: Some("kc".into()),
+        subject: Some("u-1".into()),
+        ..account("acc_idp", None)
+    };
+    store
+        .insert_account(&idp, None, audit("account.create", "acc_idp"))
+        .await
+        .unwrap();
+    assert!(conflict(
+        store
+            .insert_account(
+                &Account {
+                    id: "acc_y".into(),
+                    ..idp.clone()
+                },
+                None,
+                audit("account.create", "y")
+            )
+            .await
+    ));
+    let (found, hash) = store
+        .find_account_by_username("ann")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found, hash.as_deref()),
+        (ann.clone(), Some("$argon2id$hash"))
+    );
+    assert!(store
+        .find_account_by_username("bob")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.find_account_by_identity("kc", "u-1").await.unwrap(),
+        Some(idp.clone())
+    );
+    assert!(store
+        .find_account_by_identity("kc", "u-2")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.list_accounts().await.unwrap().len(), 2);
+
+    // clients of an account, listed by account
+    add(
+        store,
+        Client {
+            account_id: Some(ann.id.clone()),
+            ..client("c_ann", AuthType::ApiKey)
+        },
+        None,
+        None,
+    )
+    .await;
+    add(store, client("c_other", AuthType::ApiKey), None, None).await;
+    let mine = store.list_clients(None, Some("acc_ann")).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["c_ann"]
+    );
+    assert_eq!(mine[0].account_id.as_deref(), Some("acc_ann"));
+    assert_eq!(
+        store
+            .list_clients(Some(Status::Active), None)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // a pending subscription is stored as such and approved once
+    let pending = Subscription {
+        status: SubscriptionStatus::Pending,
+        ..sub("s_p", "c_ann", "orders")
+    };
+    store
+        .insert_subscription(pending, audit("subscription.create", "s_p"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_subscription("s_p").await.unwrap().status,
+        SubscriptionStatus::Pending
+    );
+    let seq = store.last_change_seq().await.unwrap();
+    let approved = store
+        .activate_subscription("s_p", audit("subscription.approve", "s_p"))
+        .await
+        .unwrap();
+    assert_eq!(approved.status, SubscriptionStatus::Active);
+    assert!(changes_after(store, seq)
+        .await
+        .contains(&(ChangeKind::Client, "c_ann".into())));
+    assert!(conflict(
+        store
+            .activate_subscription("s_p", audit("subscription.approve", "s_p"))
+            .await
+    ));
+    assert!(not_found(
+        store
+            .activate_subscription("s_none", audit("subscription.approve", "s"))
+            .await
+    ));
+}
+
+async fn sessions_end_at_expiry_sign_out_disable_and_password_change(store: &dyn Store) {
+    let ann = account("acc_ann", Some("ann"));
+    store
+        .insert_account(&ann, Some("h1"), audit("account.create", "acc_ann"))
+        .await
+        .unwrap();
+    let at = now();
+    for (id, hash) in [("ses_1", "h_1"), ("ses_2", "h_2"), ("ses_3", "h_3")] {
+        store
+            .insert_session(&session(id, "acc_ann", hash, at + 3600))
+            .await
+            .unwrap();
+    }
+    store
+        .insert_session(&session("ses_old", "acc_ann", "h_old", at - 1))
+        .await
+        .unwrap();
+    let (s, a) = store.find_session("h_1", at).await.unwrap().unwrap();
+    assert_eq!((s.id.as_str(), a.id.as_str()), ("ses_1", "acc_ann"));
+    assert!(
+        store.find_session("h_old", at).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(store.find_session("h_none", at).await.unwrap().is_none());
+
+    store.delete_session("h_3").await.unwrap();
+    assert!(
+        store.find_session("h_3", at).await.unwrap().is_none(),
+        "signed out"
+    );
+    store.delete_session("h_3").await.unwrap();
+
+    // a password change keeps the session that made it, and only that one
+    store
+        .set_account_password(
+            "acc_ann",
+            "h2",
+            false,
+            Some("ses_1"),
+            audit("account.change_password", "acc_ann"),
+        )
+        .await
+        .unwrap();
+    assert!(store.find_session("h_1", at).await.unwrap().is_some());
+    assert!(store.find_session("h_2", at).await.unwrap().is_none());
+    let (_, hash) = store
+        .find_account_by_username("ann")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hash.as_deref(), Some("h2"));
+
+    // a one-time password ends every session and is marked
+    store
+        .set_account_password(
+            "acc_ann",
+            "h3",
+            true,
+            None,
+            audit("account.set_password", "acc_ann"),
+        )
+        .await
+        .unwrap();
+    assert!(store.find_session("h_1", at).await.unwrap().is_none());
+    assert!(
+        store
+            .get_account("acc_ann")
+            .await
+            .unwrap()
+            .password_change_required
+    );
+
+    // disabling ends sessions and refuses them
+    store
+        .insert_session(&session("ses_4", "acc_ann", "h_4", at + 3600))
+        .await
+        .unwrap();
+    let disabled = store
+        .update_account(
+            "acc_ann",
+            AccountPatch {
+                status: Some(AccountStatus::Disabled),
+                ..Default::default()
+            },
+            audit("account.update", "acc_ann"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(disabled.status, AccountStatus::Disabled);
+    assert!(store.find_session("h_4", at).await.unwrap().is_none());
+    assert!(not_found(
+        store
+            .update_account(
+                "acc_none",
+                AccountPatch::default(),
+                audit("account.update", "x")
+            )
+            .await
+    ));
+
+    // an account of an identity provider has no password to set
+    let idp = Account {
+        issuer: Some("kc".into()),
+        subject: Some("s".into()),
+        ..account("acc_idp", None)
+    };
+    store
+        .insert_account(&idp, None, audit("account.create", "acc_idp"))
+        .await
+        .unwrap();
+    assert!(conflict(
+        store
+            .set_account_password(
+                "acc_idp",
+                "h",
+                true,
+                None,
+                audit("account.set_password", "acc_idp")
+            )
+            .await
+    ));
+    assert!(not_found(
+        store
+            .set_account_password(
+                "acc_none",
+                "h",
+                true,
+                None,
+                audit("account.set_password", "x")
+            )
+            .await
+    ));
+}
+
 /// Each behaviour, once per backend.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -930,6 +1218,8 @@ on_both_backends!(
     every_change_that_matters_is_in_the_feed,
     revoked_tokens_last_until_they_expire,
     quota_usage_adds_up_and_expires,
+    accounts_own_clients_and_wait_for_approval,
+    sessions_end_at_expiry_sign_out_disable_and_password_change,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1001,7 +1291,10 @@ async fn postgres_nodes_migrate_one_database_at_once() {
         .fetch_one(&store.pool)
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count() as i64;
+    assert_eq!(applied, shipped, "each migration applied once");
     drop(db);
 }
 

@@ -49,6 +49,9 @@ pub struct Metrics {
     /// Each served certificate's notAfter (Unix seconds), by listener and
     /// certificate file.
     pub certificate_expiry: prometheus::IntGaugeVec,
+    /// Portal sign-ins by method (`password` or the issuer's name) and
+    /// result (`ok`, `failed`, `locked`).
+    pub portal_sign_ins: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -175,6 +178,14 @@ impl Metrics {
             &["listener", "certificate"],
         )?;
         registry.register(Box::new(certificate_expiry.clone()))?;
+        let portal_sign_ins = IntCounterVec::new(
+            Opts::new(
+                "tollgate_portal_sign_ins_total",
+                "Portal sign-ins by method (password or the issuer's name) and result (ok, failed, locked)",
+            ),
+            &["method", "result"],
+        )?;
+        registry.register(Box::new(portal_sign_ins.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -201,6 +212,7 @@ impl Metrics {
             client_errors,
             tls_handshake_failures,
             certificate_expiry,
+            portal_sign_ins,
         })
     }
 

@@ -118,6 +118,9 @@ pub enum ClientRef {
 #[derive(Debug)]
 pub struct VerifiedToken {
     pub client: ClientRef,
+    /// The `sub` claim: for an external issuer, the person or service the
+    /// token was issued to (a portal account's identity).
+    pub subject: Option<String>,
     pub scopes: Arc<[String]>,
     pub exp: u64,
     pub jti: Option<String>,
@@ -417,6 +420,7 @@ impl JwtAuth {
         };
         Ok(VerifiedToken {
             client,
+            subject: claims.sub,
             scopes: scopes.into(),
             exp: claims.exp,
             jti: claims.jti,

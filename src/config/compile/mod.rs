@@ -14,6 +14,7 @@ use serde_yaml::Value;
 mod auth;
 mod listeners;
 mod plans;
+mod portal;
 mod routes;
 mod store;
 
@@ -25,7 +26,7 @@ use crate::path::normalize_path;
 
 pub(super) const SECTIONS: &[&str] = &[
     "server", "admin", "metrics", "store", "redis", "auth", "plans", "services", "routes",
-    "logging",
+    "logging", "portal",
 ];
 
 /// Pingora refuses request heads above 1 MiB on its own.
@@ -246,6 +247,14 @@ impl Compiler {
         let services = self.services(get("services"), &root.key("services"));
         let routes = self.routes(get("routes"), &root.key("routes"), &services);
         let logging = self.logging(get("logging"), &root.key("logging"));
+        let portal = self.portal(
+            get("portal"),
+            &root.key("portal"),
+            auth.as_ref(),
+            &plans,
+            &services,
+            &routes,
+        );
 
         if let (Some(server), Some(admin), Some(metrics)) = (&server, &admin, &metrics) {
             let mut seen = HashSet::new();
@@ -276,6 +285,7 @@ impl Compiler {
             services,
             routes,
             logging: logging?,
+            portal,
             warnings: Vec::new(),
         })
     }

@@ -156,6 +156,17 @@ async fn get_client<DB: Backend>(conn: &mut DB::Connection, id: &str) -> StoreRe
     client_from(&row)
 }
 
+async fn get_account<DB: Backend>(conn: &mut DB::Connection, id: &str) -> StoreResult<Account> {
+    let row = DB::fetch_optional(
+        conn,
+        &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1"),
+        args![id],
+    )
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    account_from(&row)
+}
+
 async fn get_api_key<DB: Backend>(conn: &mut DB::Connection, id: &str) -> StoreResult<ApiKey> {
     let row = DB::fetch_optional(
         conn,
@@ -204,8 +215,8 @@ impl<DB: Backend> Store for SqlStore<DB> {
         let mut tx = self.write().await?;
         DB::execute(
             &mut tx,
-            "INSERT INTO clients (id, name, description, auth_type, scopes, issuer, external_id, status, created_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO clients (id, name, description, auth_type, scopes, issuer, external_id, status, created_at, revoked_at, account_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             args![
                 &c.id,
                 &c.name,
@@ -216,7 +227,8 @@ impl<DB: Backend> Store for SqlStore<DB> {
                 &c.external_id,
                 c.status.as_str(),
                 c.created_at,
-                c.revoked_at
+                c.revoked_at,
+                &c.account_id
             ],
         )
         .await
@@ -240,28 +252,20 @@ impl<DB: Backend> Store for SqlStore<DB> {
         get_client::<DB>(&mut *self.conn().await?, id).await
     }
 
-    async fn list_clients(&self, status: Option<Status>) -> StoreResult<Vec<Client>> {
-        let mut conn = self.conn().await?;
-        let rows = match status {
-            Some(s) => {
-                DB::fetch_all(
-                    &mut conn,
-                    &format!(
-                    "SELECT {CLIENT_COLS} FROM clients WHERE status = $1 ORDER BY created_at, id"
-                ),
-                    args![s.as_str()],
-                )
-                .await?
-            }
-            None => {
-                DB::fetch_all(
-                    &mut conn,
-                    &format!("SELECT {CLIENT_COLS} FROM clients ORDER BY created_at, id"),
-                    &[],
-                )
-                .await?
-            }
-        };
+    async fn list_clients(
+        &self,
+        status: Option<Status>,
+        account_id: Option<&str>,
+    ) -> StoreResult<Vec<Client>> {
+        let rows = DB::fetch_all(
+            &mut *self.conn().await?,
+            &format!(
+                "SELECT {CLIENT_COLS} FROM clients WHERE ($1 IS NULL OR status = $1) \
+                 AND ($2 IS NULL OR account_id = $2) ORDER BY created_at, id"
+            ),
+            args![status.map(Status::as_str), account_id],
+        )
+        .await?;
         rows.iter().map(client_from).collect()
     }
 
@@ -464,8 +468,8 @@ impl<DB: Backend> Store for SqlStore<DB> {
         lock_active_client::<DB>(&mut tx, &sub.client_id).await?;
         DB::execute(
             &mut tx,
-            "INSERT INTO subscriptions (id, client_id, service, plan, created_at) VALUES ($1, $2, $3, $4, $5)",
-            args![&sub.id, &sub.client_id, &sub.service, &sub.plan, sub.created_at],
+            "INSERT INTO subscriptions (id, client_id, service, plan, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            args![&sub.id, &sub.client_id, &sub.service, &sub.plan, sub.status.as_str(), sub.created_at],
         )
         .await
         .map_err(conflict_means(
@@ -523,6 +527,242 @@ impl<DB: Backend> Store for SqlStore<DB> {
         write_change::<DB>(&mut tx, ChangeKind::Client, &sub.client_id).await?;
         tx.commit().await?;
         Ok(sub)
+    }
+
+    async fn activate_subscription(&self, id: &str, audit: Audit) -> StoreResult<Subscription> {
+        let mut tx = self.write().await?;
+        let sub = get_subscription::<DB>(&mut tx, id).await?;
+        lock_active_client::<DB>(&mut tx, &sub.client_id).await?;
+        let updated = DB::execute(
+            &mut tx,
+            "UPDATE subscriptions SET status = 'active' WHERE id = $1 AND status = 'pending'",
+            args![id],
+        )
+        .await?;
+        if updated == 0 {
+            return Err(StoreError::Conflict(
+                "the subscription is not pending".into(),
+            ));
+        }
+        write_audit::<DB>(&mut tx, &audit).await?;
+        let sub = get_subscription::<DB>(&mut tx, id).await?;
+        write_change::<DB>(&mut tx, ChangeKind::Client, &sub.client_id).await?;
+        tx.commit().await?;
+        Ok(sub)
+    }
+
+    async fn insert_account(
+        &self,
+        a: &Account,
+        password_hash: Option<&str>,
+        audit: Audit,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        DB::execute(
+            &mut tx,
+            "INSERT INTO accounts (id, username, password_hash, issuer, subject, display_name, email, status, \
+             must_change_password, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            args![
+                &a.id,
+                &a.username,
+                password_hash,
+                &a.issuer,
+                &a.subject,
+                &a.display_name,
+                &a.email,
+                a.status.as_str(),
+                i64::from(a.password_change_required),
+                a.created_at
+            ],
+        )
+        .await
+        .map_err(conflict_means("an account with this username or identity exists"))?;
+        write_audit::<DB>(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_account(&self, id: &str) -> StoreResult<Account> {
+        get_account::<DB>(&mut *self.conn().await?, id).await
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
+        let rows = DB::fetch_all(
+            &mut *self.conn().await?,
+            &format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY created_at, id"),
+            &[],
+        )
+        .await?;
+        rows.iter().map(account_from).collect()
+    }
+
+    async fn find_account_by_username(
+        &self,
+        username: &str,
+    ) -> StoreResult<Option<(Account, Option<String>)>> {
+        let row = DB::fetch_optional(
+            &mut *self.conn().await?,
+            &format!("SELECT {ACCOUNT_COLS}, password_hash FROM accounts WHERE username = $1"),
+            args![username],
+        )
+        .await?;
+        row.map(|r| Ok((account_from(&r)?, r.opt_text("password_hash")?)))
+            .transpose()
+    }
+
+    async fn find_account_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<Option<Account>> {
+        let row = DB::fetch_optional(
+            &mut *self.conn().await?,
+            &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE issuer = $1 AND subject = $2"),
+            args![issuer, subject],
+        )
+        .await?;
+        row.as_ref().map(account_from).transpose()
+    }
+
+    async fn update_account(
+        &self,
+        id: &str,
+        patch: AccountPatch,
+        audit: Audit,
+    ) -> StoreResult<Account> {
+        let mut tx = self.write().await?;
+        let row = DB::fetch_optional(
+            &mut tx,
+            &format!(
+                "UPDATE accounts SET display_name = COALESCE($1, display_name), email = COALESCE($2, email), \
+                 status = COALESCE($3, status) WHERE id = $4 RETURNING {ACCOUNT_COLS}"
+            ),
+            args![
+                &patch.display_name,
+                &patch.email,
+                patch.status.map(AccountStatus::as_str),
+                id
+            ],
+        )
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let account = account_from(&row)?;
+        if account.status == AccountStatus::Disabled {
+            DB::execute(
+                &mut tx,
+                "DELETE FROM portal_sessions WHERE account_id = $1",
+                args![id],
+            )
+            .await?;
+        }
+        write_audit::<DB>(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn set_account_password(
+        &self,
+        id: &str,
+        password_hash: &str,
+        must_change: bool,
+        keep_session: Option<&str>,
+        audit: Audit,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let updated = DB::execute(
+            &mut tx,
+            "UPDATE accounts SET password_hash = $1, must_change_password = $2 WHERE id = $3 AND username IS NOT NULL",
+            args![password_hash, i64::from(must_change), id],
+        )
+        .await?;
+        if updated == 0 {
+            get_account::<DB>(&mut tx, id).await?;
+            return Err(StoreError::Conflict(
+                "the account signs in through its identity provider and has no password".into(),
+            ));
+        }
+        DB::execute(
+            &mut tx,
+            "DELETE FROM portal_sessions WHERE account_id = $1 AND ($2 IS NULL OR id <> $2)",
+            args![id, keep_session],
+        )
+        .await?;
+        if let Some(kept) = keep_session {
+            // the session that changed the password may now do everything
+            DB::execute(
+                &mut tx,
+                "UPDATE portal_sessions SET password_change = 0 WHERE id = $1",
+                args![kept],
+            )
+            .await?;
+        }
+        write_audit::<DB>(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_session(&self, s: &PortalSession) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        // expired sessions of this account go with each sign-in
+        DB::execute(
+            &mut tx,
+            "DELETE FROM portal_sessions WHERE account_id = $1 AND expires_at <= $2",
+            args![&s.account_id, s.created_at],
+        )
+        .await?;
+        DB::execute(
+            &mut tx,
+            "INSERT INTO portal_sessions (hash, id, account_id, created_at, expires_at, password_change) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            args![
+                &s.hash,
+                &s.id,
+                &s.account_id,
+                s.created_at,
+                s.expires_at,
+                i64::from(s.password_change)
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_session(
+        &self,
+        hash: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<(PortalSession, Account)>> {
+        let mut conn = self.conn().await?;
+        let Some(row) = DB::fetch_optional(
+            &mut conn,
+            &format!(
+                "SELECT {SESSION_COLS} FROM portal_sessions WHERE hash = $1 AND expires_at > $2"
+            ),
+            args![hash, at],
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let session = session_from(&row)?;
+        let account = get_account::<DB>(&mut conn, &session.account_id).await?;
+        if account.status != AccountStatus::Active {
+            return Ok(None);
+        }
+        Ok(Some((session, account)))
+    }
+
+    async fn delete_session(&self, hash: &str) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        DB::execute(
+            &mut tx,
+            "DELETE FROM portal_sessions WHERE hash = $1",
+            args![hash],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn list_audit(&self, limit: i64) -> StoreResult<Vec<AuditEntry>> {

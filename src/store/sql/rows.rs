@@ -36,10 +36,14 @@ where
 }
 
 pub(super) const CLIENT_COLS: &str =
-    "id, name, description, auth_type, scopes, issuer, external_id, status, created_at, revoked_at";
+    "id, name, description, auth_type, scopes, issuer, external_id, status, created_at, revoked_at, account_id";
 pub(super) const KEY_COLS: &str =
     "id, client_id, name, prefix, status, created_at, expires_at, last_used_at, use_count";
-pub(super) const SUB_COLS: &str = "id, client_id, service, plan, created_at";
+pub(super) const SUB_COLS: &str = "id, client_id, service, plan, status, created_at";
+pub(super) const ACCOUNT_COLS: &str =
+    "id, username, issuer, subject, display_name, email, status, must_change_password, created_at";
+pub(super) const SESSION_COLS: &str =
+    "hash, id, account_id, created_at, expires_at, password_change";
 
 pub(super) fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Unavailable(format!("bad {what} {value:?} in the database"))
@@ -59,6 +63,7 @@ pub(super) fn client_from(row: &impl StoreRow) -> StoreResult<Client> {
         status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         created_at: row.int("created_at")?,
         revoked_at: row.opt_int("revoked_at")?,
+        account_id: row.opt_text("account_id")?,
     })
 }
 
@@ -89,7 +94,37 @@ pub(super) fn sub_from(row: &impl StoreRow) -> StoreResult<Subscription> {
         client_id: row.text("client_id")?,
         service: row.text("service")?,
         plan: row.opt_text("plan")?,
+        status: {
+            let status = row.text("status")?;
+            SubscriptionStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?
+        },
         created_at: row.int("created_at")?,
+    })
+}
+
+pub(super) fn account_from(row: &impl StoreRow) -> StoreResult<Account> {
+    let status = row.text("status")?;
+    Ok(Account {
+        id: row.text("id")?,
+        username: row.opt_text("username")?,
+        issuer: row.opt_text("issuer")?,
+        subject: row.opt_text("subject")?,
+        display_name: row.text("display_name")?,
+        email: row.text("email")?,
+        status: AccountStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        password_change_required: row.int("must_change_password")? != 0,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(super) fn session_from(row: &impl StoreRow) -> StoreResult<PortalSession> {
+    Ok(PortalSession {
+        id: row.text("id")?,
+        hash: row.text("hash")?,
+        account_id: row.text("account_id")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        password_change: row.int("password_change")? != 0,
     })
 }
 

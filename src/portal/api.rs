@@ -1,0 +1,681 @@
+//! The portal's calls: each checks that what it touches belongs to the
+//! calling account (anything else answers like an unknown id), applies the
+//! limits of `portal`, and then does what the admin call does, with the
+//! account as the audit actor.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use super::{PortalApi, PortalConn, PortalErrorBody, SESSION_COOKIE};
+use crate::config::{Approval, PortalSettings};
+use crate::control::accounts::{Caller, ChangePassword, NewSession, PortalError, PortalResult};
+use crate::control::admin::AdminJson;
+use crate::control::registry::{
+    check_scopes, AdminError, ClientDetail, CreateClient, CreateKey, CreateSubscription,
+    CreatedClient, CreatedKey, KeyPolicy, NewClientSecret, PatchClient, RotateSecret,
+};
+use crate::store::{
+    Account, ApiKey, AuthType, Client, StoreError, Subscription, SubscriptionStatus,
+};
+
+pub fn router(api: PortalApi) -> Router {
+    let auth = || middleware::from_fn_with_state(api.clone(), super::authenticate);
+    let protected = Router::new()
+        .route("/v1/me", get(me))
+        .route("/v1/me/password", post(change_password))
+        .route("/v1/clients", get(list_clients).post(create_client))
+        .route("/v1/clients/{id}", get(get_client).patch(patch_client))
+        .route("/v1/clients/{id}/secret", post(rotate_secret))
+        .route("/v1/clients/{id}/revoke", post(revoke_client))
+        .route("/v1/clients/{id}/keys", get(list_keys).post(create_key))
+        .route("/v1/keys/{id}/revoke", post(revoke_key))
+        .route("/v1/keys/{id}/renew", post(renew_key))
+        .route("/v1/catalog", get(catalog))
+        .route(
+            "/v1/subscriptions",
+            get(list_subscriptions).post(create_subscription),
+        )
+        .route("/v1/subscriptions/{id}", delete(delete_subscription))
+        .route_layer(auth());
+    Router::new()
+        .route(
+            "/v1/session",
+            post(sign_in).merge(delete(sign_out).route_layer(auth())),
+        )
+        .route("/v1/openapi.json", get(openapi))
+        .merge(protected)
+        .fallback(|| async { AdminError::NotFound("no such portal endpoint".into()) })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Json(PortalErrorBody {
+                    error: "method_not_allowed",
+                    message: "this endpoint does not take this method".into(),
+                }),
+            )
+        })
+        .with_state(api)
+}
+
+/// The portal's settings; absent only while a reload removes the portal.
+fn settings(api: &PortalApi) -> PortalResult<PortalSettings> {
+    api.snapshot
+        .load()
+        .config
+        .portal
+        .clone()
+        .ok_or_else(|| AdminError::NotFound("the portal is not enabled".into()).into())
+}
+
+/// Keys an account creates: the shorter of the default lifetime and the
+/// portal's maximum; never expiring only where allowed.
+fn key_policy(api: &PortalApi, portal: &PortalSettings) -> KeyPolicy {
+    let default_ttl = api.snapshot.load().config.auth.api_key.default_ttl;
+    KeyPolicy {
+        ttl_secs: default_ttl.min(portal.max_key_lifetime).as_secs() as i64,
+        allow_never: portal.allow_never_expiring_keys,
+    }
+}
+
+fn not_found(what: &str) -> PortalError {
+    AdminError::NotFound(format!("{what} not found")).into()
+}
+
+/// The client if the caller owns it; otherwise exactly an unknown id.
+async fn own_client(api: &PortalApi, caller: &Caller, id: &str) -> PortalResult<Client> {
+    match api.registry.store.get_client(id).await {
+        Ok(c) if c.account_id.as_deref() == Some(caller.account.id.as_str()) => Ok(c),
+        Ok(_) | Err(StoreError::NotFound) => Err(not_found("client")),
+        Err(e) => Err(AdminError::from_store(e, "client").into()),
+    }
+}
+
+async fn own_key(api: &PortalApi, caller: &Caller, id: &str) -> PortalResult<ApiKey> {
+    let key = match api.registry.store.get_api_key(id).await {
+        Ok(k) => k,
+        Err(StoreError::NotFound) => return Err(not_found("key")),
+        Err(e) => return Err(AdminError::from_store(e, "key").into()),
+    };
+    own_client(api, caller, &key.client_id)
+        .await
+        .map_err(|_| not_found("key"))?;
+    Ok(key)
+}
+
+async fn own_subscription(
+    api: &PortalApi,
+    caller: &Caller,
+    id: &str,
+) -> PortalResult<Subscription> {
+    let sub = match api.registry.store.get_subscription(id).await {
+        Ok(s) => s,
+        Err(StoreError::NotFound) => return Err(not_found("subscription")),
+        Err(e) => return Err(AdminError::from_store(e, "subscription").into()),
+    };
+    own_client(api, caller, &sub.client_id)
+        .await
+        .map_err(|_| not_found("subscription"))?;
+    Ok(sub)
+}
+
+/// Scopes an account may give: those of `portal.services`.
+fn check_portal_scopes(portal: &PortalSettings, scopes: &[String]) -> PortalResult<()> {
+    let scopes = check_scopes(scopes)?;
+    if let Some(s) = scopes
+        .iter()
+        .find(|s| !portal.allowed_scopes().any(|a| a == *s))
+    {
+        return Err(AdminError::BadRequest(format!(
+            "scope `{s}` is not offered to accounts (see GET /catalog)"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// An optional JSON body: empty or `null` means the default.
+fn optional_body<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> PortalResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice::<Option<T>>(body)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")).into())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    /// With `password`: a built-in account.
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    /// Instead: a token of an issuer named in `portal.sign_in.issuers`.
+    #[serde(default)]
+    token: Option<String>,
+}
+
+fn session_cookie(portal: &PortalSettings, value: &str, max_age: i64, tls: bool) -> HeaderValue {
+    let secure = if tls { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path={}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}",
+        portal.path
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Sign in: returns the session token (shown once) and sets the cookie
+/// browsers use.
+#[utoipa::path(post, path = "/v1/session", request_body = SignIn,
+    responses((status = 200, body = NewSession), (status = 400, body = PortalErrorBody),
+              (status = 401, body = PortalErrorBody), (status = 403, body = PortalErrorBody),
+              (status = 429, body = PortalErrorBody), (status = 503, body = PortalErrorBody)))]
+async fn sign_in(
+    State(api): State<PortalApi>,
+    conn: Option<Extension<PortalConn>>,
+    AdminJson(req): AdminJson<SignIn>,
+) -> PortalResult<Response> {
+    let portal = settings(&api)?;
+    let conn = conn.map(|Extension(c)| c);
+    let session = match (req.username, req.password, req.token) {
+        (Some(u), Some(p), None) => {
+            api.accounts
+                .sign_in_password(&u, &p, conn.and_then(|c| c.peer))
+                .await?
+        }
+        (None, None, Some(t)) => api.accounts.sign_in_token(&t).await?,
+        _ => {
+            return Err(
+                AdminError::BadRequest("send `username` and `password`, or `token`".into()).into(),
+            )
+        }
+    };
+    let max_age = (session.expires_at - crate::store::now()).max(0);
+    let cookie = session_cookie(
+        &portal,
+        &session.token,
+        max_age,
+        conn.is_some_and(|c| c.tls),
+    );
+    let mut resp = Json(session).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Sign out: the session ends on every node.
+#[utoipa::path(delete, path = "/v1/session",
+    responses((status = 204), (status = 401, body = PortalErrorBody)))]
+async fn sign_out(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    conn: Option<Extension<PortalConn>>,
+    headers: HeaderMap,
+) -> PortalResult<Response> {
+    let portal = settings(&api)?;
+    if let Some(s) = &caller.session {
+        api.registry
+            .store
+            .delete_session(&s.hash)
+            .await
+            .map_err(|e| AdminError::from_store(e, "session"))?;
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if headers.contains_key(header::COOKIE) {
+        let tls = conn.is_some_and(|Extension(c)| c.tls);
+        resp.headers_mut()
+            .insert(header::SET_COOKIE, session_cookie(&portal, "", 0, tls));
+    }
+    Ok(resp)
+}
+
+#[utoipa::path(get, path = "/v1/me", responses((status = 200, body = Account), (status = 401, body = PortalErrorBody)))]
+async fn me(Extension(caller): Extension<Caller>) -> Json<Account> {
+    Json(caller.account)
+}
+
+/// Change one's password (the first call after a one-time password); every
+/// other session of the account ends.
+#[utoipa::path(post, path = "/v1/me/password", request_body = ChangePassword,
+    responses((status = 204), (status = 400, body = PortalErrorBody), (status = 403, body = PortalErrorBody),
+              (status = 429, body = PortalErrorBody)))]
+async fn change_password(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    conn: Option<Extension<PortalConn>>,
+    AdminJson(req): AdminJson<ChangePassword>,
+) -> PortalResult<StatusCode> {
+    let peer = conn.and_then(|Extension(c)| c.peer);
+    api.accounts.change_password(&caller, req, peer).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ClientsQuery {
+    status: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClientList {
+    clients: Vec<Client>,
+}
+
+#[utoipa::path(get, path = "/v1/clients", params(("status" = Option<String>, Query, description = "active or revoked; both when absent")),
+    responses((status = 200, body = ClientList), (status = 400, body = PortalErrorBody)))]
+async fn list_clients(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<ClientsQuery>,
+) -> PortalResult<Json<ClientList>> {
+    let clients = api
+        .registry
+        .list_clients(q.status.as_deref(), Some(&caller.account.id))
+        .await?;
+    Ok(Json(ClientList { clients }))
+}
+
+#[utoipa::path(post, path = "/v1/clients", request_body = CreateClient,
+    responses((status = 201, body = CreatedClient), (status = 400, body = PortalErrorBody)))]
+async fn create_client(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    AdminJson(mut req): AdminJson<CreateClient>,
+) -> PortalResult<impl IntoResponse> {
+    let portal = settings(&api)?;
+    if req.auth_type == AuthType::External
+        || req.issuer.is_some()
+        || req.external_id.is_some()
+        || req.account_id.is_some()
+    {
+        return Err(AdminError::BadRequest(
+            "accounts create `api_key` or `oauth2` clients only, for themselves".into(),
+        )
+        .into());
+    }
+    check_portal_scopes(&portal, req.scopes.as_deref().unwrap_or(&[]))?;
+    req.account_id = Some(caller.account.id.clone());
+    let created = api
+        .registry
+        .create_client(&caller.actor(), req, key_policy(&api, &portal))
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[utoipa::path(get, path = "/v1/clients/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = ClientDetail), (status = 404, body = PortalErrorBody)))]
+async fn get_client(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> PortalResult<Json<ClientDetail>> {
+    own_client(&api, &caller, &id).await?;
+    Ok(Json(api.registry.get_client(&id).await?))
+}
+
+#[utoipa::path(patch, path = "/v1/clients/{id}", params(("id" = String, Path)), request_body = PatchClient,
+    responses((status = 200, body = Client), (status = 400, body = PortalErrorBody), (status = 404, body = PortalErrorBody),
+              (status = 409, body = PortalErrorBody)))]
+async fn patch_client(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    AdminJson(req): AdminJson<PatchClient>,
+) -> PortalResult<Json<Client>> {
+    let portal = settings(&api)?;
+    own_client(&api, &caller, &id).await?;
+    if let Some(scopes) = &req.scopes {
+        check_portal_scopes(&portal, scopes)?;
+    }
+    Ok(Json(
+        api.registry.patch_client(&caller.actor(), &id, req).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/clients/{id}/secret", params(("id" = String, Path)), request_body(content = Option<RotateSecret>),
+    responses((status = 200, body = NewClientSecret), (status = 400, body = PortalErrorBody), (status = 404, body = PortalErrorBody),
+              (status = 409, body = PortalErrorBody)))]
+async fn rotate_secret(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> PortalResult<Json<NewClientSecret>> {
+    let req: RotateSecret = optional_body(&body)?;
+    own_client(&api, &caller, &id).await?;
+    Ok(Json(
+        api.registry
+            .rotate_secret(&caller.actor(), &id, req)
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/clients/{id}/revoke", params(("id" = String, Path)),
+    responses((status = 200, body = Client), (status = 404, body = PortalErrorBody), (status = 409, body = PortalErrorBody)))]
+async fn revoke_client(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> PortalResult<Json<Client>> {
+    own_client(&api, &caller, &id).await?;
+    Ok(Json(
+        api.registry.revoke_client(&caller.actor(), &id).await?,
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    keys: Vec<ApiKey>,
+}
+
+#[utoipa::path(get, path = "/v1/clients/{id}/keys", params(("id" = String, Path)),
+    responses((status = 200, body = KeyList), (status = 404, body = PortalErrorBody)))]
+async fn list_keys(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> PortalResult<Json<KeyList>> {
+    own_client(&api, &caller, &id).await?;
+    Ok(Json(KeyList {
+        keys: api.registry.list_keys(&id).await?,
+    }))
+}
+
+/// A new key; it expires after the shorter of `auth.api_key.default_ttl` and
+/// `portal.max_key_lifetime`, or never where `allow_never_expiring_keys`.
+#[utoipa::path(post, path = "/v1/clients/{id}/keys", params(("id" = String, Path)), request_body(content = Option<CreateKey>),
+    responses((status = 201, body = CreatedKey), (status = 400, body = PortalErrorBody), (status = 404, body = PortalErrorBody),
+              (status = 409, body = PortalErrorBody)))]
+async fn create_key(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> PortalResult<impl IntoResponse> {
+    let portal = settings(&api)?;
+    let req: CreateKey = optional_body(&body)?;
+    own_client(&api, &caller, &id).await?;
+    let key = api
+        .registry
+        .create_key(&caller.actor(), &id, req, key_policy(&api, &portal))
+        .await?;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+#[utoipa::path(post, path = "/v1/keys/{id}/revoke", params(("id" = String, Path)),
+    responses((status = 200, body = ApiKey), (status = 404, body = PortalErrorBody), (status = 409, body = PortalErrorBody)))]
+async fn revoke_key(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> PortalResult<Json<ApiKey>> {
+    own_key(&api, &caller, &id).await?;
+    Ok(Json(api.registry.revoke_key(&caller.actor(), &id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/keys/{id}/renew", params(("id" = String, Path)),
+    responses((status = 200, body = ApiKey), (status = 404, body = PortalErrorBody), (status = 409, body = PortalErrorBody)))]
+async fn renew_key(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> PortalResult<Json<ApiKey>> {
+    let portal = settings(&api)?;
+    own_key(&api, &caller, &id).await?;
+    Ok(Json(
+        api.registry
+            .renew_key(&caller.actor(), &id, key_policy(&api, &portal))
+            .await?,
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CatalogPlan {
+    name: String,
+    /// Requests per period, such as `10/s`; absent: no rate limit.
+    rate: Option<String>,
+    /// Requests per day or month, such as `10000/day`; absent: no quota.
+    quota: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CatalogService {
+    name: String,
+    plans: Vec<CatalogPlan>,
+    /// `auto`, or `manual`: a subscription waits for an operator's approval.
+    approval: &'static str,
+    scopes: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Catalog {
+    services: Vec<CatalogService>,
+}
+
+/// The services an account may subscribe to, with their plans.
+#[utoipa::path(get, path = "/v1/catalog", responses((status = 200, body = Catalog)))]
+async fn catalog(State(api): State<PortalApi>) -> PortalResult<Json<Catalog>> {
+    let portal = settings(&api)?;
+    let snap = api.snapshot.load();
+    let services = portal
+        .services
+        .iter()
+        .map(|(name, s)| CatalogService {
+            name: name.clone(),
+            plans: s
+                .plans
+                .iter()
+                .map(|p| {
+                    let plan = snap.config.plans.get(p);
+                    CatalogPlan {
+                        name: p.clone(),
+                        rate: plan.and_then(|p| p.rate).map(|r| {
+                            let per = match r.per.as_secs() {
+                                1 => "s".to_string(),
+                                60 => "min".to_string(),
+                                3600 => "h".to_string(),
+                                n => format!("{n}s"),
+                            };
+                            format!("{}/{per}", r.count)
+                        }),
+                        quota: plan.and_then(|p| p.quota).map(|q| {
+                            let per = match q.per {
+                                crate::config::QuotaPeriod::Day => "day",
+                                crate::config::QuotaPeriod::Month => "month",
+                            };
+                            format!("{}/{per}", q.count)
+                        }),
+                    }
+                })
+                .collect(),
+            approval: match s.approval {
+                Approval::Auto => "auto",
+                Approval::Manual => "manual",
+            },
+            scopes: s.scopes.clone(),
+        })
+        .collect();
+    Ok(Json(Catalog { services }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SubscriptionsQuery {
+    client_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionList {
+    subscriptions: Vec<Subscription>,
+}
+
+#[utoipa::path(get, path = "/v1/subscriptions", params(("client_id" = Option<String>, Query)),
+    responses((status = 200, body = SubscriptionList), (status = 404, body = PortalErrorBody)))]
+async fn list_subscriptions(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<SubscriptionsQuery>,
+) -> PortalResult<Json<SubscriptionList>> {
+    let subscriptions = match q.client_id.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => {
+            own_client(&api, &caller, c).await?;
+            api.registry.list_subscriptions(Some(c)).await?
+        }
+        None => {
+            let mine: std::collections::HashSet<String> = api
+                .registry
+                .list_clients(None, Some(&caller.account.id))
+                .await?
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            api.registry
+                .list_subscriptions(None)
+                .await?
+                .into_iter()
+                .filter(|s| mine.contains(&s.client_id))
+                .collect()
+        }
+    };
+    Ok(Json(SubscriptionList { subscriptions }))
+}
+
+/// Subscribe one of the account's clients to a service of the catalog; a
+/// service with `approval: manual` answers a `pending` subscription.
+#[utoipa::path(post, path = "/v1/subscriptions", request_body = CreateSubscription,
+    responses((status = 201, body = Subscription), (status = 400, body = PortalErrorBody), (status = 404, body = PortalErrorBody),
+              (status = 409, body = PortalErrorBody)))]
+async fn create_subscription(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    AdminJson(req): AdminJson<CreateSubscription>,
+) -> PortalResult<impl IntoResponse> {
+    let portal = settings(&api)?;
+    own_client(&api, &caller, &req.client_id).await?;
+    let shown = |s: &str| s.chars().take(64).collect::<String>();
+    let Some(offer) = portal.services.get(&req.service) else {
+        return Err(AdminError::BadRequest(format!(
+            "service `{}` is not offered to accounts (see GET /catalog)",
+            shown(&req.service)
+        ))
+        .into());
+    };
+    match &req.plan {
+        Some(p) if !offer.plans.contains(p) => {
+            return Err(AdminError::BadRequest(format!(
+                "plan `{}` is not offered for `{}`: one of {}",
+                shown(p),
+                req.service,
+                offer.plans.join(", ")
+            ))
+            .into())
+        }
+        None if !offer.plans.is_empty() => {
+            return Err(AdminError::BadRequest(format!(
+                "choose a plan for `{}`: one of {}",
+                req.service,
+                offer.plans.join(", ")
+            ))
+            .into())
+        }
+        _ => {}
+    }
+    let status = match offer.approval {
+        Approval::Auto => SubscriptionStatus::Active,
+        Approval::Manual => SubscriptionStatus::Pending,
+    };
+    let sub = api
+        .registry
+        .create_subscription(&caller.actor(), req, status)
+        .await?;
+    Ok((StatusCode::CREATED, Json(sub)))
+}
+
+#[utoipa::path(delete, path = "/v1/subscriptions/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = PortalErrorBody)))]
+async fn delete_subscription(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> PortalResult<StatusCode> {
+    own_subscription(&api, &caller, &id).await?;
+    api.registry
+        .delete_subscription(&caller.actor(), &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tollgate portal API", description = "Self-service for accounts: their consumer clients, API keys and subscriptions."),
+    paths(sign_in, sign_out, me, change_password, list_clients, create_client, get_client, patch_client, rotate_secret,
+          revoke_client, list_keys, create_key, revoke_key, renew_key, catalog, list_subscriptions,
+          create_subscription, delete_subscription, openapi),
+    modifiers(&PortalAuth),
+    security(("session" = []), ("session_cookie" = []))
+)]
+pub struct PortalDoc;
+
+struct PortalAuth;
+
+impl utoipa::Modify for PortalAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey as Key, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "a session token (tgp_…) or a token of a sign-in issuer",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(Key::Cookie(ApiKeyValue::with_description(
+                SESSION_COOKIE,
+                "with X-CSRF-Token on every change",
+            ))),
+        );
+        // signing in and this document need no credential
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if path == "/v1/openapi.json" {
+                if let Some(op) = item.get.as_mut() {
+                    op.security = Some(Vec::new());
+                }
+            }
+            if path == "/v1/session" {
+                if let Some(op) = item.post.as_mut() {
+                    op.security = Some(Vec::new());
+                }
+            }
+        }
+    }
+}
+
+/// This document, with the portal's path as its server.
+#[utoipa::path(get, path = "/v1/openapi.json", responses((status = 200, description = "this document")))]
+async fn openapi(State(api): State<PortalApi>) -> Json<utoipa::openapi::OpenApi> {
+    let mut doc = PortalDoc::openapi();
+    let path = api
+        .snapshot
+        .load()
+        .config
+        .portal
+        .as_ref()
+        .map_or_else(|| "/portal".to_string(), |p| p.path.clone());
+    doc.servers = Some(vec![utoipa::openapi::Server::new(path)]);
+    Json(doc)
+}
