@@ -52,14 +52,22 @@ enum Command {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
-    /// Consumer clients (admin API).
+    /// Sign in to the portal as an account; `clients`, `keys` and
+    /// `subscriptions` then act on the account's own clients.
+    Login(cli::LoginArgs),
+    /// End the portal session.
+    Logout {
+        #[arg(short = 'v', long)]
+        verbose: bool,
+    },
+    /// Consumer clients (admin API, or the portal when signed in).
     Clients {
         #[command(flatten)]
         conn: cli::AdminConn,
         #[command(subcommand)]
         cmd: cli::ClientsCmd,
     },
-    /// API keys (admin API).
+    /// API keys (admin API, or the portal when signed in).
     Keys {
         #[command(flatten)]
         conn: cli::AdminConn,
@@ -68,7 +76,7 @@ enum Command {
     },
     /// Print an access token from the token endpoint (cached until 75% of its lifetime).
     Token(cli::TokenArgs),
-    /// Subscriptions (admin API).
+    /// Subscriptions (admin API, or the portal when signed in).
     Subscriptions {
         #[command(flatten)]
         conn: cli::AdminConn,
@@ -90,6 +98,8 @@ fn main() -> ExitCode {
         Command::Keys { conn, cmd } => cli::keys(&conn, cmd),
         Command::Subscriptions { conn, cmd } => cli::subscriptions(&conn, cmd),
         Command::Token(args) => cli::token(args),
+        Command::Login(args) => cli::login(args),
+        Command::Logout { verbose } => cli::logout(verbose),
         Command::Config {
             cmd: ConfigCmd::Schema,
         } => {

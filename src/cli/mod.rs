@@ -28,18 +28,22 @@ pub struct AdminConn {
         global = true
     )]
     pub admin_token: Option<String>,
+    /// Print each request and its answer's status on stderr.
+    #[arg(short = 'v', long, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ClientsCmd {
     /// Create a client; prints it with its secret or key (shown once).
     Create {
-        #[arg(long)]
+        #[arg(short = 'N', long)]
         name: String,
-        #[arg(long)]
+        #[arg(short = 'D', long)]
         description: Option<String>,
-        #[arg(long, default_value = "api_key", value_parser = ["api_key", "oauth2", "external"])]
-        auth_type: String,
+        /// Default: `oauth2` with --store, otherwise `api_key`.
+        #[arg(long, value_parser = ["api_key", "oauth2", "external"])]
+        auth_type: Option<String>,
         #[arg(long)]
         issuer: Option<String>,
         #[arg(long)]
@@ -48,7 +52,7 @@ pub enum ClientsCmd {
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
         /// Save the credentials in the user's config dir (mode 0600) for `tollgate token`.
-        #[arg(long)]
+        #[arg(short = 'S', long)]
         store: bool,
     },
     /// List clients (active ones unless --revoked).
@@ -143,37 +147,71 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn execute(conn: &AdminConn, c: Call) -> Result<Value, ExitCode> {
-    let Some(token) = conn.admin_token.as_deref().filter(|t| !t.is_empty()) else {
-        eprintln!("tollgate: no admin token: set TOLLGATE_ADMIN_TOKEN or pass --admin-token");
-        return Err(ExitCode::from(2));
-    };
-    let client = reqwest::blocking::Client::builder()
+/// Where a command goes: the admin API with the admin token, or, signed in
+/// with `tollgate login` and without an admin token, the portal as the
+/// account.
+struct Target {
+    base: String,
+    token: String,
+    what: &'static str,
+}
+
+fn target(conn: &AdminConn) -> Result<Target, ExitCode> {
+    if let Some(token) = conn.admin_token.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Target {
+            base: format!("{}/admin/v1", conn.admin_url.trim_end_matches('/')),
+            token: token.to_string(),
+            what: "the admin API",
+        });
+    }
+    if let Some(s) = saved_session() {
+        return Ok(Target {
+            base: format!("{}/v1", s.portal_url.trim_end_matches('/')),
+            token: s.token,
+            what: "the portal",
+        });
+    }
+    eprintln!(
+        "tollgate: not signed in and no admin token: run `tollgate login`, or set TOLLGATE_ADMIN_TOKEN"
+    );
+    Err(ExitCode::from(2))
+}
+
+fn http() -> Result<reqwest::blocking::Client, ExitCode> {
+    reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
-        .map_err(fail)?;
-    let url = format!(
-        "{}/admin/v1{}",
-        conn.admin_url.trim_end_matches('/'),
-        c.path
-    );
-    let mut req = match c.method {
-        Method::Get => client.get(&url),
-        Method::Post => client.post(&url),
-        Method::Patch => client.patch(&url),
-        Method::Delete => client.delete(&url),
-    }
-    .bearer_auth(token);
+        .map_err(fail)
+}
+
+fn execute(conn: &AdminConn, c: Call) -> Result<Value, ExitCode> {
+    let t = target(conn)?;
+    send(&t, c, conn.verbose)
+}
+
+fn send(t: &Target, c: Call, verbose: bool) -> Result<Value, ExitCode> {
+    let client = http()?;
+    let url = format!("{}{}", t.base, c.path);
+    let (name, mut req) = match c.method {
+        Method::Get => ("GET", client.get(&url)),
+        Method::Post => ("POST", client.post(&url)),
+        Method::Patch => ("PATCH", client.patch(&url)),
+        Method::Delete => ("DELETE", client.delete(&url)),
+    };
+    req = req.bearer_auth(&t.token);
     if let Some(body) = &c.body {
         req = req.json(body);
     }
-    let resp = req.send().map_err(|e| {
-        fail(format!(
-            "cannot reach the admin API at {}: {e}",
-            conn.admin_url
-        ))
-    })?;
+    if verbose {
+        eprintln!("tollgate: {name} {url}");
+    }
+    let resp = req
+        .send()
+        .map_err(|e| fail(format!("cannot reach {} at {}: {e}", t.what, t.base)))?;
     let status = resp.status();
+    if verbose {
+        eprintln!("tollgate: HTTP {}", status.as_u16());
+    }
     let text = resp.text().unwrap_or_default();
     let value: Value = if text.trim().is_empty() {
         json!({})
@@ -183,8 +221,13 @@ fn execute(conn: &AdminConn, c: Call) -> Result<Value, ExitCode> {
     if !status.is_success() {
         let code = value["error"].as_str().unwrap_or("error");
         let message = value["message"].as_str().unwrap_or(text.trim());
+        let hint = if status.as_u16() == 401 && t.what == "the portal" {
+            " (sign in again with `tollgate login`)"
+        } else {
+            ""
+        };
         return Err(fail(format!(
-            "{message} (HTTP {}, {code})",
+            "{message} (HTTP {}, {code}){hint}",
             status.as_u16()
         )));
     }
@@ -228,6 +271,8 @@ pub fn clients(conn: &AdminConn, cmd: ClientsCmd) -> ExitCode {
             store: s,
         } => {
             store = s;
+            let auth_type =
+                auth_type.unwrap_or_else(|| if s { "oauth2" } else { "api_key" }.to_string());
             call(
                 Method::Post,
                 "/clients",
@@ -482,4 +527,176 @@ pub fn token(args: TokenArgs) -> ExitCode {
 /// RFC 6749 §2.3.1: form-encode before HTTP Basic.
 fn form_encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Where `tollgate login` keeps the session.
+pub fn session_path() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("tollgate").join("session.json"))
+}
+
+struct SavedSession {
+    portal_url: String,
+    token: String,
+}
+
+fn saved_session() -> Option<SavedSession> {
+    let v: Value = serde_json::from_slice(&std::fs::read(session_path()?).ok()?).ok()?;
+    Some(SavedSession {
+        portal_url: v["portal_url"].as_str()?.to_string(),
+        token: v["token"].as_str()?.to_string(),
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The portal of the gateway (its proxy listener and `portal.path`).
+    #[arg(
+        long,
+        env = "TOLLGATE_PORTAL_URL",
+        default_value = "http://127.0.0.1:8080/portal"
+    )]
+    pub portal_url: String,
+    /// Asked for when absent.
+    #[arg(long, short = 'u')]
+    pub username: Option<String>,
+    /// Read the password from the first line of stdin (and, if it is a
+    /// one-time password, the new one from the second).
+    #[arg(long, conflicts_with = "token")]
+    pub password_stdin: bool,
+    /// Sign in with a token of an identity provider instead.
+    #[arg(long)]
+    pub token: Option<String>,
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+fn read_line(prompt: Option<&str>) -> Result<String, String> {
+    if let Some(p) = prompt {
+        eprint!("{p}");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// `tollgate login`: sign in to the portal and keep the session (0600).
+/// A one-time password is changed on the spot.
+pub fn login(args: LoginArgs) -> ExitCode {
+    let portal_url = args.portal_url.trim_end_matches('/').to_string();
+    let mut target = Target {
+        base: format!("{portal_url}/v1"),
+        token: String::new(),
+        what: "the portal",
+    };
+    let mut password = None;
+    let mut new_password = None;
+    let (body, who) = match &args.token {
+        Some(token) => (json!({"token": token}), "your identity".to_string()),
+        None => {
+            let username = match &args.username {
+                Some(u) => u.clone(),
+                None if args.password_stdin => return fail("--password-stdin needs --username"),
+                None => match read_line(Some("Username: ")) {
+                    Ok(u) => u,
+                    Err(e) => return fail(e),
+                },
+            };
+            let p = if args.password_stdin {
+                let p = match read_line(None) {
+                    Ok(p) => p,
+                    Err(e) => return fail(e),
+                };
+                new_password = read_line(None).ok().filter(|l| !l.is_empty());
+                p
+            } else {
+                match rpassword::prompt_password("Password: ") {
+                    Ok(p) => p,
+                    Err(e) => return fail(format!("cannot read the password: {e}")),
+                }
+            };
+            password = Some(p.clone());
+            (json!({"username": username, "password": p}), username)
+        }
+    };
+    let session = match send(
+        &target,
+        call(Method::Post, "/session", Some(body)),
+        args.verbose,
+    ) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let Some(token) = session["token"].as_str() else {
+        return fail("the portal answered without a session token");
+    };
+    target.token = token.to_string();
+    if session["password_change_required"].as_bool() == Some(true) {
+        let new = match new_password {
+            Some(p) => p,
+            None if args.password_stdin => {
+                return fail(
+                    "this is a one-time password: give a new one on the second line of stdin",
+                )
+            }
+            None => {
+                eprintln!("tollgate: this one-time password must be changed now");
+                let a = rpassword::prompt_password("New password: ").unwrap_or_default();
+                let b = rpassword::prompt_password("New password again: ").unwrap_or_default();
+                if a != b {
+                    return fail("the two new passwords differ");
+                }
+                a
+            }
+        };
+        let change = json!({"current_password": password.unwrap_or_default(), "new_password": new});
+        if let Err(code) = send(
+            &target,
+            call(Method::Post, "/me/password", Some(change)),
+            args.verbose,
+        ) {
+            return code;
+        }
+        eprintln!("tollgate: password changed");
+    }
+    let saved =
+        json!({"portal_url": portal_url, "token": token, "expires_at": session["expires_at"]});
+    let Some(path) = session_path() else {
+        return fail("no user config directory to keep the session in");
+    };
+    match write_private(&path, &saved.to_string()) {
+        Ok(()) => {
+            eprintln!(
+                "tollgate: signed in as {who}; session kept in {}",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("signed in, but the session could not be kept: {e}")),
+    }
+}
+
+/// `tollgate logout`: end the session on the gateway and forget it here.
+pub fn logout(verbose: bool) -> ExitCode {
+    let Some(saved) = saved_session() else {
+        eprintln!("tollgate: not signed in");
+        return ExitCode::SUCCESS;
+    };
+    let target = Target {
+        base: format!("{}/v1", saved.portal_url.trim_end_matches('/')),
+        token: saved.token,
+        what: "the portal",
+    };
+    // an ended or unknown session is signed out already
+    let ended = send(&target, call(Method::Delete, "/session", None), verbose);
+    if let Some(path) = session_path() {
+        let _ = std::fs::remove_file(path);
+    }
+    match ended {
+        Ok(_) => eprintln!("tollgate: signed out"),
+        Err(_) => eprintln!("tollgate: the session was no longer valid; forgotten here"),
+    }
+    ExitCode::SUCCESS
 }

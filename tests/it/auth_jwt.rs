@@ -22,15 +22,15 @@ const EXT2_ISS: &str = "https://idp2.test/realms/other";
 const BUILTIN_ISS: &str = "http://tollgate.test";
 
 /// A JWKS endpoint whose answer a test can change, counting fetches.
-struct JwksServer {
-    url: String,
+pub(crate) struct JwksServer {
+    pub(crate) url: String,
     body: Arc<Mutex<(u16, String)>>,
     fetches: Arc<AtomicUsize>,
     _thread: std::thread::JoinHandle<()>,
 }
 
 impl JwksServer {
-    fn start(body: Value) -> JwksServer {
+    pub(crate) fn start(body: Value) -> JwksServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}/certs", listener.local_addr().unwrap());
@@ -76,7 +76,7 @@ impl JwksServer {
     }
 }
 
-fn key_set(keys: &[&SigningKey]) -> Value {
+pub(crate) fn key_set(keys: &[&SigningKey]) -> Value {
     json!({"keys": keys.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>()})
 }
 
@@ -171,7 +171,7 @@ fn stored_signing_key(gw: &Gateway) -> SigningKey {
     })
 }
 
-fn sign(key: &SigningKey, header: Value, claims: Value) -> String {
+pub(crate) fn sign(key: &SigningKey, header: Value, claims: Value) -> String {
     let alg = header["alg"].as_str().unwrap_or(&key.algorithm).to_string();
     let mut h = header;
     if h.get("alg").is_none() {

@@ -20,6 +20,7 @@ mod oauth;
 mod openapi;
 mod operations;
 mod paths;
+mod portal;
 mod ratelimit;
 mod routing;
 mod tls;
