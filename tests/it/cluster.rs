@@ -576,3 +576,88 @@ impl Drop for PrivatePostgres {
         });
     }
 }
+
+/// Portal sessions are shared by every node: a session opened on one works
+/// on the other, and a disabled account, a password change or a sign-out
+/// on one node ends the sessions on the other at once.
+#[test]
+#[cfg_attr(
+    not(tollgate_services),
+    ignore = "needs PostgreSQL and Redis (TOLLGATE_TEST_PG_URL / TOLLGATE_TEST_REDIS_URL or the local services)"
+)]
+fn portal_sessions_end_on_every_node_at_once() {
+    let db = fresh_database();
+    let up = Upstream::start("up");
+    let with_portal = format!("{}portal: {{}}\n", body(&up));
+    let node = || {
+        Gateway::builder(&with_portal)
+            .store(&db.url)
+            .env("TOLLGATE_PEPPER", PEPPER)
+            .start()
+    };
+    let (a, b) = (node(), node());
+    let admin_a = Admin::new(&a);
+    let (status, account) = admin_a.post(
+        "/accounts",
+        json!({"username": "ann", "password": "one-time password"}),
+    );
+    assert_eq!(status, 201, "{account}");
+    let portal = |gw: &Gateway, method: &str, path: &str, token: Option<&str>, body: Value| {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = client()
+            .request(m, gw.url(&format!("/portal/v1{path}")))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap_or(Value::Null))
+    };
+    let sign_in = |gw: &Gateway, password: &str| {
+        let (s, v) = portal(
+            gw,
+            "POST",
+            "/session",
+            None,
+            json!({"username": "ann", "password": password}),
+        );
+        assert_eq!(s, 200, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    };
+    // the one-time password is changed through node b, with a session of node a
+    let first = sign_in(&a, "one-time password");
+    let (s, _) = portal(
+        &b,
+        "POST",
+        "/me/password",
+        Some(&first),
+        json!({"current_password": "one-time password", "new_password": "the chosen password"}),
+    );
+    assert_eq!(s, 204);
+    let other = sign_in(&b, "the chosen password");
+    assert_eq!(portal(&a, "GET", "/me", Some(&other), json!(null)).0, 200);
+
+    // a password change on node a ends node b's other session at once
+    let (s, _) = portal(
+        &a,
+        "POST",
+        "/me/password",
+        Some(&first),
+        json!({"current_password": "the chosen password", "new_password": "another chosen password"}),
+    );
+    assert_eq!(s, 204);
+    assert_eq!(portal(&b, "GET", "/me", Some(&other), json!(null)).0, 401);
+    assert_eq!(portal(&b, "GET", "/me", Some(&first), json!(null)).0, 200);
+
+    // disabling on node a's admin API ends it on node b at once
+    let id = account["id"].as_str().unwrap();
+    let (s, _) = admin_a.call(
+        "PATCH",
+        &format!("/accounts/{id}"),
+        Some(r#"{"status":"disabled"}"#),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(portal(&b, "GET", "/me", Some(&first), json!(null)).0, 401);
+    drop(db);
+}

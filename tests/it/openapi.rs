@@ -23,9 +23,14 @@ auth:
 plans:
   free: {{ rate: 10/s }}
 services:
-  s: {{ upstreams: ["{}"] }}
+  s: {{ upstreams: ["{0}"] }}
+  m: {{ upstreams: ["{0}"] }}
 routes:
   - {{ name: r, match: {{ path_prefix: / }}, service: s, auth: [api_key] }}
+portal:
+  path: /self
+  services:
+    m: {{ approval: manual }}
 "#,
         up.target()
     ))
@@ -66,9 +71,70 @@ struct Fixture {
     key: String,
     revoked_key: String,
     subscription: String,
+    account: String,
+    /// An identity provider's account: it has no password to set.
+    idp_account: String,
+    /// Pending subscriptions (made through the portal) to approve and to reject.
+    pending: [String; 2],
 }
 
-fn fixture(admin: &Admin) -> Fixture {
+/// Through the portal: an account signs in, creates two clients and asks
+/// for the manual service `m` for each; the pending subscriptions' ids.
+fn pending_subscriptions(admin: &Admin, portal: &str) -> [String; 2] {
+    let (status, _) = admin.post(
+        "/accounts",
+        json!({"username": "pending-owner", "password": "one-time password"}),
+    );
+    assert_eq!(status, 201);
+    let http = crate::harness::client();
+    let call = |method: reqwest::Method, path: &str, token: Option<&str>, body: Value| {
+        let mut req = http
+            .request(method, format!("{portal}/v1{path}"))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().expect("portal call");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap_or(Value::Null))
+    };
+    let (_, session) = call(
+        reqwest::Method::POST,
+        "/session",
+        None,
+        json!({"username": "pending-owner", "password": "one-time password"}),
+    );
+    let token = session["token"].as_str().expect("session").to_string();
+    let (status, _) = call(
+        reqwest::Method::POST,
+        "/me/password",
+        Some(&token),
+        json!({"current_password": "one-time password", "new_password": "the chosen password"}),
+    );
+    assert_eq!(status, 204);
+    [0, 1].map(|i| {
+        let (_, c) = call(
+            reqwest::Method::POST,
+            "/clients",
+            Some(&token),
+            json!({"name": format!("p{i}"), "auth_type": "oauth2"}),
+        );
+        let (status, sub) = call(
+            reqwest::Method::POST,
+            "/subscriptions",
+            Some(&token),
+            json!({"client_id": c["id"], "service": "m"}),
+        );
+        assert_eq!(
+            (status, sub["status"].as_str()),
+            (201, Some("pending")),
+            "{sub}"
+        );
+        sub["id"].as_str().expect("id").to_string()
+    })
+}
+
+fn fixture(admin: &Admin, portal: &str) -> Fixture {
     let api = admin.create_client(json!({"name": "a", "auth_type": "api_key"}));
     let oauth = admin.create_client(json!({"name": "o", "auth_type": "oauth2"}));
     let revoked = admin.create_client(json!({"name": "r", "auth_type": "api_key"}));
@@ -108,6 +174,17 @@ fn fixture(admin: &Admin) -> Fixture {
         key: extra["id"].as_str().expect("key id").to_string(),
         revoked_key,
         subscription: sub["id"].as_str().expect("id").to_string(),
+        account: {
+            let (status, a) = admin.post("/accounts", json!({"username": "taken"}));
+            assert_eq!(status, 201, "{a}");
+            a["id"].as_str().expect("id").to_string()
+        },
+        idp_account: {
+            let (status, a) = admin.post("/accounts", json!({"issuer": "idp", "subject": "s-1"}));
+            assert_eq!(status, 201, "{a}");
+            a["id"].as_str().expect("id").to_string()
+        },
+        pending: pending_subscriptions(admin, portal),
     }
 }
 
@@ -123,7 +200,9 @@ fn recipe(
     let with_id = |id: &str| p.replace("{id}", id);
     let is_key_path = p.starts_with("/keys/");
     let is_sub_path = p.starts_with("/subscriptions/");
-    let live = if is_key_path {
+    let live = if p.starts_with("/accounts/") {
+        &f.account
+    } else if is_key_path {
         &f.key
     } else if is_sub_path {
         &f.subscription
@@ -137,6 +216,11 @@ fn recipe(
     Some(match (method, p, status) {
         // no token at all: the caller sends none for 401
         (_, _, 401) => (m, with_id(live), None),
+        ("POST", "/accounts/{id}/password", 404) => (
+            m,
+            with_id("nope"),
+            body(json!({"password": "a long enough password"})),
+        ),
         (_, _, 404) if p.contains("{id}") => (m, with_id("nope"), body(json!({}))),
         ("POST", "/subscriptions", 404) => (
             m,
@@ -159,6 +243,22 @@ fn recipe(
             p.into(),
             body(json!({"client_id": f.api_client, "service": "s"})),
         ),
+        ("POST", "/accounts", 409) => (m, p.into(), body(json!({"username": "taken"}))),
+        ("POST", "/accounts/{id}/password", 409) => (
+            m,
+            with_id(&f.idp_account),
+            body(json!({"password": "a long enough password"})),
+        ),
+        ("POST", "/accounts/{id}/password", 204) => (
+            m,
+            with_id(&f.account),
+            body(json!({"password": "a long enough password"})),
+        ),
+        ("POST", "/subscriptions/{id}/approve", 200) => (m, with_id(&f.pending[0]), None),
+        ("POST", "/subscriptions/{id}/reject", 200) => (m, with_id(&f.pending[1]), None),
+        ("POST", "/subscriptions/{id}/approve" | "/subscriptions/{id}/reject", 409) => {
+            (m, with_id(&f.subscription), None)
+        }
         ("POST", "/keys/{id}/revoke", 409) => (m, with_id(&f.revoked_key), None),
         ("POST", "/keys/{id}/renew", 409) => (m, with_id(&f.orphan_key), None),
         ("POST", "/clients/{id}/secret", 409) => (m, with_id(&f.revoked_oauth), body(json!({}))),
@@ -170,6 +270,8 @@ fn recipe(
             with_id(live),
             match (method, p) {
                 ("POST", "/clients") => body(json!({"name": "n", "auth_type": "oauth2"})),
+                ("POST", "/accounts") => body(json!({"username": "fresh"})),
+                ("PATCH", "/accounts/{id}") => body(json!({"display_name": "renamed"})),
                 ("POST", "/subscriptions") => {
                     body(json!({"client_id": f.oauth_client, "service": "s"}))
                 }
@@ -188,7 +290,7 @@ fn every_documented_status_is_one_the_api_answers() {
     let gw = gateway(&up);
     let admin = Admin::new(&gw);
     let doc = document(&admin);
-    let f = fixture(&admin);
+    let f = fixture(&admin, &gw.url("/self"));
     // the duplicate that the 409 of POST /clients meets
     admin.create_client(
         json!({"name": "x", "auth_type": "external", "issuer": "idp", "external_id": "dup"}),
