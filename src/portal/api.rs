@@ -649,17 +649,47 @@ impl utoipa::Modify for PortalAuth {
                 "with X-CSRF-Token on every change",
             ))),
         );
-        // signing in and this document need no credential
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("PortalErrorBody"))),
+                )
+                .build()
+        };
         for (path, item) in doc.paths.paths.iter_mut() {
+            // signing in and this document need no credential
             if path == "/v1/openapi.json" {
                 if let Some(op) = item.get.as_mut() {
                     op.security = Some(Vec::new());
                 }
+                continue;
             }
             if path == "/v1/session" {
                 if let Some(op) = item.post.as_mut() {
                     op.security = Some(Vec::new());
                 }
+            }
+            let signed_in = [
+                &mut item.get,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.post,
+            ];
+            for op in signed_in.into_iter().flatten() {
+                if op.security.as_ref().is_some_and(Vec::is_empty) {
+                    continue;
+                }
+                let r = &mut op.responses.responses;
+                r.entry("401".into())
+                    .or_insert_with(|| error("no valid session or token").into());
+                r.entry("403".into()).or_insert_with(|| {
+                    error("a one-time password to change first, a cookie call without its CSRF token, a disabled account or an identity without an account").into()
+                });
+                r.entry("503".into())
+                    .or_insert_with(|| error("the store is unavailable").into());
             }
         }
     }

@@ -384,3 +384,70 @@ fn schemathesis_finds_no_server_error_and_no_departure_from_the_document() {
     );
     assert!(text.contains("Test cases:"), "{text}");
 }
+
+/// The portal's own document, with the session of an account.
+#[test]
+fn schemathesis_finds_nothing_in_the_portal_document() {
+    let up = Upstream::start("u");
+    let gw = gateway(&up);
+    let admin = Admin::new(&gw);
+    let st = schemathesis().expect(
+        "schemathesis is not installed: `python3 -m pip install --user schemathesis` (scripts/test does)",
+    );
+    let (status, _) = admin.post(
+        "/accounts",
+        json!({"username": "fuzz", "password": "one-time password"}),
+    );
+    assert_eq!(status, 201);
+    let http = crate::harness::client();
+    let session: Value = http
+        .post(gw.url("/self/v1/session"))
+        .json(&json!({"username": "fuzz", "password": "one-time password"}))
+        .send()
+        .expect("sign in")
+        .json()
+        .expect("session");
+    let token = session["token"].as_str().expect("token");
+    let changed = http
+        .post(gw.url("/self/v1/me/password"))
+        .bearer_auth(token)
+        .json(&json!({"current_password": "one-time password", "new_password": "the chosen password"}))
+        .send()
+        .expect("change password");
+    assert_eq!(changed.status().as_u16(), 204);
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(st)
+        .args([
+            "run",
+            &gw.url("/self/v1/openapi.json"),
+            "--url",
+            &gw.url("/self"),
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            // signing out would end the session the run uses
+            "--exclude-path",
+            "/v1/session",
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+            "--no-color",
+        ])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .current_dir(scratch.path())
+        .output()
+        .expect("run schemathesis");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Test cases:"), "{text}");
+}
