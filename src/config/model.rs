@@ -289,6 +289,11 @@ pub struct ExternalIssuer {
     pub algorithms: Vec<JwtAlgorithm>,
     pub client_claim: String,
     pub leeway: Duration,
+    /// The console's OpenID Connect client at this issuer ("Sign in with").
+    pub client_id: Option<String>,
+    /// The environment variable holding that client's secret; none: a
+    /// public client (PKCE only).
+    pub client_secret_env: Option<String>,
 }
 
 /// Requests allowed per period.

@@ -186,6 +186,10 @@ pub struct RawIssuer {
     pub client_claim: Option<String>,
     #[serde(default)]
     pub leeway: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -110,6 +110,21 @@ impl Compiler {
                 }
             }
             let leeway = self.leeway(iss.leeway.as_deref(), &ip.key("leeway"), tokens.leeway);
+            if let Some(id) = &iss.client_id {
+                // the console's ID tokens are verified like every token of
+                // the issuer: their audience is the client id
+                if id.is_empty() {
+                    self.err(&ip.key("client_id"), "must not be empty");
+                } else if !iss.audiences.contains(id) {
+                    self.err(
+                        &ip.key("client_id"),
+                        format!("`{id}` must also be one of `audiences`: it is the audience of the ID tokens"),
+                    );
+                }
+            }
+            if iss.client_secret_env.is_some() && iss.client_id.is_none() {
+                self.err(&ip.key("client_secret_env"), "needs `client_id`");
+            }
             issuers.push(ExternalIssuer {
                 name: iss.name,
                 issuer: iss.issuer,
@@ -118,6 +133,8 @@ impl Compiler {
                 algorithms,
                 client_claim: iss.client_claim.unwrap_or_else(|| "azp".into()),
                 leeway,
+                client_id: iss.client_id,
+                client_secret_env: iss.client_secret_env,
             });
         }
         Some(AuthSettings {
