@@ -6,6 +6,7 @@ pub mod auth;
 pub mod authz;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod live;
 pub mod path;

@@ -199,11 +199,14 @@ pub struct AdminState {
 
 pub fn admin_router(state: AdminState) -> Router {
     let api = admin::router(state.api.clone());
+    let tls = state.snapshot.load().config.admin.tls.is_some();
+    let console = crate::console::operator_router(state.api.clone(), tls);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
         .merge(api)
+        .merge(console)
 }
 
 async fn healthz() -> impl IntoResponse {

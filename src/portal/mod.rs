@@ -107,9 +107,10 @@ fn portal_admin_error(e: &AdminError, message: String) -> Response {
         .into_response()
 }
 
-/// The portal's router, for paths with `portal.path` removed.
+/// The portal's router, for paths with `portal.path` removed: the API at
+/// `/v1/…` and the console ("My Hub") on the other paths.
 pub fn router(api: PortalApi) -> axum::Router {
-    api::router(api)
+    api::router(api.clone()).merge(crate::console::hub_router(api))
 }
 
 /// The credential of a portal call: a bearer token (a `tgp_…` session or an
