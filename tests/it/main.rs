@@ -10,6 +10,7 @@ mod auth_jwt;
 mod cli_admin;
 mod cli_config;
 mod cluster;
+mod console;
 mod deploy;
 mod edge;
 mod forwarding;
