@@ -22,6 +22,19 @@ document.addEventListener("DOMContentLoaded", function () {
       }
     });
   });
+  // Each cell learns its column's name, so that a phone can show a table
+  // as one block per row (see .stacked in the stylesheet).
+  document.querySelectorAll("table").forEach(function (table) {
+    var names = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+      return th.textContent.trim();
+    });
+    table.querySelectorAll("tbody tr").forEach(function (tr) {
+      Array.prototype.forEach.call(tr.children, function (td, i) {
+        if (names[i]) { td.setAttribute("data-label", names[i]); }
+      });
+    });
+    table.classList.add("stacked");
+  });
   // A link with data-dialog opens that dialog instead of a page.
   document.querySelectorAll("a[data-dialog]").forEach(function (link) {
     var dialog = document.getElementById(link.getAttribute("data-dialog"));
