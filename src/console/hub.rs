@@ -34,6 +34,8 @@ const PRODUCT: &str = "My Hub";
 const SIGN_IN_COOKIE: &str = "tollgate_sign_in";
 /// The lifetime of a key made with "15 days".
 const SHORT_KEY_SECS: i64 = 15 * 86_400;
+/// Keys expiring within this are marked (as `GET /admin/v1/keys?expiring_within=7d` lists them).
+const EXPIRING_SECS: i64 = 7 * 86_400;
 
 #[derive(Clone)]
 pub struct Hub {
@@ -1083,6 +1085,7 @@ async fn revoke_client(
 
 async fn client_page(
     State(hub): State<Hub>,
+    conn: Option<Extension<PortalConn>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<Msg>,
@@ -1106,10 +1109,11 @@ async fn client_page(
     let base = s.base().to_string();
     let active = client.status == Status::Active;
     let policy = key_policy(api, &s.portal);
+    let now = crate::store::now();
     let short_days = (SHORT_KEY_SECS.min(policy.ttl_secs) / 86_400).max(1);
     let token_url = format!(
         "{}{}",
-        super::origin(&headers, false),
+        super::origin(&headers, tls_of(&conn)),
         crate::control::token::TOKEN_PATH
     );
     let body = html! {
@@ -1158,7 +1162,12 @@ async fn client_page(
                                     td { code { (k.prefix) "…" } }
                                     td { (k.status) }
                                     td { (view::when(Some(k.created_at))) }
-                                    td { @if k.expires_at.is_none() { "never" } @else { (view::when(k.expires_at)) } }
+                                    td {
+                                        @if k.expires_at.is_none() { "never" } @else { (view::when(k.expires_at)) }
+                                        @if k.status == "active" && k.expires_at.is_some_and(|e| e - now < EXPIRING_SECS) {
+                                            " " strong.soon { "expires soon" }
+                                        }
+                                    }
                                     td { (view::when(k.last_used_at)) }
                                     td { (k.use_count) }
                                     td {
