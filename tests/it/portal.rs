@@ -737,9 +737,11 @@ fn the_portal_document_and_unknown_paths() {
     assert_eq!((s, v["error"].as_str()), (404, Some("not_found")));
     let (s, _, v) = portal(&w, "PUT", "/session", None, None);
     assert_eq!((s, v["error"].as_str()), (405, Some("method_not_allowed")));
-    // the portal's path is not a route: nothing reaches an upstream
+    // the portal's path is not a route: nothing reaches an upstream; the
+    // console (docs/console.md) answers there and sends a stranger to sign in
     let r = client().get(w.gw.url("/portal")).send().unwrap();
-    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/portal/sign-in");
     assert!(r.headers().get("x-request-id").is_some());
 }
 
