@@ -8,7 +8,7 @@
 //! cookie, signing out really ends a session, and a restart ends them all
 //! (the admin listener belongs to one node, so nothing needs sharing).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -36,10 +36,17 @@ const SESSION_SECS: i64 = 8 * 3600;
 /// More concurrent operator sessions than this: the oldest ends.
 const MAX_SESSIONS: usize = 256;
 
+/// Wrong admin tokens allowed per window before sign-ins pause.
+const FAILURES_PER_WINDOW: usize = 10;
+const FAILURE_WINDOW_SECS: i64 = 15 * 60;
+
 /// Operator sessions: HMAC of the cookie token -> expiry.
 pub struct Sessions {
     key: [u8; 32],
     live: Mutex<HashMap<String, i64>>,
+    /// When recent sign-ins with a wrong token happened (from any address:
+    /// there is one admin token, so guessing it is one target).
+    failures: Mutex<VecDeque<i64>>,
 }
 
 impl Sessions {
@@ -50,6 +57,25 @@ impl Sessions {
         Sessions {
             key,
             live: Mutex::new(HashMap::new()),
+            failures: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Seconds until sign-ins may be tried again, if too many failed.
+    fn paused(&self, at: i64) -> Option<i64> {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        while f.front().is_some_and(|t| *t <= at - FAILURE_WINDOW_SECS) {
+            f.pop_front();
+        }
+        (f.len() >= FAILURES_PER_WINDOW)
+            .then(|| f.front().map_or(1, |t| t + FAILURE_WINDOW_SECS - at))
+    }
+
+    fn failed(&self, at: i64) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.push_back(at);
+        if f.len() > FAILURES_PER_WINDOW {
+            f.pop_front();
         }
     }
 
@@ -262,8 +288,20 @@ async fn sign_in(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> R
             Some("This sign-in form has expired. Please try again."),
         );
     }
+    let at = crate::store::now();
+    if let Some(wait) = c.sessions.paused(at) {
+        return sign_in_answer(
+            &c,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "Too many wrong tokens. Try again in {} minutes.",
+                (wait + 59) / 60
+            )),
+        );
+    }
     if !same_secret(form.get("token").unwrap_or(""), &c.api.token) {
         tracing::warn!("operator console: sign-in with a wrong admin token");
+        c.sessions.failed(at);
         return sign_in_answer(&c, StatusCode::UNAUTHORIZED, Some("Wrong admin token."));
     }
     let token = c.sessions.open();
@@ -576,6 +614,17 @@ mod tests {
         assert_ne!(s.csrf(&t), s.csrf("other"));
         s.close(&t);
         assert!(!s.valid(&t));
+    }
+
+    #[test]
+    fn wrong_tokens_pause_sign_ins_for_the_window() {
+        let s = Sessions::new();
+        for i in 0..FAILURES_PER_WINDOW as i64 {
+            assert_eq!(s.paused(1000 + i), None);
+            s.failed(1000 + i);
+        }
+        assert_eq!(s.paused(1010), Some(FAILURE_WINDOW_SECS - 10));
+        assert_eq!(s.paused(1000 + FAILURE_WINDOW_SECS), None);
     }
 
     #[test]
