@@ -326,3 +326,70 @@ fn console_pages_without_a_session() {
         .unwrap();
     assert_eq!(r.status(), 303);
 }
+
+/// On a TLS listener every console cookie is `Secure`, the session's too.
+#[test]
+fn console_cookies_are_secure_on_tls() {
+    let ca = crate::tls::Ca::new();
+    let (cert, key) = ca.server("hub", &["hub.test"]);
+    let up = Upstream::start("up");
+    let port = free_port();
+    let gw = Gateway::start(&format!(
+        "{}TLS_LISTENER: {port}\n      tls:\n        certificates:\n          - {{ cert: {}, key: {} }}\n",
+        config(&up, free_port()),
+        cert.display(),
+        key.display()
+    ));
+    let (s, v) = Admin::new(&gw).post(
+        "/accounts",
+        json!({"username": USERNAME, "password": ONE_TIME}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let pem = std::fs::read(ca.path()).unwrap();
+    let c = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .resolve("hub.test", format!("127.0.0.1:{port}").parse().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let base = format!("https://hub.test:{port}/portal");
+    let r = c.get(format!("{base}/sign-in")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let form_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(form_cookie.contains("; Secure"), "{form_cookie}");
+    let html = r.text().unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's token")
+        .to_string();
+    let r = c
+        .post(format!("{base}/sign-in"))
+        .header("cookie", form_cookie.split(';').next().unwrap())
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", USERNAME),
+            ("password", ONE_TIME),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/portal/password");
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("tollgate_session="))
+        .expect("the session cookie");
+    for part in [
+        "; Secure",
+        "; HttpOnly",
+        "; SameSite=Strict",
+        "; Path=/portal",
+    ] {
+        assert!(session.contains(part), "{session} lacks {part}");
+    }
+}
