@@ -328,12 +328,20 @@ def run(browser):
     shot(ppage, "console-phone")
     phone.close()
 
-    step("sign in with the identity provider (PKCE, state, nonce)")
+    step("sign in with the identity provider (PKCE, state, nonce; a forged state is refused)")
     idp = browser.new_context()
     idp.set_default_timeout(15000)
     ipage = idp.new_page()
     asked = []
     ipage.on("request", lambda r: asked.append(r.url) if "/auth?" in r.url else None)
+    ipage.goto(HUB + "/sign-in")
+    ipage.get_by_role("link", name="Sign in with corp").click()
+    expect(ipage.get_by_role("button", name=re.compile("Continue as"))).to_be_visible()
+    ipage.goto(HUB + "/callback?code=forged&state=" + "A" * 43)
+    expect(ipage.get_by_role("alert")).to_contain_text("does not belong to this sign-in")
+    ipage.goto(HUB + "/")
+    assert ipage.url.endswith("/portal/sign-in"), "a forged state signed in: " + ipage.url
+    asked.clear()
     ipage.goto(HUB + "/sign-in")
     ipage.get_by_role("link", name="Sign in with corp").click()
     ipage.get_by_role("button", name=re.compile("Continue as")).click()
