@@ -640,8 +640,8 @@ impl BackgroundService for UsageFlusher {
             tokio::select! {
                 _ = tick.tick() => {
                     self.counters.flush(self.store.as_ref()).await;
-                    // about once a minute (and at start)
-                    if ticks.is_multiple_of(30) {
+                    // every 10 s (and at start)
+                    if ticks.is_multiple_of(5) {
                         self.counters.refresh_expiring(self.store.as_ref()).await;
                     }
                     ticks += 1;

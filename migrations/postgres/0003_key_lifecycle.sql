@@ -23,3 +23,6 @@ CREATE TABLE usage_buckets (
     PRIMARY KEY (client_id, key_id, service, bucket_start)
 );
 CREATE INDEX usage_buckets_start ON usage_buckets (bucket_start);
+
+-- keys about to expire are counted every few seconds
+CREATE INDEX api_keys_expires ON api_keys (expires_at);

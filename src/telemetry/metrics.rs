@@ -191,7 +191,7 @@ impl Metrics {
         let api_keys_expiring = prometheus::IntGaugeVec::new(
             Opts::new(
                 "tollgate_api_keys_expiring",
-                "Active API keys that expire within the window, refreshed every minute",
+                "Active API keys that expire within the window, refreshed every 10 s",
             ),
             &["within"],
         )?;
