@@ -77,7 +77,9 @@ where
 }
 
 /// An optional JSON body: empty or `null` means the default.
-fn optional_body<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, AdminError> {
+pub(crate) fn optional_body<T: Default + for<'de> Deserialize<'de>>(
+    body: &Bytes,
+) -> Result<T, AdminError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

@@ -103,41 +103,47 @@ pub(crate) fn check_text(
 
 const MAX_RESTRICTIONS: usize = 32;
 
-/// `allowed_cidrs`: addresses or networks, as `IpNet` parses them.
-pub(crate) fn check_cidrs(list: &[String]) -> AdminResult<Vec<String>> {
+/// A list of at most 32 entries, each trimmed and checked by `valid`
+/// (which says what is wrong), duplicates dropped.
+fn check_list(
+    field: &str,
+    list: &[String],
+    valid: impl Fn(&str) -> Option<&'static str>,
+) -> AdminResult<Vec<String>> {
     if list.len() > MAX_RESTRICTIONS {
         return Err(AdminError::BadRequest(format!(
-            "at most {MAX_RESTRICTIONS} allowed_cidrs"
+            "at most {MAX_RESTRICTIONS} {field}"
         )));
     }
     let mut out: Vec<String> = Vec::new();
-    for c in list {
-        let c = c.trim();
-        if crate::config::IpNet::parse(c).is_none() {
+    for entry in list {
+        let e = entry.trim();
+        if let Some(why) = valid(e) {
             return Err(AdminError::BadRequest(format!(
-                "invalid CIDR `{}`: expected an address or ADDRESS/PREFIX such as 203.0.113.0/24",
-                c.chars().take(64).collect::<String>()
+                "{field}: invalid `{}`: {why}",
+                e.chars().take(64).collect::<String>()
             )));
         }
-        if !out.iter().any(|o| o == c) {
-            out.push(c.to_string());
+        if !out.iter().any(|o| o == e) {
+            out.push(e.to_string());
         }
     }
     Ok(out)
 }
 
+/// `allowed_cidrs`: addresses or networks, as `IpNet` parses them.
+pub(crate) fn check_cidrs(list: &[String]) -> AdminResult<Vec<String>> {
+    check_list("allowed_cidrs", list, |c| {
+        crate::config::IpNet::parse(c)
+            .is_none()
+            .then_some("expected an address or ADDRESS/PREFIX such as 203.0.113.0/24")
+    })
+}
+
 /// `allowed_referers`: http(s) URL patterns where `*` matches any run of
 /// characters.
 pub(crate) fn check_referers(list: &[String]) -> AdminResult<Vec<String>> {
-    if list.len() > MAX_RESTRICTIONS {
-        return Err(AdminError::BadRequest(format!(
-            "at most {MAX_RESTRICTIONS} allowed_referers"
-        )));
-    }
-    let mut out: Vec<String> = Vec::new();
-    for r in list {
-        let r = r.trim();
-        let shown = r.chars().take(64).collect::<String>();
+    check_list("allowed_referers", list, |r| {
         let scheme_ok = r.starts_with("https://") || r.starts_with("http://");
         let host = r.split_once("://").map_or("", |(_, rest)| rest);
         let ok = scheme_ok
@@ -145,16 +151,21 @@ pub(crate) fn check_referers(list: &[String]) -> AdminResult<Vec<String>> {
             && !host.starts_with('/')
             && r.len() <= 256
             && r.chars().all(|c| c.is_ascii_graphic());
-        if !ok {
-            return Err(AdminError::BadRequest(format!(
-                "invalid referer pattern `{shown}`: an http:// or https:// URL, `*` for any run of characters, at most 256 characters"
-            )));
-        }
-        if !out.iter().any(|o| o == r) {
-            out.push(r.to_string());
-        }
+        (!ok).then_some(
+            "an http:// or https:// URL, `*` for any run of characters, at most 256 characters",
+        )
+    })
+}
+
+/// Is `name` the name of an entry of `auth.issuers`?
+pub(crate) fn check_issuer(snapshot: &Snapshot, name: &str) -> AdminResult<()> {
+    if snapshot.config.auth.issuers.iter().any(|i| i.name == name) {
+        return Ok(());
     }
-    Ok(out)
+    Err(AdminError::BadRequest(format!(
+        "unknown issuer `{}`: name an entry of auth.issuers",
+        name.chars().take(64).collect::<String>()
+    )))
 }
 
 pub(crate) fn check_scopes(scopes: &[String]) -> AdminResult<Vec<String>> {
@@ -263,20 +274,7 @@ impl Registry {
                 let issuer = req.issuer.ok_or_else(|| {
                     AdminError::BadRequest("external clients need `issuer`".into())
                 })?;
-                let known = self
-                    .snapshot
-                    .load()
-                    .config
-                    .auth
-                    .issuers
-                    .iter()
-                    .any(|i| i.name == issuer);
-                if !known {
-                    return Err(AdminError::BadRequest(format!(
-                        "unknown issuer `{}`: name an entry of auth.issuers",
-                        issuer.chars().take(64).collect::<String>()
-                    )));
-                }
+                check_issuer(&self.snapshot.load(), &issuer)?;
                 let ext = req.external_id.ok_or_else(|| {
                     AdminError::BadRequest("external clients need `external_id`".into())
                 })?;

@@ -16,7 +16,7 @@ use utoipa::{OpenApi, ToSchema};
 use super::{PortalApi, PortalConn, PortalErrorBody, SESSION_COOKIE};
 use crate::config::{Approval, PortalSettings};
 use crate::control::accounts::{Caller, ChangePassword, NewSession, PortalError, PortalResult};
-use crate::control::admin::AdminJson;
+use crate::control::admin::{optional_body, AdminJson};
 use crate::control::registry::{
     check_scopes, AdminError, ClientDetail, CreateClient, CreateKey, CreateSubscription,
     CreatedClient, CreatedKey, KeyPolicy, NewClientSecret, PatchClient, RollKey, RotateSecret,
@@ -141,16 +141,6 @@ fn check_portal_scopes(portal: &PortalSettings, scopes: &[String]) -> PortalResu
         .into());
     }
     Ok(())
-}
-
-/// An optional JSON body: empty or `null` means the default.
-fn optional_body<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> PortalResult<T> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice::<Option<T>>(body)
-        .map(Option::unwrap_or_default)
-        .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")).into())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

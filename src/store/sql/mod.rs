@@ -200,6 +200,22 @@ impl<DB: Backend> SqlStore<DB> {
     async fn write(&self) -> StoreResult<Transaction<'static, DB>> {
         Ok(self.pool.begin_with(DB::BEGIN_WRITE).await?)
     }
+
+    /// Add batched uses (`use_count`, `last_used_at`) to the rows of
+    /// `table` (`api_keys` or `client_secrets`), by id, in one transaction.
+    async fn add_uses(&self, table: &str, usage: &HashMap<String, KeyUsage>) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE {table} SET use_count = use_count + $1, \
+             last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 THEN $2 ELSE last_used_at END \
+             WHERE id = $3"
+        );
+        let mut tx = self.write().await?;
+        for (id, u) in usage {
+            DB::execute(&mut tx, &sql, args![u.count, u.last_used_at, id]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -397,19 +413,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
     }
 
     async fn record_secret_usage(&self, usage: &HashMap<String, KeyUsage>) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        for (id, u) in usage {
-            DB::execute(
-                &mut tx,
-                "UPDATE client_secrets SET use_count = use_count + $1, \
-                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 THEN $2 ELSE last_used_at END \
-                 WHERE id = $3",
-                args![u.count, u.last_used_at, id],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.add_uses("client_secrets", usage).await
     }
 
     async fn insert_api_key(&self, key: NewApiKey, audit: Audit) -> StoreResult<ApiKey> {
@@ -539,19 +543,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
     }
 
     async fn record_usage(&self, usage: &HashMap<String, KeyUsage>) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        for (id, u) in usage {
-            DB::execute(
-                &mut tx,
-                "UPDATE api_keys SET use_count = use_count + $1, \
-                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 THEN $2 ELSE last_used_at END \
-                 WHERE id = $3",
-                args![u.count, u.last_used_at, id],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.add_uses("api_keys", usage).await
     }
 
     async fn insert_subscription(&self, sub: Subscription, audit: Audit) -> StoreResult<()> {
