@@ -4,7 +4,8 @@
 # JWT route (built-in issuer), then the API-key route under a plan whose
 # limit is never reached, so every request pays one limit decision: (e)
 # counters in memory, (f) counters in Redis (a second gateway on the same
-# store with redis.url).
+# store with redis.url), and (g) the public, API-key and JWT routes on a
+# third gateway with `usage.enabled: false`, for the cost of counting usage.
 #
 # Each round measures every target once, one after the other; the report
 # gives median req/s and, for each target, the median over rounds of its
@@ -21,7 +22,7 @@
 # authenticated routes get (public_key, public_bearer): the difference
 # between an authenticated route and its control is the check and the
 # identity headers, not the bytes of the credential. TARGETS picks and
-# orders the gateway targets (default: all seven).
+# orders the gateway targets (default: all ten).
 #
 # THREADS is the gateway's worker count. 1 (the default here) makes the
 # gateway the bottleneck, so its own cost shows in full; wrk and the
@@ -36,7 +37,7 @@ DURATION="${DURATION:-4s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 ROUNDS="${ROUNDS:-9}"
 THREADS="${THREADS:-1}"
-targets=(public public_key keyed public_bearer jwt local redis)
+targets=(public public_key keyed public_bearer jwt local redis public_off keyed_off jwt_off)
 read -r -a order <<< "${TARGETS:-${targets[*]}}"
 for t in "${order[@]}"; do
     [[ " ${targets[*]} " == *" $t "* ]] || { echo "unknown target $t in TARGETS (known: ${targets[*]})" >&2; exit 1; }
@@ -50,11 +51,13 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 UP=$(port); GW=$(port); ADMIN=$(port); METRICS=$(port); GW2=$(port); ADMIN2=$(port); METRICS2=$(port)
+GW3=$(port); ADMIN3=$(port); METRICS3=$(port)
 REDIS_URL="${REDIS_URL:-${TOLLGATE_TEST_REDIS_URL:-redis://127.0.0.1:6379}}"
 
 ./target/release/examples/bench_upstream "127.0.0.1:$UP" & pids+=($!)
 bench_config "$GW" "$ADMIN" "$METRICS" > "$work/bench.yaml"
 bench_config "$GW2" "$ADMIN2" "$METRICS2" "redis: { url: \"$REDIS_URL\" }" > "$work/bench-redis.yaml"
+bench_config "$GW3" "$ADMIN3" "$METRICS3" "usage: { enabled: false }" > "$work/bench-nousage.yaml"
 start() { # config admin proxy
     TOLLGATE_ADMIN_TOKEN=bench ./target/release/tollgate serve --config "$1" >"$1.log" 2>&1 & pids+=($!)
     gateway_pids+=($!)
@@ -66,6 +69,7 @@ start() { # config admin proxy
 }
 start "$work/bench.yaml" "$ADMIN" "$GW"
 start "$work/bench-redis.yaml" "$ADMIN2" "$GW2"
+start "$work/bench-nousage.yaml" "$ADMIN3" "$GW3"
 
 bench_clients
 for gw in "$GW" "$GW2"; do
@@ -109,6 +113,7 @@ PY
 
 GWPID="${gateway_pids[0]}"
 GW2PID="${gateway_pids[1]}"
+GW3PID="${gateway_pids[2]}"
 declare -A results
 measure() { # target
     case "$1" in
@@ -119,6 +124,9 @@ measure() { # target
         jwt) run "http://127.0.0.1:$GW$JWT_PATH" "Authorization: Bearer $TOKEN" "$GWPID" ;;
         local) run "http://127.0.0.1:$GW$LIMITED_PATH" "X-API-Key: $KEY" "$GWPID" ;;
         redis) run "http://127.0.0.1:$GW2$LIMITED_PATH" "X-API-Key: $KEY" "$GW2PID" ;;
+        public_off) run "http://127.0.0.1:$GW3$PUBLIC_PATH" "" "$GW3PID" ;;
+        keyed_off) run "http://127.0.0.1:$GW3$KEY_PATH" "X-API-Key: $KEY" "$GW3PID" ;;
+        jwt_off) run "http://127.0.0.1:$GW3$JWT_PATH" "Authorization: Bearer $TOKEN" "$GW3PID" ;;
     esac
 }
 # The gateway targets take turns going first: round r starts at the r-th,
@@ -133,12 +141,14 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 python3 - "${results[direct]:-}" "${results[public]:-}" "${results[keyed]:-}" "${results[jwt]:-}" "${results[local]:-}" "${results[redis]:-}" \
-    "${results[public_key]:-}" "${results[public_bearer]:-}" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$THREADS" <<'PY'
+    "${results[public_key]:-}" "${results[public_bearer]:-}" \
+    "${results[public_off]:-}" "${results[keyed_off]:-}" "${results[jwt_off]:-}" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$THREADS" <<'PY'
 import statistics, sys
 names = ["direct upstream", "tollgate public route", "tollgate API-key route", "tollgate JWT route",
-         "API key + local limit", "API key + Redis limit", "public + key header", "public + bearer header"]
-runs = [[list(map(float, r.split())) for r in raw.split(";") if r.strip()] for raw in sys.argv[1:9]]
-connections, duration, rounds, threads = sys.argv[9:13]
+         "API key + local limit", "API key + Redis limit", "public + key header", "public + bearer header",
+         "public, usage off", "API key, usage off", "JWT, usage off"]
+runs = [[list(map(float, r.split())) for r in raw.split(";") if r.strip()] for raw in sys.argv[1:12]]
+connections, duration, rounds, threads = sys.argv[12:16]
 med = [[statistics.median(c) for c in zip(*target)] if target else None for target in runs]
 print(f"wrk -t1 -c{connections} -d{duration}, {rounds} rounds, gateway threads {threads}, loopback")
 print(f"{'target':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'gw CPU us/req':>15}{'gw busy':>9}")
@@ -169,4 +179,9 @@ print(f"ratio public+key-header/public: {paired(6, 1)}")
 print(f"ratio API-key/public+key-header: {paired(2, 6)}")
 print(f"ratio public+bearer-header/public: {paired(7, 1)}")
 print(f"ratio JWT/public+bearer-header: {paired(3, 7)}")
+# Usage counting (usage.enabled) on against off, same build, same run: a
+# third gateway on the same store with counting off.
+print(f"ratio usage on/off, public: {paired(1, 8)}")
+print(f"ratio usage on/off, API key: {paired(2, 9)}")
+print(f"ratio usage on/off, JWT: {paired(3, 10)}")
 PY

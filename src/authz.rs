@@ -11,6 +11,10 @@ pub enum Denial {
     NotSubscribed,
     /// The scopes the route requires, space-separated.
     InsufficientScope(String),
+    /// The client's `allowed_cidrs` exclude the request's address.
+    AddressNotAllowed,
+    /// The client's `allowed_referers` exclude the request's origin.
+    RefererNotAllowed,
 }
 
 impl Denial {
@@ -19,6 +23,8 @@ impl Denial {
         match self {
             Denial::NotSubscribed => "not_subscribed",
             Denial::InsufficientScope(_) => "insufficient_scope",
+            Denial::AddressNotAllowed => "address_not_allowed",
+            Denial::RefererNotAllowed => "referer_not_allowed",
         }
     }
 }
@@ -63,4 +69,166 @@ pub fn authorize<'a>(auth: &'a Authenticated, route: &Route) -> Result<Authorize
         },
         subscription,
     })
+}
+
+/// Does `text` match `pattern`, where `*` matches any run of characters
+/// (ASCII case-insensitive, as scheme and host are)?
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    // iterative matching with one backtrack point: linear in practice,
+    // never exponential on hostile input
+    let (mut p, mut t) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if p < pattern.len() && pattern[p].eq_ignore_ascii_case(&text[t]) {
+            p += 1;
+            t += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Does the request come from where the client's credentials may be used?
+/// `address` is the client address (the peer, or the rightmost untrusted
+/// `X-Forwarded-For` hop); `referer` and `origin` are the request's headers.
+pub fn check_restrictions(
+    p: &crate::auth::Principal,
+    address: Option<std::net::IpAddr>,
+    referer: Option<&[u8]>,
+    origin: Option<&[u8]>,
+) -> Result<(), Denial> {
+    let Some(r) = &p.restrictions else {
+        return Ok(());
+    };
+    if !r.cidrs.is_empty() && !address.is_some_and(|a| r.cidrs.iter().any(|n| n.contains(a))) {
+        return Err(Denial::AddressNotAllowed);
+    }
+    if !r.referers.is_empty() {
+        // an Origin has no path: it matches a pattern as ORIGIN/
+        let origin_path = origin.map(|o| {
+            let mut v = o.to_vec();
+            v.push(b'/');
+            v
+        });
+        let candidates = [referer, origin_path.as_deref()];
+        let allowed = candidates
+            .into_iter()
+            .flatten()
+            .any(|value| r.referers.iter().any(|pat| glob(pat.as_bytes(), value)));
+        if !allowed {
+            return Err(Denial::RefererNotAllowed);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Principal, Restrictions};
+    use crate::store::{AuthType, Client, Status};
+
+    fn principal(cidrs: &[&str], referers: &[&str]) -> Principal {
+        let mut p = Principal::new(
+            Client {
+                id: "c".into(),
+                name: "n".into(),
+                description: String::new(),
+                auth_type: AuthType::ApiKey,
+                scopes: vec![],
+                issuer: None,
+                external_id: None,
+                status: Status::Active,
+                created_at: 0,
+                revoked_at: None,
+                account_id: None,
+                allowed_cidrs: cidrs.iter().map(|c| c.to_string()).collect(),
+                allowed_referers: referers.iter().map(|c| c.to_string()).collect(),
+            },
+            vec![],
+        );
+        if cidrs.is_empty() && referers.is_empty() {
+            assert!(p.restrictions.is_none());
+            p.restrictions = Some(Restrictions::default());
+        }
+        p
+    }
+
+    #[test]
+    fn referer_patterns_match_with_stars() {
+        assert!(glob(
+            b"https://app.example.com/*",
+            b"https://app.example.com/x/y"
+        ));
+        assert!(glob(
+            b"https://*.example.com/*",
+            b"https://a.b.example.com/"
+        ));
+        assert!(glob(
+            b"HTTPS://App.Example.com/*",
+            b"https://app.example.com/"
+        ));
+        assert!(!glob(
+            b"https://app.example.com/*",
+            b"https://app.example.com.evil.test/"
+        ));
+        assert!(!glob(
+            b"https://app.example.com/*",
+            b"http://app.example.com/"
+        ));
+        assert!(glob(b"*", b""));
+        // hostile input stays linear
+        let long = vec![b'a'; 10_000];
+        assert!(!glob(b"*a*a*a*a*a*a*a*b", &long));
+    }
+
+    #[test]
+    fn addresses_and_origins_are_checked_only_when_listed() {
+        let open = principal(&[], &[]);
+        assert_eq!(check_restrictions(&open, None, None, None), Ok(()));
+        let p = principal(&["203.0.113.0/24", "2001:db8::1"], &[]);
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(
+            check_restrictions(&p, ip("203.0.113.9"), None, None),
+            Ok(())
+        );
+        assert_eq!(
+            check_restrictions(&p, ip("2001:db8::1"), None, None),
+            Ok(())
+        );
+        assert_eq!(
+            check_restrictions(&p, ip("198.51.100.1"), None, None),
+            Err(Denial::AddressNotAllowed)
+        );
+        assert_eq!(
+            check_restrictions(&p, None, None, None),
+            Err(Denial::AddressNotAllowed)
+        );
+        let r = principal(&[], &["https://app.example.com/*"]);
+        assert_eq!(
+            check_restrictions(&r, None, Some(b"https://app.example.com/page"), None),
+            Ok(())
+        );
+        assert_eq!(
+            check_restrictions(&r, None, None, Some(b"https://app.example.com")),
+            Ok(())
+        );
+        assert_eq!(
+            check_restrictions(&r, None, Some(b"https://evil.test/"), None),
+            Err(Denial::RefererNotAllowed)
+        );
+        assert_eq!(
+            check_restrictions(&r, None, None, None),
+            Err(Denial::RefererNotAllowed)
+        );
+    }
 }

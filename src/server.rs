@@ -19,7 +19,7 @@ use pingora::services::listening::Service;
 use crate::auth::api_key::ApiKeyAuth;
 use crate::auth::clients::ClientDirectory;
 use crate::auth::jwt::JwtAuth;
-use crate::auth::usage::UsageRecorder;
+use crate::auth::usage::{RequestUsage, UsageRecorder};
 use crate::auth::Authenticator;
 use crate::config::{Config, StoreSettings, StoreUrl};
 use crate::control::admin::AdminApi;
@@ -361,8 +361,18 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         accounts: accounts.clone(),
         snapshot: snapshot.clone(),
     });
+    let request_usage = Arc::new(RequestUsage::default());
+    let counters = Arc::new(Counters {
+        keys: usage.clone(),
+        secrets: oauth.secret_usage.clone(),
+        requests: request_usage.clone(),
+        limiter: limiter.clone(),
+        snapshot: snapshot.clone(),
+        metrics: metrics.clone(),
+    });
     let gateway = Gateway {
         state: snapshot.clone(),
+        usage: request_usage,
         auth,
         oauth: oauth.clone(),
         portal,
@@ -425,8 +435,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
     server.add_service(background_service(
         "usage",
         UsageFlusher {
-            usage: usage.clone(),
-            limiter: limiter.clone(),
+            counters: counters.clone(),
             store: store.clone(),
         },
     ));
@@ -435,8 +444,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
         Drain {
             inflight,
             timeout: config.server.shutdown_timeout,
-            usage,
-            limiter,
+            counters,
             store,
             pid_file: options.pid_file.clone(),
         },
@@ -485,16 +493,54 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
 struct Drain {
     inflight: Arc<InFlight>,
     timeout: Duration,
-    usage: Arc<UsageRecorder>,
-    limiter: Arc<Limiter>,
+    counters: Arc<Counters>,
     store: Arc<dyn Store>,
     pid_file: Option<PathBuf>,
 }
 
-/// Writes batched API-key usage and quota usage every `USAGE_FLUSH`.
-struct UsageFlusher {
-    usage: Arc<UsageRecorder>,
+/// What is counted in memory and written in batches: API-key and secret
+/// use, request usage over time, quota usage.
+struct Counters {
+    keys: Arc<UsageRecorder>,
+    secrets: Arc<UsageRecorder>,
+    requests: Arc<RequestUsage>,
     limiter: Arc<Limiter>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<Metrics>,
+}
+
+/// The window of `tollgate_api_keys_expiring`.
+const EXPIRING_WITHIN: Duration = Duration::from_secs(7 * 86_400);
+
+impl Counters {
+    /// `tollgate_api_keys_expiring{within="7d"}`, from the store.
+    async fn refresh_expiring(&self, store: &dyn Store) {
+        let at = crate::store::now();
+        match store
+            .expiring_api_keys(at, at + EXPIRING_WITHIN.as_secs() as i64)
+            .await
+        {
+            Ok(keys) => self
+                .metrics
+                .api_keys_expiring
+                .with_label_values(&["7d"])
+                .set(keys.len() as i64),
+            Err(e) => tracing::warn!(error = %e, "cannot count the keys about to expire"),
+        }
+    }
+
+    async fn flush(&self, store: &dyn Store) {
+        self.keys.flush(store).await;
+        self.secrets.flush(store).await;
+        let retention = self.snapshot.load().config.usage.retention;
+        self.requests.flush(store, retention).await;
+        self.limiter.flush_quota_usage(store).await;
+    }
+}
+
+/// Writes the counters every `USAGE_FLUSH`.
+struct UsageFlusher {
+    counters: Arc<Counters>,
     store: Arc<dyn Store>,
 }
 
@@ -589,11 +635,16 @@ async fn ensure_signing_key(
 impl BackgroundService for UsageFlusher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut tick = tokio::time::interval(USAGE_FLUSH);
+        let mut ticks: u64 = 0;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    self.usage.flush(self.store.as_ref()).await;
-                    self.limiter.flush_quota_usage(self.store.as_ref()).await;
+                    self.counters.flush(self.store.as_ref()).await;
+                    // every 10 s (and at start)
+                    if ticks.is_multiple_of(5) {
+                        self.counters.refresh_expiring(self.store.as_ref()).await;
+                    }
+                    ticks += 1;
                 }
                 _ = shutdown.changed() => return,
             }
@@ -612,8 +663,7 @@ impl BackgroundService for Drain {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = self.inflight.count();
-        self.usage.flush(self.store.as_ref()).await;
-        self.limiter.flush_quota_usage(self.store.as_ref()).await;
+        self.counters.flush(self.store.as_ref()).await;
         if let Some(file) = &self.pid_file {
             upgrade::remove_pid_file(file);
         }

@@ -16,6 +16,7 @@ use crate::telemetry::Metrics;
 /// subscriptions, cached together and dropped together when any changes.
 #[derive(Debug)]
 pub struct KeyRecord {
+    pub key_id: Arc<str>,
     /// where this key's uses are counted
     pub usage: Arc<UsageCell>,
     pub key_active: bool,
@@ -102,6 +103,7 @@ async fn load(store: &dyn Store, usage: &UsageRecorder, hash: &str) -> Result<Lo
     };
     let subs = store.list_subscriptions(Some(&client.id)).await?;
     Ok(Lookup::Found(Arc::new(KeyRecord {
+        key_id: key.id.as_str().into(),
         usage: usage.cell(&key.id),
         key_active: key.status != "revoked",
         expires_at: key.expires_at,

@@ -29,6 +29,8 @@ use jwt::{JwtAuth, TokenError};
 #[derive(Debug)]
 pub struct Principal {
     pub client_id: String,
+    /// The client id again, shared: what usage counts by.
+    pub client_key: Arc<str>,
     pub client_name: String,
     pub active: bool,
     pub scopes: Arc<[String]>,
@@ -37,6 +39,16 @@ pub struct Principal {
     /// `X-Consumer-Id`, `X-Consumer-Name` values.
     pub id_header: HeaderValue,
     pub name_header: HeaderValue,
+    /// Where the client's credentials may be used from; None: anywhere.
+    pub restrictions: Option<Restrictions>,
+}
+
+/// A client's `allowed_cidrs` and `allowed_referers`, parsed once per
+/// cached principal. An empty list does not restrict.
+#[derive(Debug, Default)]
+pub struct Restrictions {
+    pub cidrs: Vec<crate::config::IpNet>,
+    pub referers: Vec<String>,
 }
 
 /// One subscription of a principal.
@@ -75,7 +87,17 @@ impl Principal {
                     (s.service, sub)
                 })
                 .collect(),
+            restrictions: (!client.allowed_cidrs.is_empty() || !client.allowed_referers.is_empty())
+                .then(|| Restrictions {
+                    cidrs: client
+                        .allowed_cidrs
+                        .iter()
+                        .filter_map(|c| crate::config::IpNet::parse(c))
+                        .collect(),
+                    referers: client.allowed_referers.clone(),
+                }),
             active: client.status == Status::Active,
+            client_key: client.id.as_str().into(),
             client_id: client.id,
             client_name: client.name,
             scopes: client.scopes.into(),
@@ -90,6 +112,10 @@ pub struct Authenticated {
     /// The scopes the credential carries (for an API key: its client's);
     /// shared with the cached principal or token, not copied per request.
     pub scopes: Arc<[String]>,
+    /// The API key's id, when the credential was one (usage by key).
+    pub key_id: Option<Arc<str>>,
+    /// The verified token, when the credential was one (claims to headers).
+    pub token: Option<Arc<jwt::VerifiedToken>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +231,8 @@ impl Authenticator {
             return Ok(Authenticated {
                 scopes: rec.principal.scopes.clone(),
                 principal: rec.principal.clone(),
+                key_id: Some(rec.key_id.clone()),
+                token: None,
             });
         }
         if let Some(value) = bearer {
@@ -224,6 +252,8 @@ impl Authenticator {
             return Ok(Authenticated {
                 scopes: verified.scopes.clone(),
                 principal,
+                key_id: None,
+                token: Some(verified),
             });
         }
         Err(AuthFailure::Missing)

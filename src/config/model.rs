@@ -22,6 +22,7 @@ pub struct Config {
     pub services: BTreeMap<String, Arc<Service>>,
     pub routes: Vec<Arc<Route>>,
     pub logging: LoggingSettings,
+    pub usage: UsageSettings,
     /// Accounts and self-service; absent: no portal is served.
     pub portal: Option<PortalSettings>,
     /// What deserves a look but does not stop the gateway (a certificate
@@ -119,6 +120,17 @@ pub struct IpNet {
 }
 
 impl IpNet {
+    /// `ADDRESS` or `ADDRESS/PREFIX`.
+    pub fn parse(t: &str) -> Option<IpNet> {
+        let (addr, prefix) = match t.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (t.parse::<IpAddr>().ok()?, None),
+        };
+        let width = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(width);
+        (prefix <= width).then_some(IpNet { addr, prefix })
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
             if prefix == 0 {
@@ -410,6 +422,8 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     /// Overrides `server.keep_underscore_headers` for this route.
     pub keep_underscore_headers: Option<bool>,
+    /// Claims of a bearer token sent upstream: (claim path, header).
+    pub forward_claims: Vec<(Vec<String>, http::HeaderName)>,
 }
 
 impl Route {
@@ -479,4 +493,10 @@ impl PortalSettings {
     pub fn allowed_scopes(&self) -> impl Iterator<Item = &String> {
         self.services.values().flat_map(|s| s.scopes.iter())
     }
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageSettings {
+    pub enabled: bool,
+    pub retention: Duration,
 }

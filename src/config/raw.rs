@@ -268,6 +268,10 @@ pub struct RawRoute {
     /// Remove the route's `path_prefix` from the path the upstream receives.
     #[serde(default)]
     pub strip_prefix: bool,
+    /// Claims of the caller's bearer token sent upstream as headers:
+    /// dotted claim path -> header name.
+    #[serde(default)]
+    pub forward_claims: BTreeMap<String, String>,
     /// Overrides `server.keep_underscore_headers` for this route.
     #[serde(default)]
     pub keep_underscore_headers: Option<bool>,
@@ -359,6 +363,17 @@ pub struct RawPortalService {
     pub scopes: Vec<String>,
 }
 
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    /// Count requests per client, key and service (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// How long hourly usage buckets are kept (default 90d).
+    #[serde(default)]
+    pub retention: Option<String>,
+}
+
 /// The whole file. The compiler reads each section on its own (so that one
 /// mistake does not hide the next) with the types above; this struct only
 /// assembles them for the JSON Schema, and a test keeps its keys equal to
@@ -398,6 +413,9 @@ pub struct RawConfig {
     /// Log format and level.
     #[serde(default)]
     pub logging: RawLogging,
+    /// Request counts per client, key and service over time.
+    #[serde(default)]
+    pub usage: RawUsage,
     /// Optional: accounts, the self-service API and the console.
     #[serde(default)]
     pub portal: Option<RawPortal>,

@@ -989,6 +989,8 @@ async fn edit_client(
         name: Some(form.text("name")),
         description: Some(form.text("description")),
         scopes: None,
+        allowed_cidrs: None,
+        allowed_referers: None,
         auth_type: None,
     };
     match hub

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::{OnceCell, Semaphore};
 use utoipa::ToSchema;
 
-use super::registry::{check_text, AdminError, AdminResult, MAX_NAME};
+use super::registry::{check_issuer, check_text, AdminError, AdminResult, MAX_NAME};
 use crate::auth::jwt::{ClientRef, JwtAuth};
 use crate::config::Registration;
 use crate::runtime::Snapshot;
@@ -655,21 +655,7 @@ impl Accounts {
         let (issuer, subject) = match (req.issuer, req.subject) {
             (None, None) => (None, None),
             (Some(i), Some(s)) => {
-                let known = self
-                    .snapshot
-                    .load()
-                    .config
-                    .auth
-                    .issuers
-                    .iter()
-                    .any(|x| x.name == i);
-                if !known {
-                    return Err(AdminError::BadRequest(format!(
-                        "unknown issuer `{}`: name an entry of auth.issuers",
-                        i.chars().take(64).collect::<String>()
-                    ))
-                    .into());
-                }
+                check_issuer(&self.snapshot.load(), &i)?;
                 (Some(i), Some(check_text("subject", &s, 256, false)?))
             }
             _ => {

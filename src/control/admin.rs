@@ -77,7 +77,9 @@ where
 }
 
 /// An optional JSON body: empty or `null` means the default.
-fn optional_body<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, AdminError> {
+pub(crate) fn optional_body<T: Default + for<'de> Deserialize<'de>>(
+    body: &Bytes,
+) -> Result<T, AdminError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -130,6 +132,9 @@ pub fn router(api: AdminApi) -> Router {
         .route("/clients/{id}/keys", post(create_key).get(list_keys))
         .route("/keys/{id}/revoke", post(revoke_key))
         .route("/keys/{id}/renew", post(renew_key))
+        .route("/keys/{id}/roll", post(roll_key))
+        .route("/keys", get(expiring_keys))
+        .route("/clients/{id}/usage", get(client_usage))
         .route(
             "/subscriptions",
             post(create_subscription).get(list_subscriptions),
@@ -342,6 +347,59 @@ async fn renew_key(
     ))
 }
 
+/// A new key of the same client, name and lifetime policy, shown once;
+/// the old key works for the grace period (`expiring`), then `expired`.
+#[utoipa::path(post, path = "/admin/v1/keys/{id}/roll", params(("id" = String, Path)), request_body(content = Option<RollKey>),
+    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn roll_key(
+    State(api): State<AdminApi>,
+    ConnectInfo(super::Peer(peer)): Peer,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, AdminError> {
+    let req: RollKey = optional_body(&body)?;
+    let key = api
+        .registry
+        .roll_key(&actor(&peer), &id, req, api.registry.admin_key_policy())
+        .await?;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ExpiringQuery {
+    expiring_within: Option<String>,
+}
+
+/// Keys that expire within a duration (`7d`, `36h`), soonest first; never
+/// the keys themselves.
+#[utoipa::path(get, path = "/admin/v1/keys", params(("expiring_within" = String, Query, description = "a duration such as 7d")),
+    responses((status = 200, body = KeyList), (status = 400, body = ErrorBody)))]
+async fn expiring_keys(
+    State(api): State<AdminApi>,
+    Query(q): Query<ExpiringQuery>,
+) -> Result<Json<KeyList>, AdminError> {
+    let within = q.expiring_within.ok_or_else(|| {
+        AdminError::BadRequest("`expiring_within` is required, such as 7d".into())
+    })?;
+    Ok(Json(KeyList {
+        keys: api.registry.expiring_keys(&within).await?,
+    }))
+}
+
+/// Requests of a client per hour or day, by service, key and outcome.
+#[utoipa::path(get, path = "/admin/v1/clients/{id}/usage", params(("id" = String, Path),
+        ("from" = Option<String>, Query, description = "Unix seconds or RFC 3339; default: `to` minus 7 days"),
+        ("to" = Option<String>, Query, description = "Unix seconds or RFC 3339; default: now"),
+        ("step" = Option<String>, Query, description = "hour (default) or day")),
+    responses((status = 200, body = UsageReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn client_usage(
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+    Query(q): Query<UsageQuery>,
+) -> Result<Json<UsageReport>, AdminError> {
+    Ok(Json(api.registry.usage(&id, &q).await?))
+}
+
 #[utoipa::path(post, path = "/admin/v1/subscriptions", request_body = CreateSubscription,
     responses((status = 201, body = Subscription), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_subscription(
@@ -542,7 +600,7 @@ async fn reload(
 #[openapi(
     info(title = "Tollgate admin API", description = "Consumer clients, API keys, subscriptions and the audit log."),
     paths(create_client, list_clients, get_client, patch_client, rotate_secret, revoke_client, create_key, list_keys,
-          revoke_key, renew_key, create_subscription, list_subscriptions, delete_subscription,
+          revoke_key, renew_key, roll_key, expiring_keys, client_usage, create_subscription, list_subscriptions, delete_subscription,
           approve_subscription, reject_subscription, create_account, list_accounts, get_account, patch_account,
           set_account_password, audit,
           rotate_signing_key, reload, openapi),

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::store::{AuthType, Client, Subscription};
+use crate::store::{AuthType, Client, ClientSecret, Subscription, UsageBucket};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +63,9 @@ pub struct CreatedKey {
     pub name: String,
     pub prefix: String,
     pub expires_at: Option<i64>,
+    /// After a roll: until when the key it replaced keeps working.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_valid_until: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -93,6 +96,16 @@ pub struct PatchClient {
     #[serde(default)]
     #[schema(max_items = 64, value_type = Option<Vec<Scope>>)]
     pub scopes: Option<Vec<String>>,
+    /// Addresses (`203.0.113.0/24`, `2001:db8::1`) the client's credentials
+    /// may be used from; `[]` lifts the restriction.
+    #[serde(default)]
+    #[schema(max_items = 32)]
+    pub allowed_cidrs: Option<Vec<String>>,
+    /// `Referer`/`Origin` patterns (`https://app.example.com/*`; `*` matches
+    /// any run of characters); `[]` lifts the restriction.
+    #[serde(default)]
+    #[schema(max_items = 32)]
+    pub allowed_referers: Option<Vec<String>>,
     /// Read only to be refused (`auth_type` is fixed at creation), so not
     /// in the document.
     #[serde(default)]
@@ -105,6 +118,34 @@ pub struct ClientDetail {
     #[serde(flatten)]
     pub client: Client,
     pub subscriptions: Vec<Subscription>,
+    /// oauth2 clients: each valid secret with its use (a replaced one
+    /// while its grace period runs), never the secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<Vec<ClientSecret>>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollKey {
+    /// Seconds during which the old key still works (default 0: it stops
+    /// at once; at most 30 days).
+    #[serde(default)]
+    pub grace_period_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UsageQuery {
+    /// Unix seconds or RFC 3339; default: `to` minus 7 days.
+    pub from: Option<String>,
+    /// Unix seconds or RFC 3339; default: now.
+    pub to: Option<String>,
+    /// `hour` (default) or `day`.
+    pub step: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReport {
+    pub buckets: Vec<UsageBucket>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -11,7 +11,7 @@ use crate::runtime::Snapshot;
 use crate::secrets::{self, Pepper};
 use crate::store::{
     now, ApiKey, Audit, AuditEntry, AuthType, ChangeListener, Client, ClientPatch, NewApiKey,
-    NewClient, NewSecret, Status, Store, StoreError, Subscription, SubscriptionStatus,
+    NewClient, NewSecret, Status, Store, StoreError, Subscription, SubscriptionStatus, UsageBucket,
 };
 
 pub(crate) const MAX_NAME: usize = 128;
@@ -43,6 +43,22 @@ impl AdminError {
 }
 
 pub type AdminResult<T> = Result<T, AdminError>;
+
+/// A time in a query: Unix seconds or RFC 3339.
+fn parse_time(field: &str, text: &str) -> AdminResult<i64> {
+    if let Ok(secs) = text.trim().parse::<i64>() {
+        return Ok(secs);
+    }
+    humantime::parse_rfc3339_weak(text.trim())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .ok_or_else(|| {
+            AdminError::BadRequest(format!(
+                "`{field}`: Unix seconds or an RFC 3339 time such as 2026-11-30T00:00:00Z"
+            ))
+        })
+}
 
 /// How long the keys a caller creates live.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +99,73 @@ pub(crate) fn check_text(
         )));
     }
     Ok(v.to_string())
+}
+
+const MAX_RESTRICTIONS: usize = 32;
+
+/// A list of at most 32 entries, each trimmed and checked by `valid`
+/// (which says what is wrong), duplicates dropped.
+fn check_list(
+    field: &str,
+    list: &[String],
+    valid: impl Fn(&str) -> Option<&'static str>,
+) -> AdminResult<Vec<String>> {
+    if list.len() > MAX_RESTRICTIONS {
+        return Err(AdminError::BadRequest(format!(
+            "at most {MAX_RESTRICTIONS} {field}"
+        )));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for entry in list {
+        let e = entry.trim();
+        if let Some(why) = valid(e) {
+            return Err(AdminError::BadRequest(format!(
+                "{field}: invalid `{}`: {why}",
+                e.chars().take(64).collect::<String>()
+            )));
+        }
+        if !out.iter().any(|o| o == e) {
+            out.push(e.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// `allowed_cidrs`: addresses or networks, as `IpNet` parses them.
+pub(crate) fn check_cidrs(list: &[String]) -> AdminResult<Vec<String>> {
+    check_list("allowed_cidrs", list, |c| {
+        crate::config::IpNet::parse(c)
+            .is_none()
+            .then_some("expected an address or ADDRESS/PREFIX such as 203.0.113.0/24")
+    })
+}
+
+/// `allowed_referers`: http(s) URL patterns where `*` matches any run of
+/// characters.
+pub(crate) fn check_referers(list: &[String]) -> AdminResult<Vec<String>> {
+    check_list("allowed_referers", list, |r| {
+        let scheme_ok = r.starts_with("https://") || r.starts_with("http://");
+        let host = r.split_once("://").map_or("", |(_, rest)| rest);
+        let ok = scheme_ok
+            && !host.is_empty()
+            && !host.starts_with('/')
+            && r.len() <= 256
+            && r.chars().all(|c| c.is_ascii_graphic());
+        (!ok).then_some(
+            "an http:// or https:// URL, `*` for any run of characters, at most 256 characters",
+        )
+    })
+}
+
+/// Is `name` the name of an entry of `auth.issuers`?
+pub(crate) fn check_issuer(snapshot: &Snapshot, name: &str) -> AdminResult<()> {
+    if snapshot.config.auth.issuers.iter().any(|i| i.name == name) {
+        return Ok(());
+    }
+    Err(AdminError::BadRequest(format!(
+        "unknown issuer `{}`: name an entry of auth.issuers",
+        name.chars().take(64).collect::<String>()
+    )))
 }
 
 pub(crate) fn check_scopes(scopes: &[String]) -> AdminResult<Vec<String>> {
@@ -191,20 +274,7 @@ impl Registry {
                 let issuer = req.issuer.ok_or_else(|| {
                     AdminError::BadRequest("external clients need `issuer`".into())
                 })?;
-                let known = self
-                    .snapshot
-                    .load()
-                    .config
-                    .auth
-                    .issuers
-                    .iter()
-                    .any(|i| i.name == issuer);
-                if !known {
-                    return Err(AdminError::BadRequest(format!(
-                        "unknown issuer `{}`: name an entry of auth.issuers",
-                        issuer.chars().take(64).collect::<String>()
-                    )));
-                }
+                check_issuer(&self.snapshot.load(), &issuer)?;
                 let ext = req.external_id.ok_or_else(|| {
                     AdminError::BadRequest("external clients need `external_id`".into())
                 })?;
@@ -230,6 +300,8 @@ impl Registry {
             created_at: now(),
             revoked_at: None,
             account_id: None,
+            allowed_cidrs: Vec::new(),
+            allowed_referers: Vec::new(),
         };
         let mut client = client;
         if let Some(account_id) = req.account_id {
@@ -274,6 +346,7 @@ impl Registry {
                     name: key.name.clone(),
                     prefix: key.prefix.clone(),
                     expires_at: key.expires_at,
+                    previous_valid_until: None,
                 });
                 new.key = Some(key);
             }
@@ -321,9 +394,22 @@ impl Registry {
             .list_subscriptions(Some(id))
             .await
             .map_err(|e| AdminError::from_store(e, "subscription"))?;
+        let secrets = match client.auth_type {
+            AuthType::Oauth2 => Some(
+                self.store
+                    .list_secrets(id)
+                    .await
+                    .map_err(|e| AdminError::from_store(e, "client"))?
+                    .into_iter()
+                    .filter(|s| s.expires_at.is_none_or(|e| e > now()))
+                    .collect(),
+            ),
+            _ => None,
+        };
         Ok(ClientDetail {
             client,
             subscriptions,
+            secrets,
         })
     }
 
@@ -348,8 +434,14 @@ impl Registry {
                 .map(|d| check_text("description", &d, MAX_DESCRIPTION, true))
                 .transpose()?,
             scopes: req.scopes.map(|s| check_scopes(&s)).transpose()?,
+            allowed_cidrs: req.allowed_cidrs.map(|c| check_cidrs(&c)).transpose()?,
+            allowed_referers: req
+                .allowed_referers
+                .map(|r| check_referers(&r))
+                .transpose()?,
         };
-        let detail = json!({"name": patch.name, "description_changed": patch.description.is_some(), "scopes": patch.scopes});
+        let detail = json!({"name": patch.name, "description_changed": patch.description.is_some(), "scopes": patch.scopes,
+                            "allowed_cidrs": patch.allowed_cidrs, "allowed_referers": patch.allowed_referers});
         let audit = Audit {
             actor: actor.into(),
             action: "client.update",
@@ -478,6 +570,7 @@ impl Registry {
             name: stored.name,
             prefix: stored.prefix,
             expires_at: stored.expires_at,
+            previous_valid_until: None,
         })
     }
 
@@ -514,6 +607,144 @@ impl Registry {
             .map_err(|e| AdminError::from_store(e, "key"))?;
         self.changed(&key.client_id);
         Ok(revoked)
+    }
+
+    /// A new key of the same client, name and lifetime policy; the old one
+    /// works for the grace period (status `expiring`), then not at all.
+    pub async fn roll_key(
+        &self,
+        actor: &str,
+        id: &str,
+        req: RollKey,
+        policy: KeyPolicy,
+    ) -> AdminResult<CreatedKey> {
+        let key = self
+            .store
+            .get_api_key(id)
+            .await
+            .map_err(|e| AdminError::from_store(e, "key"))?;
+        if key.status == "revoked" {
+            return Err(AdminError::Conflict(
+                "a revoked key cannot be rolled".into(),
+            ));
+        }
+        let at = now();
+        let grace = req.grace_period_seconds.unwrap_or(0).min(30 * 86_400) as i64;
+        let ttl = match key.expires_at {
+            None if policy.allow_never => None,
+            _ => Some(policy.ttl_secs),
+        };
+        let (new, secret) = self.new_key(&key.client_id, key.name.clone(), ttl);
+        let audit = Audit {
+            actor: actor.into(),
+            action: "key.roll",
+            target: id.into(),
+            detail: json!({"client_id": key.client_id, "new_key": new.id, "grace_period_seconds": grace}),
+        };
+        let stored = self
+            .store
+            .roll_api_key(id, new, at + grace, audit)
+            .await
+            .map_err(|e| AdminError::from_store(e, "key"))?;
+        self.changed(&key.client_id);
+        Ok(CreatedKey {
+            id: stored.id,
+            key: secret.expose().to_string(),
+            name: stored.name,
+            prefix: stored.prefix,
+            expires_at: stored.expires_at,
+            previous_valid_until: Some(key.expires_at.map_or(at + grace, |e| e.min(at + grace))),
+        })
+    }
+
+    /// Requests of a client by hour or day, service, key and outcome.
+    pub async fn usage(&self, client_id: &str, q: &UsageQuery) -> AdminResult<UsageReport> {
+        let at = now();
+        let to =
+            q.to.as_deref()
+                .map(|t| parse_time("to", t))
+                .transpose()?
+                .unwrap_or(at);
+        let from = q
+            .from
+            .as_deref()
+            .map(|t| parse_time("from", t))
+            .transpose()?
+            .unwrap_or(to - 7 * 86_400);
+        let day = match q.step.as_deref() {
+            None | Some("hour") => false,
+            Some("day") => true,
+            Some(other) => {
+                return Err(AdminError::BadRequest(format!(
+                    "unknown step `{}`: hour or day",
+                    other.chars().take(16).collect::<String>()
+                )))
+            }
+        };
+        if from > to {
+            return Err(AdminError::BadRequest("`from` is after `to`".into()));
+        }
+        if to - from > 366 * 86_400 {
+            return Err(AdminError::BadRequest(
+                "the window is longer than a year".into(),
+            ));
+        }
+        self.store
+            .get_client(client_id)
+            .await
+            .map_err(|e| AdminError::from_store(e, "client"))?;
+        let width = if day { 86_400 } else { 3600 };
+        let start = from - from.rem_euclid(width);
+        let rows = self
+            .store
+            .client_usage(client_id, start, to)
+            .await
+            .map_err(|e| AdminError::from_store(e, "usage"))?;
+        let buckets = if day {
+            let mut days: std::collections::BTreeMap<(i64, String, String), UsageBucket> =
+                std::collections::BTreeMap::new();
+            for r in rows {
+                let d = r.start - r.start.rem_euclid(86_400);
+                let e = days
+                    .entry((d, r.service.clone(), r.key_id.clone()))
+                    .or_insert_with(|| UsageBucket {
+                        start: d,
+                        service: r.service.clone(),
+                        key_id: r.key_id.clone(),
+                        client_id: r.client_id.clone(),
+                        ..Default::default()
+                    });
+                e.c2xx += r.c2xx;
+                e.c3xx += r.c3xx;
+                e.c4xx += r.c4xx;
+                e.c429 += r.c429;
+                e.c5xx += r.c5xx;
+            }
+            days.into_values().collect()
+        } else {
+            rows
+        };
+        Ok(UsageReport { buckets })
+    }
+
+    /// Keys that expire within `within` (never the keys themselves).
+    pub async fn expiring_keys(&self, within: &str) -> AdminResult<Vec<ApiKey>> {
+        let d = humantime::parse_duration(within.trim()).map_err(|_| {
+            AdminError::BadRequest(format!(
+                "invalid duration `{}`: such as 7d or 36h",
+                within.chars().take(32).collect::<String>()
+            ))
+        })?;
+        if d.as_secs() > 366 * 86_400 {
+            return Err(AdminError::BadRequest(
+                "expiring_within is longer than a year".into(),
+            ));
+        }
+        let at = now();
+        self.store
+            .expiring_api_keys(at, at + d.as_secs() as i64)
+            .await
+            .map_err(|e| AdminError::from_store(e, "key"))
     }
 
     /// Active again, with a fresh expiry (a key that never expired stays so).

@@ -104,6 +104,8 @@ pub struct TokenService {
     limiter: Arc<Limiter>,
     /// The current key of the configured algorithm, parsed once.
     signer: ArcSwap<Option<(String, keys::Signer)>>,
+    /// Uses of each client secret (flushed with the keys' use).
+    pub secret_usage: Arc<crate::auth::usage::UsageRecorder>,
 }
 
 fn current_signer(keys_: &[SigningKey], algorithm: &str) -> Option<(String, keys::Signer)> {
@@ -162,6 +164,7 @@ impl TokenService {
             signer: ArcSwap::from_pointee(signer),
             limiter,
             signing_keys: ArcSwap::from_pointee(signing_keys),
+            secret_usage: Arc::new(crate::auth::usage::UsageRecorder::for_secrets()),
         }
     }
 
@@ -583,10 +586,15 @@ impl TokenService {
             .secret_hashes(&client.id, now())
             .await
             .map_err(|_| refuse())?;
-        if hashes.iter().any(|h| self.pepper.verify(&creds.secret, h)) {
-            Ok(client)
-        } else {
-            Err(refuse())
+        match hashes
+            .iter()
+            .find(|(_, h)| self.pepper.verify(&creds.secret, h))
+        {
+            Some((id, _)) => {
+                self.secret_usage.cell(id).record(now());
+                Ok(client)
+            }
+            None => Err(refuse()),
         }
     }
 

@@ -16,10 +16,11 @@ use utoipa::{OpenApi, ToSchema};
 use super::{PortalApi, PortalConn, PortalErrorBody, SESSION_COOKIE};
 use crate::config::{Approval, PortalSettings};
 use crate::control::accounts::{Caller, ChangePassword, NewSession, PortalError, PortalResult};
-use crate::control::admin::AdminJson;
+use crate::control::admin::{optional_body, AdminJson};
 use crate::control::registry::{
     check_scopes, AdminError, ClientDetail, CreateClient, CreateKey, CreateSubscription,
-    CreatedClient, CreatedKey, KeyPolicy, NewClientSecret, PatchClient, RotateSecret,
+    CreatedClient, CreatedKey, KeyPolicy, NewClientSecret, PatchClient, RollKey, RotateSecret,
+    UsageQuery, UsageReport,
 };
 use crate::store::{
     Account, ApiKey, AuthType, Client, StoreError, Subscription, SubscriptionStatus,
@@ -37,6 +38,8 @@ pub fn router(api: PortalApi) -> Router {
         .route("/v1/clients/{id}/keys", get(list_keys).post(create_key))
         .route("/v1/keys/{id}/revoke", post(revoke_key))
         .route("/v1/keys/{id}/renew", post(renew_key))
+        .route("/v1/keys/{id}/roll", post(roll_key))
+        .route("/v1/clients/{id}/usage", get(client_usage))
         .route("/v1/catalog", get(catalog))
         .route(
             "/v1/subscriptions",
@@ -138,16 +141,6 @@ fn check_portal_scopes(portal: &PortalSettings, scopes: &[String]) -> PortalResu
         .into());
     }
     Ok(())
-}
-
-/// An optional JSON body: empty or `null` means the default.
-fn optional_body<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> PortalResult<T> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice::<Option<T>>(body)
-        .map(Option::unwrap_or_default)
-        .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")).into())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -437,6 +430,44 @@ async fn renew_key(
     ))
 }
 
+/// A new key of the same client, name and lifetime policy, shown once;
+/// the old key works for the grace period (`expiring`), then `expired`.
+#[utoipa::path(post, path = "/v1/keys/{id}/roll", params(("id" = String, Path)), request_body(content = Option<RollKey>),
+    responses((status = 201, body = CreatedKey), (status = 400, body = PortalErrorBody), (status = 404, body = PortalErrorBody),
+              (status = 409, body = PortalErrorBody)))]
+async fn roll_key(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> PortalResult<impl IntoResponse> {
+    let portal = settings(&api)?;
+    let req: RollKey = optional_body(&body)?;
+    own_key(&api, &caller, &id).await?;
+    let key = api
+        .registry
+        .roll_key(&caller.actor(), &id, req, key_policy(&api, &portal))
+        .await?;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+/// Requests of one of the account's clients per hour or day, by service,
+/// key and outcome.
+#[utoipa::path(get, path = "/v1/clients/{id}/usage", params(("id" = String, Path),
+        ("from" = Option<String>, Query, description = "Unix seconds or RFC 3339; default: `to` minus 7 days"),
+        ("to" = Option<String>, Query, description = "Unix seconds or RFC 3339; default: now"),
+        ("step" = Option<String>, Query, description = "hour (default) or day")),
+    responses((status = 200, body = UsageReport), (status = 400, body = PortalErrorBody), (status = 404, body = PortalErrorBody)))]
+async fn client_usage(
+    State(api): State<PortalApi>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(q): Query<UsageQuery>,
+) -> PortalResult<Json<UsageReport>> {
+    own_client(&api, &caller, &id).await?;
+    Ok(Json(api.registry.usage(&id, &q).await?))
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct CatalogPlan {
     name: String,
@@ -616,7 +647,7 @@ async fn delete_subscription(
 #[openapi(
     info(title = "Tollgate portal API", description = "Self-service for accounts: their consumer clients, API keys and subscriptions."),
     paths(sign_in, sign_out, me, change_password, list_clients, create_client, get_client, patch_client, rotate_secret,
-          revoke_client, list_keys, create_key, revoke_key, renew_key, catalog, list_subscriptions,
+          revoke_client, list_keys, create_key, revoke_key, renew_key, roll_key, client_usage, catalog, list_subscriptions,
           create_subscription, delete_subscription, openapi),
     modifiers(&PortalAuth),
     security(("session" = []), ("session_cookie" = []))

@@ -208,6 +208,60 @@ pub fn acceptable_request_id(v: &[u8]) -> bool {
 /// unless the peer is a trusted proxy; then the rightmost address of
 /// `X-Forwarded-For` that is not itself a trusted proxy (addresses further
 /// left were written by the client and prove nothing).
+/// The header values of a route's `forward_claims`: a client-sent header of
+/// each name is removed first; a claim that is absent, an object, or has
+/// CR, LF or NUL in its value sends nothing; arrays are joined with `,`.
+pub fn forward_claims(
+    req: &mut RequestHeader,
+    wanted: &[(Vec<String>, http::HeaderName)],
+    claims: Option<&serde_json::Map<String, serde_json::Value>>,
+) {
+    for (path, name) in wanted {
+        req.remove_header(name);
+        let Some(value) = claims.and_then(|c| claim_at(c, path)).and_then(claim_text) else {
+            continue;
+        };
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            let _ = req.insert_header(name.clone(), v);
+        }
+    }
+}
+
+fn claim_at<'a>(
+    claims: &'a serde_json::Map<String, serde_json::Value>,
+    path: &[String],
+) -> Option<&'a serde_json::Value> {
+    let (first, rest) = path.split_first()?;
+    let mut v = claims.get(first)?;
+    for seg in rest {
+        v = v.as_object()?.get(seg)?;
+    }
+    Some(v)
+}
+
+/// A claim as header text, or None when it cannot be one.
+fn claim_text(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let text = match v {
+        Value::Array(items) => {
+            let parts: Option<Vec<String>> = items.iter().map(scalar).collect();
+            parts?.join(",")
+        }
+        other => scalar(other)?,
+    };
+    // header injection and values a header cannot carry are refused whole
+    let clean = !text.is_empty()
+        && text.len() <= 4096
+        && !text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
+    clean.then_some(text)
+}
+
 pub fn client_address(
     peer: Option<IpAddr>,
     forwarded_for: Option<&http::HeaderValue>,
@@ -231,6 +285,60 @@ pub fn client_address(
         }
     }
     Some(last)
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn claims_become_headers_and_hostile_values_send_nothing() {
+        let claims = json!({
+            "sub": "u-1",
+            "realm_access": {"roles": ["admin", "dev"]},
+            "n": 42,
+            "bad": "a\r\nX-Injected: 1",
+            "nul": "a\u{0}b",
+            "obj": {"k": "v"},
+            "mixed": ["a", {"k": 1}]
+        });
+        let claims = claims.as_object().unwrap();
+        let wanted: Vec<(Vec<String>, http::HeaderName)> = [
+            ("sub", "x-user-id"),
+            ("realm_access.roles", "x-user-roles"),
+            ("n", "x-n"),
+            ("bad", "x-bad"),
+            ("nul", "x-nul"),
+            ("obj", "x-obj"),
+            ("mixed", "x-mixed"),
+            ("absent.deeper", "x-absent"),
+        ]
+        .into_iter()
+        .map(|(p, h)| {
+            (
+                p.split('.').map(str::to_string).collect(),
+                http::HeaderName::from_static(h),
+            )
+        })
+        .collect();
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("x-user-id", "forged").unwrap();
+        req.insert_header("x-absent", "forged").unwrap();
+        forward_claims(&mut req, &wanted, Some(claims));
+        let h = |n: &str| req.headers.get(n).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(h("x-user-id").as_deref(), Some("u-1"));
+        assert_eq!(h("x-user-roles").as_deref(), Some("admin,dev"));
+        assert_eq!(h("x-n").as_deref(), Some("42"));
+        for absent in ["x-bad", "x-nul", "x-obj", "x-mixed", "x-absent"] {
+            assert_eq!(h(absent), None, "{absent}");
+        }
+        // no token: the client's own headers are removed all the same
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("x-user-id", "forged").unwrap();
+        forward_claims(&mut req, &wanted, None);
+        assert_eq!(req.headers.get("x-user-id"), None);
+    }
 }
 
 #[cfg(test)]

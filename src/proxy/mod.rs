@@ -60,6 +60,8 @@ pub struct Gateway {
     pub oauth: Arc<crate::control::token::TokenService>,
     /// The self-service API under `portal.path`.
     pub portal: axum::Router,
+    /// Requests per client, key and service over time.
+    pub usage: Arc<crate::auth::usage::RequestUsage>,
     pub metrics: Arc<Metrics>,
     pub inflight: Arc<InFlight>,
     pub limiter: Arc<Limiter>,
@@ -83,6 +85,11 @@ pub struct RequestCtx {
     /// Normalized path plus the raw query, what the upstream receives.
     path_and_query: String,
     identity: Option<Identity>,
+    /// The authenticated client, its API key and its token: what usage
+    /// counts by and what claims are forwarded from.
+    principal: Option<Arc<crate::auth::Principal>>,
+    key_id: Option<Arc<str>>,
+    token: Option<Arc<crate::auth::jwt::VerifiedToken>>,
     /// The plan's decision, reported in `RateLimit-*` headers.
     rate_limit: Option<Decision>,
     tried: Vec<SocketAddr>,
@@ -158,6 +165,7 @@ impl Gateway {
     async fn check_access(
         &self,
         req: &RequestHeader,
+        client_addr: Option<std::net::IpAddr>,
         route: &Route,
         ctx: &mut RequestCtx,
     ) -> Result<(), Rejection> {
@@ -168,9 +176,24 @@ impl Gateway {
         };
         ctx.span
             .record("client", authenticated.principal.client_id.as_str());
+        ctx.principal = Some(authenticated.principal.clone());
+        ctx.key_id = authenticated.key_id.clone();
+        ctx.token = authenticated.token.clone();
         let authorized = crate::authz::authorize(&authenticated, route).inspect_err(|d| {
             self.metrics.auth_failure(d.reason());
         })?;
+        // where the credential may be used from, before any allowance is taken
+        if authenticated.principal.restrictions.is_some() {
+            let referer = req.headers.get(http::header::REFERER).map(|v| v.as_bytes());
+            let origin = req.headers.get(http::header::ORIGIN).map(|v| v.as_bytes());
+            crate::authz::check_restrictions(
+                &authenticated.principal,
+                client_addr,
+                referer,
+                origin,
+            )
+            .inspect_err(|d| self.metrics.auth_failure(d.reason()))?;
+        }
         if let Some(sub) = authorized.subscription {
             let service = route.service_name();
             ctx.rate_limit = self.limit(&snapshot.plans, service, sub).await?;
@@ -294,6 +317,9 @@ impl ProxyHttp for Gateway {
             path: String::new(),
             path_and_query: String::new(),
             identity: None,
+            principal: None,
+            key_id: None,
+            token: None,
             rate_limit: None,
             tried: Vec::new(),
             upstream_start: None,
@@ -349,7 +375,18 @@ impl ProxyHttp for Gateway {
             Ok(route) => route,
             Err(rejection) => return self.reject(session, ctx, rejection).await,
         };
-        if let Err(rejection) = self.check_access(session.req_header(), &route, ctx).await {
+        let client_addr = forward::client_address(
+            session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            session.req_header().headers.get("x-forwarded-for"),
+            &ctx.snapshot.config.server.trusted_proxies,
+        );
+        if let Err(rejection) = self
+            .check_access(session.req_header(), client_addr, &route, ctx)
+            .await
+        {
             return self.reject(session, ctx, rejection).await;
         }
         match &route.target {
@@ -437,6 +474,12 @@ impl ProxyHttp for Gateway {
                 .dropped_headers
                 .with_label_values(&["underscore"])
                 .inc_by(dropped as u64);
+        }
+        if let Some(route) = &ctx.route {
+            if !route.forward_claims.is_empty() {
+                let claims = ctx.token.as_ref().and_then(|t| t.claims.as_ref());
+                forward::forward_claims(upstream_request, &route.forward_claims, claims);
+            }
         }
         Ok(())
     }
@@ -610,6 +653,15 @@ impl ProxyHttp for Gateway {
             None => ("none", "none"),
         };
         let elapsed = ctx.start.elapsed();
+        if let (Some(p), true) = (&ctx.principal, ctx.snapshot.config.usage.enabled) {
+            self.usage.record(
+                &p.client_key,
+                ctx.key_id.as_ref(),
+                service,
+                status,
+                crate::store::now(),
+            );
+        }
         let status_label = status.to_string();
         self.metrics
             .requests

@@ -23,6 +23,8 @@ pub enum Rejection {
     /// and never echoes the credential.
     InvalidToken(&'static str),
     NotSubscribed,
+    AddressNotAllowed,
+    RefererNotAllowed,
     /// The scopes the route requires.
     InsufficientScope(String),
     /// A plan's rate or quota is spent; the decision fills the headers.
@@ -56,6 +58,8 @@ impl From<Denial> for Rejection {
     fn from(denial: Denial) -> Rejection {
         match denial {
             Denial::NotSubscribed => Rejection::NotSubscribed,
+            Denial::AddressNotAllowed => Rejection::AddressNotAllowed,
+            Denial::RefererNotAllowed => Rejection::RefererNotAllowed,
             Denial::InsufficientScope(scopes) => Rejection::InsufficientScope(scopes),
         }
     }
@@ -76,7 +80,10 @@ impl Rejection {
             Rejection::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Rejection::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::MissingCredentials | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Rejection::NotSubscribed | Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Rejection::NotSubscribed
+            | Rejection::InsufficientScope(_)
+            | Rejection::AddressNotAllowed
+            | Rejection::RefererNotAllowed => StatusCode::FORBIDDEN,
             Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Rejection::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::BadGateway => StatusCode::BAD_GATEWAY,
@@ -96,6 +103,8 @@ impl Rejection {
             Rejection::MissingCredentials => "missing_credentials",
             Rejection::InvalidToken(_) => "invalid_token",
             Rejection::NotSubscribed => "not_subscribed",
+            Rejection::AddressNotAllowed => "address_not_allowed",
+            Rejection::RefererNotAllowed => "referer_not_allowed",
             Rejection::InsufficientScope(_) => "insufficient_scope",
             Rejection::RateLimited(_) => "rate_limited",
             Rejection::StoreUnavailable => "store_unavailable",
@@ -115,6 +124,12 @@ impl Rejection {
             Rejection::MissingCredentials => "this route needs a credential",
             Rejection::InvalidToken(why) => why,
             Rejection::NotSubscribed => "the client is not subscribed to this service",
+            Rejection::AddressNotAllowed => {
+                "the client's credentials may not be used from this address"
+            }
+            Rejection::RefererNotAllowed => {
+                "the client's credentials may not be used from this site"
+            }
             Rejection::InsufficientScope(_) => "the credential lacks a scope this route requires",
             Rejection::RateLimited(_) => "the plan's rate limit or quota is spent; retry later",
             Rejection::StoreUnavailable => "credentials cannot be checked right now",

@@ -122,6 +122,7 @@ mod tests {
             forward_authorization: false,
             strip_prefix: None,
             keep_underscore_headers: None,
+            forward_claims: vec![],
         })
     }
 

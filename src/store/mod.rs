@@ -98,8 +98,16 @@ pub trait Store: Send + Sync {
         old_valid_until: Option<Timestamp>,
         audit: Audit,
     ) -> StoreResult<()>;
-    /// Hashes of the secrets that are valid at `at`.
-    async fn secret_hashes(&self, client_id: &str, at: Timestamp) -> StoreResult<Vec<String>>;
+    /// (id, hash) of the secrets that are valid at `at`.
+    async fn secret_hashes(
+        &self,
+        client_id: &str,
+        at: Timestamp,
+    ) -> StoreResult<Vec<(String, String)>>;
+    /// A client's secrets with their use, newest first (never a hash).
+    async fn list_secrets(&self, client_id: &str) -> StoreResult<Vec<ClientSecret>>;
+    /// Add batched uses of secrets, by secret id.
+    async fn record_secret_usage(&self, usage: &HashMap<String, KeyUsage>) -> StoreResult<()>;
 
     async fn insert_api_key(&self, key: NewApiKey, audit: Audit) -> StoreResult<ApiKey>;
     async fn get_api_key(&self, id: &str) -> StoreResult<ApiKey>;
@@ -113,6 +121,21 @@ pub trait Store: Send + Sync {
         expires_at: Option<Timestamp>,
         audit: Audit,
     ) -> StoreResult<ApiKey>;
+    /// Roll a key: insert `new` and let the old key work until
+    /// `old_expires_at` (status `expiring`). A revoked key is a conflict.
+    async fn roll_api_key(
+        &self,
+        old_id: &str,
+        new: NewApiKey,
+        old_expires_at: Timestamp,
+        audit: Audit,
+    ) -> StoreResult<ApiKey>;
+    /// Active keys whose expiry falls in (`from`, `until`], soonest first.
+    async fn expiring_api_keys(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<Vec<ApiKey>>;
     /// The key with this hash and its client, for authentication.
     async fn find_api_key(&self, hash: &str) -> StoreResult<Option<(ApiKey, Client)>>;
     /// Add batched usage (one write per flush, not per request).
@@ -206,6 +229,18 @@ pub trait Store: Send + Sync {
     async fn revoke_token(&self, jti: &str, expires_at: Timestamp) -> StoreResult<()>;
     /// The revoked tokens that have not expired at `at`, with their expiry.
     async fn revoked_tokens(&self, at: Timestamp) -> StoreResult<Vec<(String, Timestamp)>>;
+
+    /// Add requests to their hourly buckets, in one transaction.
+    async fn add_usage(&self, deltas: &[UsageBucket]) -> StoreResult<()>;
+    /// A client's hourly buckets that start in [`from`, `to`).
+    async fn client_usage(
+        &self,
+        client_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<UsageBucket>>;
+    /// Drop buckets that start before `before`.
+    async fn prune_usage(&self, before: Timestamp) -> StoreResult<u64>;
 
     /// Add counted requests to their windows' totals, in one transaction.
     async fn add_quota_usage(&self, deltas: &[QuotaDelta]) -> StoreResult<()>;

@@ -76,8 +76,13 @@ pub struct Client {
     pub status: Status,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
-    /// The account that owns the client, if any (§ accounts).
+    /// The account that owns the client, if any.
     pub account_id: Option<String>,
+    /// Addresses (CIDRs) its credentials may be used from; empty: any.
+    pub allowed_cidrs: Vec<String>,
+    /// `Referer`/`Origin` patterns (`*` matches any run of characters) its
+    /// credentials may be used from; empty: any.
+    pub allowed_referers: Vec<String>,
 }
 
 /// An API key as listed: never the key, never its hash.
@@ -87,17 +92,22 @@ pub struct ApiKey {
     pub client_id: String,
     pub name: String,
     pub prefix: String,
-    /// `active`, `revoked` or `expired` (an active key past `expires_at`).
+    /// `active`, `expiring` (rolled: it works until `expires_at`),
+    /// `expired` (past `expires_at`) or `revoked`.
     pub status: String,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub last_used_at: Option<Timestamp>,
     pub use_count: i64,
+    /// The key that replaced this one when it was rolled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
 }
 
 impl ApiKey {
     pub fn is_usable(&self, at: Timestamp) -> bool {
-        self.status == "active" && self.expires_at.is_none_or(|e| e > at)
+        matches!(self.status.as_str(), "active" | "expiring")
+            && self.expires_at.is_none_or(|e| e > at)
     }
 }
 
@@ -243,6 +253,42 @@ pub struct ClientPatch {
     pub name: Option<String>,
     pub description: Option<String>,
     pub scopes: Option<Vec<String>>,
+    pub allowed_cidrs: Option<Vec<String>>,
+    pub allowed_referers: Option<Vec<String>>,
+}
+
+/// A client secret as listed: never the secret, never its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ClientSecret {
+    pub id: String,
+    pub created_at: Timestamp,
+    /// Set once a newer secret replaced it with a grace period.
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub use_count: i64,
+}
+
+/// Requests of one client, key and service in one hourly bucket, by
+/// outcome; a delta when written, a total when read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct UsageBucket {
+    /// Unix seconds, a multiple of 3600 (or of 86400 for daily steps).
+    pub start: Timestamp,
+    pub service: String,
+    /// Empty when the credential was not an API key.
+    pub key_id: String,
+    #[serde(skip)]
+    pub client_id: String,
+    #[serde(rename = "2xx")]
+    pub c2xx: i64,
+    #[serde(rename = "3xx")]
+    pub c3xx: i64,
+    #[serde(rename = "4xx")]
+    pub c4xx: i64,
+    #[serde(rename = "429")]
+    pub c429: i64,
+    #[serde(rename = "5xx")]
+    pub c5xx: i64,
 }
 
 /// Accumulated use of one key since the last flush.

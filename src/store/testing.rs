@@ -130,6 +130,8 @@ pub async fn add_api_key_client(
         created_at: now(),
         revoked_at: None,
         account_id: None,
+        allowed_cidrs: vec![],
+        allowed_referers: vec![],
     };
     let new_key = NewApiKey {
         id: format!("key_{tag}"),

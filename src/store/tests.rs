@@ -32,6 +32,8 @@ fn client(id: &str, auth_type: AuthType) -> Client {
         created_at: now(),
         revoked_at: None,
         account_id: None,
+        allowed_cidrs: vec![],
+        allowed_referers: vec![],
     }
 }
 
@@ -156,6 +158,12 @@ async fn revoke(store: &dyn Store, id: &str, at: Timestamp) -> StoreResult<Clien
     store
         .revoke_client(id, at, audit("client.revoke", id))
         .await
+}
+
+/// The hashes of a client's valid secrets (their ids dropped).
+async fn hashes(store: &dyn Store, client_id: &str, at: Timestamp) -> Vec<String> {
+    let pairs = store.secret_hashes(client_id, at).await.unwrap();
+    pairs.into_iter().map(|(_, h)| h).collect()
 }
 
 fn conflict<T: std::fmt::Debug>(r: StoreResult<T>) -> bool {
@@ -484,28 +492,28 @@ async fn replaced_secrets_keep_a_grace_period(store: &dyn Store) {
         Some(secret("sec_1", "cli_1", "s1")),
     )
     .await;
-    assert_eq!(store.secret_hashes("cli_1", t).await.unwrap(), ["s1"]);
+    assert_eq!(hashes(store, "cli_1", t).await, ["s1"]);
 
     rotate_secret(store, "sec_2", "cli_1", "s2", Some(t + 100))
         .await
         .unwrap();
-    let mut both = store.secret_hashes("cli_1", t).await.unwrap();
+    let mut both = hashes(store, "cli_1", t).await;
     both.sort();
     assert_eq!(both, ["s1", "s2"]);
-    assert_eq!(store.secret_hashes("cli_1", t + 100).await.unwrap(), ["s2"]);
+    assert_eq!(hashes(store, "cli_1", t + 100).await, ["s2"]);
 
     // a second rotation does not lengthen the first one's grace
     rotate_secret(store, "sec_3", "cli_1", "s3", Some(t + 200))
         .await
         .unwrap();
-    let mut at_150 = store.secret_hashes("cli_1", t + 150).await.unwrap();
+    let mut at_150 = hashes(store, "cli_1", t + 150).await;
     at_150.sort();
     assert_eq!(at_150, ["s2", "s3"]);
 
     rotate_secret(store, "sec_4", "cli_1", "s4", None)
         .await
         .unwrap();
-    assert_eq!(store.secret_hashes("cli_1", t).await.unwrap(), ["s4"]);
+    assert_eq!(hashes(store, "cli_1", t).await, ["s4"]);
     assert!(not_found(
         rotate_secret(store, "sec_5", "nope", "s5", None).await
     ));
@@ -1177,6 +1185,235 @@ async fn sessions_end_at_expiry_sign_out_disable_and_password_change(store: &dyn
     ));
 }
 
+async fn keys_roll_with_a_grace_period_and_expire_in_order(store: &dyn Store) {
+    let t = now();
+    add(
+        store,
+        client("cli_1", AuthType::ApiKey),
+        Some(new_key("key_1", "cli_1", "h1", Some(t + 1000))),
+        None,
+    )
+    .await;
+    add(
+        store,
+        client("cli_2", AuthType::ApiKey),
+        Some(new_key("key_2", "cli_2", "h2", Some(t + 10 * 86_400))),
+        None,
+    )
+    .await;
+    let seq = store.last_change_seq().await.unwrap();
+    let new = new_key("key_1b", "cli_1", "h1b", Some(t + 5000));
+    let created = store
+        .roll_api_key("key_1", new, t + 300, audit("key.roll", "key_1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (created.id.as_str(), created.status.as_str()),
+        ("key_1b", "active")
+    );
+    let old = store.get_api_key("key_1").await.unwrap();
+    assert_eq!(
+        (
+            old.status.as_str(),
+            old.expires_at,
+            old.replaced_by.as_deref()
+        ),
+        ("expiring", Some(t + 300), Some("key_1b"))
+    );
+    assert!(old.is_usable(t + 299) && !old.is_usable(t + 300));
+    assert!(changes_after(store, seq)
+        .await
+        .contains(&(ChangeKind::Client, "cli_1".into())));
+    // the grace never lengthens a key's life
+    let again = new_key("key_1c", "cli_1", "h1c", None);
+    store
+        .roll_api_key("key_1b", again, t + 99_999, audit("key.roll", "key_1b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_api_key("key_1b").await.unwrap().expires_at,
+        Some(t + 5000)
+    );
+    // a revoked key, an unknown one, a key of a revoked client
+    set_key(store, "key_2", Status::Revoked, None)
+        .await
+        .unwrap();
+    assert!(conflict(
+        store
+            .roll_api_key(
+                "key_2",
+                new_key("key_2b", "cli_2", "h2b", None),
+                t,
+                audit("key.roll", "key_2")
+            )
+            .await
+    ));
+    assert!(not_found(
+        store
+            .roll_api_key(
+                "key_x",
+                new_key("key_xb", "cli_1", "hxb", None),
+                t,
+                audit("key.roll", "key_x")
+            )
+            .await
+    ));
+    revoke(store, "cli_1", t).await.unwrap();
+    assert!(conflict(
+        store
+            .roll_api_key(
+                "key_1c",
+                new_key("key_1d", "cli_1", "h1d", None),
+                t,
+                audit("key.roll", "key_1c")
+            )
+            .await
+    ));
+
+    // keys about to expire: active ones only, in the window, soonest first
+    add(
+        store,
+        client("cli_3", AuthType::ApiKey),
+        Some(new_key("key_3", "cli_3", "h3", Some(t + 3 * 86_400))),
+        None,
+    )
+    .await;
+    add_key(store, "key_4", "cli_3", "h4", Some(t + 86_400))
+        .await
+        .unwrap();
+    add_key(store, "key_5", "cli_3", "h5", Some(t + 30 * 86_400))
+        .await
+        .unwrap();
+    add_key(store, "key_6", "cli_3", "h6", None).await.unwrap();
+    add_key(store, "key_7", "cli_3", "h7", Some(t - 10))
+        .await
+        .unwrap();
+    let soon = store.expiring_api_keys(t, t + 7 * 86_400).await.unwrap();
+    assert_eq!(
+        soon.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+        ["key_4", "key_3"]
+    );
+}
+
+async fn secrets_report_their_use(store: &dyn Store) {
+    let t = now();
+    add(
+        store,
+        client("cli_1", AuthType::Oauth2),
+        None,
+        Some(secret("sec_1", "cli_1", "s1")),
+    )
+    .await;
+    rotate_secret(store, "sec_2", "cli_1", "s2", Some(t + 100))
+        .await
+        .unwrap();
+    let ids: Vec<String> = store
+        .secret_hashes("cli_1", t)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let usage = HashMap::from([
+        (
+            "sec_1".to_string(),
+            KeyUsage {
+                last_used_at: t - 5,
+                count: 3,
+            },
+        ),
+        (
+            "sec_2".to_string(),
+            KeyUsage {
+                last_used_at: t - 1,
+                count: 1,
+            },
+        ),
+    ]);
+    store.record_secret_usage(&usage).await.unwrap();
+    store.record_secret_usage(&usage).await.unwrap();
+    let listed = store.list_secrets("cli_1").await.unwrap();
+    let by_id = |id: &str| listed.iter().find(|s| s.id == id).unwrap().clone();
+    assert_eq!(
+        (
+            by_id("sec_1").use_count,
+            by_id("sec_1").last_used_at,
+            by_id("sec_1").expires_at
+        ),
+        (6, Some(t - 5), Some(t + 100))
+    );
+    assert_eq!(
+        (by_id("sec_2").use_count, by_id("sec_2").expires_at),
+        (2, None)
+    );
+}
+
+async fn restrictions_and_usage_buckets_are_kept(store: &dyn Store) {
+    add(store, client("cli_1", AuthType::ApiKey), None, None).await;
+    let p = ClientPatch {
+        allowed_cidrs: Some(vec!["203.0.113.0/24".into(), "2001:db8::1".into()]),
+        allowed_referers: Some(vec!["https://app.example.com/*".into()]),
+        ..Default::default()
+    };
+    let c = store
+        .update_client("cli_1", p, audit("client.update", "cli_1"))
+        .await
+        .unwrap();
+    assert_eq!(c.allowed_cidrs, ["203.0.113.0/24", "2001:db8::1"]);
+    let c = store.get_client("cli_1").await.unwrap();
+    assert_eq!(c.allowed_referers, ["https://app.example.com/*"]);
+    let lifted = ClientPatch {
+        allowed_cidrs: Some(vec![]),
+        ..Default::default()
+    };
+    let c = store
+        .update_client("cli_1", lifted, audit("client.update", "cli_1"))
+        .await
+        .unwrap();
+    assert!(c.allowed_cidrs.is_empty() && c.allowed_referers.len() == 1);
+
+    let bucket = |start, key: &str, c2xx, c429| UsageBucket {
+        start,
+        service: "orders".into(),
+        key_id: key.into(),
+        client_id: "cli_1".into(),
+        c2xx,
+        c429,
+        ..Default::default()
+    };
+    store
+        .add_usage(&[bucket(3600, "key_1", 5, 1), bucket(7200, "", 2, 0)])
+        .await
+        .unwrap();
+    // another node adds to the same bucket: nothing lost, nothing doubled
+    store
+        .add_usage(&[bucket(3600, "key_1", 10, 2)])
+        .await
+        .unwrap();
+    let rows = store.client_usage("cli_1", 0, 10_000).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].start, rows[0].c2xx, rows[0].c429), (3600, 15, 3));
+    assert_eq!(
+        store
+            .client_usage("cli_1", 7200, 10_000)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .client_usage("cli_2", 0, 10_000)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.prune_usage(7200).await.unwrap(), 1);
+    assert_eq!(
+        store.client_usage("cli_1", 0, 10_000).await.unwrap().len(),
+        1
+    );
+}
+
 /// Each behaviour, once per backend.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -1220,6 +1457,9 @@ on_both_backends!(
     quota_usage_adds_up_and_expires,
     accounts_own_clients_and_wait_for_approval,
     sessions_end_at_expiry_sign_out_disable_and_password_change,
+    keys_roll_with_a_grace_period_and_expire_in_order,
+    secrets_report_their_use,
+    restrictions_and_usage_buckets_are_kept,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

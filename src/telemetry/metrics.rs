@@ -52,6 +52,8 @@ pub struct Metrics {
     /// Portal sign-ins by method (`password` or the issuer's name) and
     /// result (`ok`, `failed`, `locked`).
     pub portal_sign_ins: IntCounterVec,
+    /// Active API keys that expire within a window (`within="7d"`).
+    pub api_keys_expiring: prometheus::IntGaugeVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -186,6 +188,14 @@ impl Metrics {
             &["method", "result"],
         )?;
         registry.register(Box::new(portal_sign_ins.clone()))?;
+        let api_keys_expiring = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "tollgate_api_keys_expiring",
+                "Active API keys that expire within the window, refreshed every 10 s",
+            ),
+            &["within"],
+        )?;
+        registry.register(Box::new(api_keys_expiring.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -213,6 +223,7 @@ impl Metrics {
             tls_handshake_failures,
             certificate_expiry,
             portal_sign_ins,
+            api_keys_expiring,
         })
     }
 

@@ -661,3 +661,46 @@ fn portal_sessions_end_on_every_node_at_once() {
     assert_eq!(portal(&b, "GET", "/me", Some(&first), json!(null)).0, 401);
     drop(db);
 }
+
+/// Two nodes count usage of one client into the same buckets: the totals
+/// are exactly the requests both served (nothing lost, nothing doubled).
+#[test]
+#[cfg_attr(
+    not(tollgate_services),
+    ignore = "needs PostgreSQL and Redis (TOLLGATE_TEST_PG_URL / TOLLGATE_TEST_REDIS_URL or the local services)"
+)]
+fn usage_of_two_nodes_adds_up() {
+    let db = fresh_database();
+    let up = Upstream::start("up");
+    let (a, b) = (node(&up, &db.url), node(&up, &db.url));
+    let admin = Admin::new(&a);
+    let (id, key) = keyed_client(&admin);
+    let (mut ok_a, mut ok_b) = (0, 0);
+    for i in 0..60 {
+        let gw = if i % 3 == 0 { &a } else { &b };
+        assert_eq!(gw.key_status("/orders/1", &key), 200);
+        if i % 3 == 0 {
+            ok_a += 1;
+        } else {
+            ok_b += 1;
+        }
+    }
+    let total = || -> i64 {
+        let (_, u) = admin.get(&format!("/clients/{id}/usage?step=day"));
+        u["buckets"]
+            .as_array()
+            .map(|b| b.iter().map(|x| x["2xx"].as_i64().unwrap_or(0)).sum())
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(8), || total() == ok_a + ok_b),
+        "usage {} after {} + {} requests",
+        total(),
+        ok_a,
+        ok_b
+    );
+    // and stays so (a later flush adds nothing twice)
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(total(), 60);
+    drop(db);
+}

@@ -16,6 +16,7 @@ mod edge;
 mod forwarding;
 mod http_hygiene;
 mod interop;
+mod key_lifecycle;
 mod lifecycle;
 mod oauth;
 mod openapi;

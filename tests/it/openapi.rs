@@ -76,6 +76,8 @@ struct Fixture {
     idp_account: String,
     /// Pending subscriptions (made through the portal) to approve and to reject.
     pending: [String; 2],
+    /// A key to roll.
+    roll: String,
 }
 
 /// Through the portal: an account signs in, creates two clients and asks
@@ -158,6 +160,11 @@ fn fixture(admin: &Admin, portal: &str) -> Fixture {
         json!({"client_id": api_client, "service": "s", "plan": "free"}),
     );
     assert_eq!(status, 201, "{sub}");
+    let roll = {
+        let (status, k) = admin.post(&format!("/clients/{api_client}/keys"), json!({}));
+        assert_eq!(status, 201, "{k}");
+        k["id"].as_str().expect("key id").to_string()
+    };
     Fixture {
         api_client,
         oauth_client: oauth["id"].as_str().expect("id").to_string(),
@@ -185,6 +192,7 @@ fn fixture(admin: &Admin, portal: &str) -> Fixture {
             a["id"].as_str().expect("id").to_string()
         },
         pending: pending_subscriptions(admin, portal),
+        roll,
     }
 }
 
@@ -228,6 +236,13 @@ fn recipe(
             body(json!({"client_id": "cli_nope", "service": "s"})),
         ),
         ("GET", "/audit", 400) => (m, "/audit?limit=0".into(), None),
+        ("GET", "/clients/{id}/usage", 400) => (m, with_id(live) + "?step=minute", None),
+        ("GET", "/keys", 400) => (m, "/keys?expiring_within=soon".into(), None),
+        ("GET", "/keys", 200) => (m, "/keys?expiring_within=7d".into(), None),
+        ("POST", "/keys/{id}/roll", 400) => {
+            (m, with_id(live), body(json!({"grace_period_seconds": "x"})))
+        }
+        ("POST", "/keys/{id}/roll", 201) => (m, with_id(&f.roll), None),
         ("GET", "/clients", 400) => (m, "/clients?status=paused".into(), None),
         ("POST", "/reload", 400) => return None, // needs a broken file: see below
         (_, _, 400) => (m, with_id(live), body(json!({"bogus": 1}))),
@@ -259,7 +274,9 @@ fn recipe(
         ("POST", "/subscriptions/{id}/approve" | "/subscriptions/{id}/reject", 409) => {
             (m, with_id(&f.subscription), None)
         }
-        ("POST", "/keys/{id}/revoke", 409) => (m, with_id(&f.revoked_key), None),
+        ("POST", "/keys/{id}/revoke" | "/keys/{id}/roll", 409) => {
+            (m, with_id(&f.revoked_key), None)
+        }
         ("POST", "/keys/{id}/renew", 409) => (m, with_id(&f.orphan_key), None),
         ("POST", "/clients/{id}/secret", 409) => (m, with_id(&f.revoked_oauth), body(json!({}))),
         (_, _, 409) => (m, with_id(&f.revoked_client), body(json!({}))),

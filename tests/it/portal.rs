@@ -900,3 +900,204 @@ fn the_cli_signs_in_creates_an_oauth_client_with_the_classic_flags_and_gets_a_to
     let (code, _, _) = run(&["clients", "list"], None);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn open_registration_creates_the_account_of_a_first_token() {
+    let up = Upstream::start("up");
+    let idp = keys::generate(SigningAlgorithm::Es256).unwrap();
+    let jwks = JwksServer::start(key_set(&[&idp]));
+    let body =
+        config(&up, &jwks.url).replace("session_ttl: 1h", "session_ttl: 1h\n  registration: open");
+    let gw = Gateway::start(&body);
+    let now = tollgate::store::now();
+    let jwt = sign(
+        &idp,
+        json!({"kid": idp.kid, "typ": "JWT"}),
+        json!({"iss": IDP_ISS, "aud": "portal", "azp": "portal-cli", "sub": "new-user", "exp": now + 300, "iat": now}),
+    );
+    let w = World {
+        _up: up,
+        admin: Admin::new(&gw),
+        gw,
+        idp,
+        _jwks: jwks,
+    };
+    let (s, me) = call(&w, "GET", "/me", &jwt, None);
+    assert_eq!(s, 200, "{me}");
+    // the same identity is the same account on its next call
+    let (_, again) = call(&w, "GET", "/me", &jwt, None);
+    assert_eq!(me["id"], again["id"]);
+    let (_, accounts) = w.admin.get("/accounts");
+    assert_eq!(accounts["accounts"].as_array().map(Vec::len), Some(1));
+    let (_, audit) = w.admin.get("/audit?limit=5");
+    assert!(audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "account.register"));
+
+    // the CLI signs in with the same token
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args([
+            "login",
+            "--token",
+            &jwt,
+            "--portal-url",
+            &w.gw.url("/portal"),
+        ])
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin())
+        .args(["clients", "list"])
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("HOME", home.path())
+        .env_remove("TOLLGATE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_account_rolls_restricts_and_reads_the_usage_of_its_own_keys() {
+    let w = world();
+    let token = signed_in(&w, "ann");
+    let other = signed_in(&w, "bob");
+    let (_, c) = call(
+        &w,
+        "POST",
+        "/clients",
+        &token,
+        Some(json!({"name": "svc", "auth_type": "api_key"})),
+    );
+    let id = c["id"].as_str().unwrap();
+    let key_id = c["api_key"]["id"].as_str().unwrap();
+    let old = c["api_key"]["key"].as_str().unwrap();
+    call(
+        &w,
+        "POST",
+        "/subscriptions",
+        &token,
+        Some(json!({"client_id": id, "service": "orders", "plan": "free"})),
+    );
+    assert_eq!(key_status(&w, "/orders/1", old), 200);
+    // roll within the portal's key lifetime; not someone else's key
+    assert_eq!(
+        call(&w, "POST", &format!("/keys/{key_id}/roll"), &other, None).0,
+        404
+    );
+    let (s, new) = call(
+        &w,
+        "POST",
+        &format!("/keys/{key_id}/roll"),
+        &token,
+        Some(json!({"grace_period_seconds": 60})),
+    );
+    assert_eq!(s, 201, "{new}");
+    assert!(new["expires_at"].as_i64().unwrap() <= tollgate::store::now() + 7 * 86_400);
+    assert_eq!(key_status(&w, "/orders/1", old), 200);
+    assert_eq!(
+        key_status(&w, "/orders/1", new["key"].as_str().unwrap()),
+        200
+    );
+    // restrict its own client
+    let (s, v) = call(
+        &w,
+        "PATCH",
+        &format!("/clients/{id}"),
+        &token,
+        Some(json!({"allowed_cidrs": ["192.0.2.0/24"]})),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(key_status(&w, "/orders/1", old), 403);
+    // usage: its own client's, never another's
+    assert!(
+        crate::harness::eventually(std::time::Duration::from_secs(6), || {
+            let (_, u) = call(
+                &w,
+                "GET",
+                &format!("/clients/{id}/usage?step=day"),
+                &token,
+                None,
+            );
+            u["buckets"].as_array().is_some_and(|b| !b.is_empty())
+        }),
+        "usage of the account's client"
+    );
+    assert_eq!(
+        call(&w, "GET", &format!("/clients/{id}/usage"), &other, None).0,
+        404
+    );
+}
+
+#[test]
+fn the_session_cookie_is_secure_on_a_tls_listener() {
+    let ca = crate::tls::Ca::new();
+    let (cert, key) = ca.server("portal", &["portal.test"]);
+    let up = Upstream::start("up");
+    let port = crate::harness::free_port();
+    let body = format!(
+        "TLS_LISTENER: {port}\n{}services:\n  s: {{ upstreams: [\"{}\"] }}\nportal: {{}}\n",
+        crate::tls::listener_tls(&cert, &key, ""),
+        up.target()
+    );
+    let gw = Gateway::start(&body);
+    let (s, _) = Admin::new(&gw).post(
+        "/accounts",
+        json!({"username": "ann", "password": ONE_TIME}),
+    );
+    assert_eq!(s, 201);
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--cacert",
+        ])
+        .arg(ca.path())
+        .args(["--resolve", &format!("portal.test:{port}:127.0.0.1")])
+        .args(["-H", "content-type: application/json", "--data"])
+        .arg(json!({"username": "ann", "password": ONE_TIME}).to_string())
+        .arg(format!("https://portal.test:{port}/portal/v1/session"))
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        head.starts_with("http/"),
+        "{head}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cookie = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("{head}"));
+    assert!(
+        cookie.contains("; secure") && cookie.contains("httponly"),
+        "{cookie}"
+    );
+    // and not on the plain listener
+    let (_, headers, _) = {
+        let r = client()
+            .post(gw.url("/portal/v1/session"))
+            .json(&json!({"username": "ann", "password": ONE_TIME}))
+            .send()
+            .unwrap();
+        (r.status(), r.headers().clone(), ())
+    };
+    assert!(!headers["set-cookie"].to_str().unwrap().contains("Secure"));
+}

@@ -69,9 +69,14 @@ fn get(gw: &Gateway, key: &str) -> Answer {
 }
 
 /// Requests from `threads` threads per gateway, round robin over
-/// `gateways`, for `run`: the instants (since the first request) of the
-/// answers that passed, and the number refused.
-fn hammer(gateways: &[&Gateway], key: &str, threads: usize, run: Duration) -> (Vec<f64>, usize) {
+/// `gateways`, for `run`: for each answer that passed, when it was sent
+/// and when it came back (seconds since the start), and the number refused.
+fn hammer(
+    gateways: &[&Gateway],
+    key: &str,
+    threads: usize,
+    run: Duration,
+) -> (Vec<(f64, f64)>, usize) {
     let start = Instant::now();
     let passed = Arc::new(Mutex::new(Vec::new()));
     let refused = Arc::new(Mutex::new(0usize));
@@ -92,7 +97,10 @@ fn hammer(gateways: &[&Gateway], key: &str, threads: usize, run: Duration) -> (V
                         continue;
                     };
                     match r.status().as_u16() {
-                        200 => passed.lock().unwrap().push(sent),
+                        200 => passed
+                            .lock()
+                            .unwrap()
+                            .push((sent, start.elapsed().as_secs_f64())),
                         429 => *refused.lock().unwrap() += 1,
                         other => panic!("unexpected status {other}"),
                     }
@@ -101,17 +109,20 @@ fn hammer(gateways: &[&Gateway], key: &str, threads: usize, run: Duration) -> (V
         }
     });
     let mut passed = Arc::try_unwrap(passed).unwrap().into_inner().unwrap();
-    passed.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    passed.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap());
     let refused = *refused.lock().unwrap();
     (passed, refused)
 }
 
 /// GCRA's promise, checked at every accepted request: by the time `t`
-/// (since the first), at most `burst + rate * t` (+1 for rounding) passed.
-/// A fixed window would break it at its edge with twice the limit.
-fn assert_smooth(passed: &[f64], burst: f64, rate: f64) {
-    let t0 = passed.first().copied().unwrap_or(0.0);
-    for (i, t) in passed.iter().enumerate() {
+/// (since the first decision), at most `burst + rate * t` (+1 for rounding)
+/// passed. A fixed window would break it at its edge with twice the limit.
+/// Decisions are bracketed by the client's clock: the first cannot precede
+/// the earliest send, and each answer's arrival follows its decision, so a
+/// busy machine's delays cannot make a correct limiter look wrong.
+fn assert_smooth(passed: &[(f64, f64)], burst: f64, rate: f64) {
+    let t0 = passed.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    for (i, (_, t)) in passed.iter().enumerate() {
         let bound = burst + rate * (t - t0) + 1.0;
         assert!(
             (i + 1) as f64 <= bound,

@@ -180,6 +180,7 @@ impl JwtAuth {
         }
         self.builtin.store(Arc::new(Some(builtin)));
         self.issuers.store(Arc::new(issuers));
+        self.keep_claims(config.routes.iter().any(|r| !r.forward_claims.is_empty()));
     }
 
     /// Publish the built-in issuer's keys (from the store).

@@ -121,6 +121,8 @@ pub struct VerifiedToken {
     /// The `sub` claim: for an external issuer, the person or service the
     /// token was issued to (a portal account's identity).
     pub subject: Option<String>,
+    /// Every claim, kept only while a route forwards claims to its upstream.
+    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
     pub scopes: Arc<[String]>,
     pub exp: u64,
     pub jti: Option<String>,
@@ -232,6 +234,8 @@ pub struct JwtAuth {
     /// Set before the first revocation is recorded: until then a request
     /// skips the revoked-token lookup, a hash and a cache read.
     any_revoked: AtomicBool,
+    /// Keep each token's claims (a route has `forward_claims`).
+    keep_claims: AtomicBool,
     http: reqwest::Client,
     token_counters: CacheCounters,
     metrics: Arc<Metrics>,
@@ -258,6 +262,7 @@ impl JwtAuth {
                 .time_to_live(config.auth.tokens.ttl + config.auth.tokens.leeway)
                 .build(),
             any_revoked: AtomicBool::new(false),
+            keep_claims: AtomicBool::new(false),
             http,
             token_counters: metrics.cache_counters("token"),
             metrics,
@@ -317,6 +322,15 @@ impl JwtAuth {
             }
         }
         Ok(verified)
+    }
+
+    /// Keep every claim of the tokens verified from now on (a route
+    /// forwards claims); tokens verified before are verified again.
+    pub fn keep_claims(&self, keep: bool) {
+        if self.keep_claims.swap(keep, Ordering::Relaxed) != keep {
+            self.verified.invalidate_all();
+            self.verified_front.invalidate();
+        }
     }
 
     /// Full verification without the verified-token cache.
@@ -418,9 +432,31 @@ impl JwtAuth {
             (None, Some(list)) => list.clone(),
             (None, None) => Vec::new(),
         };
+        let all_claims = self.keep_claims.load(Ordering::Relaxed).then(|| {
+            let mut m: serde_json::Map<String, serde_json::Value> =
+                claims.rest.clone().into_iter().collect();
+            m.insert("exp".into(), claims.exp.into());
+            for (k, v) in [
+                ("sub", &claims.sub),
+                ("jti", &claims.jti),
+                ("scope", &claims.scope),
+            ] {
+                if let Some(v) = v {
+                    m.insert(k.into(), v.clone().into());
+                }
+            }
+            if let Some(scp) = &claims.scp {
+                m.insert("scp".into(), scp.clone().into());
+            }
+            if let Some(iat) = &claims.iat {
+                m.insert("iat".into(), iat.clone());
+            }
+            m
+        });
         Ok(VerifiedToken {
             client,
             subject: claims.sub,
+            claims: all_claims,
             scopes: scopes.into(),
             exp: claims.exp,
             jti: claims.jti,

@@ -312,11 +312,5 @@ impl Compiler {
 }
 
 pub(super) fn parse_ipnet(t: &str) -> Option<IpNet> {
-    let (addr, prefix) = match t.split_once('/') {
-        Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
-        None => (t.parse::<IpAddr>().ok()?, None),
-    };
-    let width = if addr.is_ipv4() { 32 } else { 128 };
-    let prefix = prefix.unwrap_or(width);
-    (prefix <= width).then_some(IpNet { addr, prefix })
+    IpNet::parse(t)
 }

@@ -3,7 +3,7 @@
 //! value is then checked here, and all errors are returned together.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ use crate::path::normalize_path;
 
 pub(super) const SECTIONS: &[&str] = &[
     "server", "admin", "metrics", "store", "redis", "auth", "plans", "services", "routes",
-    "logging", "portal",
+    "logging", "usage", "portal",
 ];
 
 /// Pingora refuses request heads above 1 MiB on its own.
@@ -247,6 +247,7 @@ impl Compiler {
         let services = self.services(get("services"), &root.key("services"));
         let routes = self.routes(get("routes"), &root.key("routes"), &services);
         let logging = self.logging(get("logging"), &root.key("logging"));
+        let usage = self.usage(get("usage"), &root.key("usage"));
         let portal = self.portal(
             get("portal"),
             &root.key("portal"),
@@ -285,6 +286,7 @@ impl Compiler {
             services,
             routes,
             logging: logging?,
+            usage: usage?,
             portal,
             warnings: Vec::new(),
         })

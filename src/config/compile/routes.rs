@@ -240,7 +240,71 @@ impl Compiler {
             forward_authorization: raw.forward_authorization,
             strip_prefix,
             keep_underscore_headers: raw.keep_underscore_headers,
+            forward_claims: self.forward_claims(&raw.forward_claims, &rp.key("forward_claims")),
         })
+    }
+
+    /// `forward_claims`: dotted claim paths to header names the gateway
+    /// may set.
+    fn forward_claims(
+        &mut self,
+        raw: &BTreeMap<String, String>,
+        path: &NodePath,
+    ) -> Vec<(Vec<String>, http::HeaderName)> {
+        const RESERVED: &[&str] = &[
+            "host",
+            "authorization",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "te",
+            "upgrade",
+            "keep-alive",
+            "proxy-authorization",
+            "cookie",
+            "x-request-id",
+            "x-consumer-id",
+            "x-consumer-name",
+            "x-subscription-id",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+        ];
+        if raw.len() > 32 {
+            self.err(path, "at most 32 forwarded claims");
+        }
+        let mut out: Vec<(Vec<String>, http::HeaderName)> = Vec::new();
+        for (claim, header) in raw {
+            let at = path.key(claim.clone());
+            let segments: Vec<String> = claim.split('.').map(str::to_string).collect();
+            if segments.iter().any(String::is_empty) || segments.len() > 8 {
+                self.err(
+                    &at,
+                    format!("claim path `{claim}`: dot-separated names, none empty, at most 8"),
+                );
+                continue;
+            }
+            let name = match http::HeaderName::from_bytes(header.as_bytes()) {
+                Ok(n) if !RESERVED.contains(&n.as_str()) => n,
+                Ok(_) => {
+                    self.err(
+                        &at,
+                        format!("`{header}` is a header the gateway sets or forwards itself"),
+                    );
+                    continue;
+                }
+                Err(_) => {
+                    self.err(&at, format!("`{header}` is not a header name"));
+                    continue;
+                }
+            };
+            if out.iter().any(|(_, n)| n == name) {
+                self.err(&at, format!("header `{header}` is named twice"));
+                continue;
+            }
+            out.push((segments, name));
+        }
+        out
     }
     /// Route paths are written in normalized form, so that what the file
     /// says is exactly what the router compares against.

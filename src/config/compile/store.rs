@@ -3,6 +3,18 @@
 use super::*;
 
 impl Compiler {
+    pub(super) fn usage(&mut self, v: Option<&Value>, path: &NodePath) -> Option<UsageSettings> {
+        let raw: RawUsage = self.section(v, path)?;
+        Some(UsageSettings {
+            enabled: raw.enabled.unwrap_or(true),
+            retention: self.duration(
+                raw.retention.as_deref(),
+                &path.key("retention"),
+                Duration::from_secs(90 * 86_400),
+            ),
+        })
+    }
+
     pub(super) fn store(&mut self, v: Option<&Value>, path: &NodePath) -> Option<StoreSettings> {
         let raw: RawStore = self.section(v, path)?;
         let url_text = raw

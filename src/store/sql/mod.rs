@@ -200,6 +200,22 @@ impl<DB: Backend> SqlStore<DB> {
     async fn write(&self) -> StoreResult<Transaction<'static, DB>> {
         Ok(self.pool.begin_with(DB::BEGIN_WRITE).await?)
     }
+
+    /// Add batched uses (`use_count`, `last_used_at`) to the rows of
+    /// `table` (`api_keys` or `client_secrets`), by id, in one transaction.
+    async fn add_uses(&self, table: &str, usage: &HashMap<String, KeyUsage>) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE {table} SET use_count = use_count + $1, \
+             last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 THEN $2 ELSE last_used_at END \
+             WHERE id = $3"
+        );
+        let mut tx = self.write().await?;
+        for (id, u) in usage {
+            DB::execute(&mut tx, &sql, args![u.count, u.last_used_at, id]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -212,11 +228,13 @@ impl<DB: Backend> Store for SqlStore<DB> {
     async fn insert_client(&self, new: NewClient, audit: Audit) -> StoreResult<()> {
         let c = &new.client;
         let scopes = scopes_to_text(&c.scopes);
+        let cidrs = scopes_to_text(&c.allowed_cidrs);
+        let referers = scopes_to_text(&c.allowed_referers);
         let mut tx = self.write().await?;
         DB::execute(
             &mut tx,
-            "INSERT INTO clients (id, name, description, auth_type, scopes, issuer, external_id, status, created_at, revoked_at, account_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO clients (id, name, description, auth_type, scopes, issuer, external_id, status, created_at, revoked_at, account_id, \
+             allowed_cidrs, allowed_referers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             args![
                 &c.id,
                 &c.name,
@@ -228,7 +246,9 @@ impl<DB: Backend> Store for SqlStore<DB> {
                 c.status.as_str(),
                 c.created_at,
                 c.revoked_at,
-                &c.account_id
+                &c.account_id,
+                &cidrs,
+                &referers
             ],
         )
         .await
@@ -276,15 +296,19 @@ impl<DB: Backend> Store for SqlStore<DB> {
         audit: Audit,
     ) -> StoreResult<Client> {
         let scopes = patch.scopes.as_deref().map(scopes_to_text);
+        let cidrs = patch.allowed_cidrs.as_deref().map(scopes_to_text);
+        let referers = patch.allowed_referers.as_deref().map(scopes_to_text);
         let mut tx = self.write().await?;
         // One statement, so a concurrent update or revoke cannot interleave.
         let row = DB::fetch_optional(
             &mut tx,
             &format!(
                 "UPDATE clients SET name = COALESCE($1, name), description = COALESCE($2, description), \
-                 scopes = COALESCE($3, scopes) WHERE id = $4 AND status = 'active' RETURNING {CLIENT_COLS}"
+                 scopes = COALESCE($3, scopes), allowed_cidrs = COALESCE($5, allowed_cidrs), \
+                 allowed_referers = COALESCE($6, allowed_referers) \
+                 WHERE id = $4 AND status = 'active' RETURNING {CLIENT_COLS}"
             ),
-            args![&patch.name, &patch.description, &scopes, id],
+            args![&patch.name, &patch.description, &scopes, id, &cidrs, &referers],
         )
         .await?;
         let Some(row) = row else {
@@ -360,14 +384,36 @@ impl<DB: Backend> Store for SqlStore<DB> {
         Ok(())
     }
 
-    async fn secret_hashes(&self, client_id: &str, at: Timestamp) -> StoreResult<Vec<String>> {
+    async fn secret_hashes(
+        &self,
+        client_id: &str,
+        at: Timestamp,
+    ) -> StoreResult<Vec<(String, String)>> {
         let rows = DB::fetch_all(
             &mut *self.conn().await?,
-            "SELECT hash FROM client_secrets WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+            "SELECT id, hash FROM client_secrets WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
             args![client_id, at],
         )
         .await?;
-        rows.iter().map(|r| r.text("hash")).collect()
+        rows.iter()
+            .map(|r| Ok((r.text("id")?, r.text("hash")?)))
+            .collect()
+    }
+
+    async fn list_secrets(&self, client_id: &str) -> StoreResult<Vec<ClientSecret>> {
+        let rows = DB::fetch_all(
+            &mut *self.conn().await?,
+            &format!(
+                "SELECT {SECRET_COLS} FROM client_secrets WHERE client_id = $1 ORDER BY created_at DESC, id"
+            ),
+            args![client_id],
+        )
+        .await?;
+        rows.iter().map(secret_from).collect()
+    }
+
+    async fn record_secret_usage(&self, usage: &HashMap<String, KeyUsage>) -> StoreResult<()> {
+        self.add_uses("client_secrets", usage).await
     }
 
     async fn insert_api_key(&self, key: NewApiKey, audit: Audit) -> StoreResult<ApiKey> {
@@ -431,6 +477,55 @@ impl<DB: Backend> Store for SqlStore<DB> {
         Ok(key)
     }
 
+    async fn roll_api_key(
+        &self,
+        old_id: &str,
+        new: NewApiKey,
+        old_expires_at: Timestamp,
+        audit: Audit,
+    ) -> StoreResult<ApiKey> {
+        let mut tx = self.write().await?;
+        lock_active_client::<DB>(&mut tx, &new.client_id)
+            .await
+            .map_err(conflict_means("the key's client is revoked"))?;
+        // one statement: a concurrent revoke either ran before (no row) or waits
+        let rolled = DB::execute(
+            &mut tx,
+            "UPDATE api_keys SET replaced_by = $1, \
+             expires_at = CASE WHEN expires_at IS NULL OR expires_at > $2 THEN $2 ELSE expires_at END \
+             WHERE id = $3 AND client_id = $4 AND status = 'active'",
+            args![&new.id, old_expires_at, old_id, &new.client_id],
+        )
+        .await?;
+        if rolled == 0 {
+            get_api_key::<DB>(&mut tx, old_id).await?;
+            return Err(StoreError::Conflict("the key is revoked".into()));
+        }
+        insert_key::<DB>(&mut tx, &new).await?;
+        write_audit::<DB>(&mut tx, &audit).await?;
+        let created = get_api_key::<DB>(&mut tx, &new.id).await?;
+        write_change::<DB>(&mut tx, ChangeKind::Client, &new.client_id).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn expiring_api_keys(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<Vec<ApiKey>> {
+        let rows = DB::fetch_all(
+            &mut *self.conn().await?,
+            &format!(
+                "SELECT {KEY_COLS} FROM api_keys WHERE status = 'active' AND expires_at > $1 AND expires_at <= $2 \
+                 ORDER BY expires_at, id"
+            ),
+            args![from, until],
+        )
+        .await?;
+        rows.iter().map(|r| key_from(r, from)).collect()
+    }
+
     async fn find_api_key(&self, hash: &str) -> StoreResult<Option<(ApiKey, Client)>> {
         let mut conn = self.conn().await?;
         let Some(row) = DB::fetch_optional(
@@ -448,19 +543,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
     }
 
     async fn record_usage(&self, usage: &HashMap<String, KeyUsage>) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        for (id, u) in usage {
-            DB::execute(
-                &mut tx,
-                "UPDATE api_keys SET use_count = use_count + $1, \
-                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 THEN $2 ELSE last_used_at END \
-                 WHERE id = $3",
-                args![u.count, u.last_used_at, id],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.add_uses("api_keys", usage).await
     }
 
     async fn insert_subscription(&self, sub: Subscription, audit: Audit) -> StoreResult<()> {
@@ -879,6 +962,65 @@ impl<DB: Backend> Store for SqlStore<DB> {
         rows.iter()
             .map(|r| Ok((r.text("jti")?, r.int("expires_at")?)))
             .collect()
+    }
+
+    async fn add_usage(&self, deltas: &[UsageBucket]) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        for d in deltas {
+            DB::execute(
+                &mut tx,
+                "INSERT INTO usage_buckets (client_id, key_id, service, bucket_start, c2xx, c3xx, c4xx, c429, c5xx) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (client_id, key_id, service, bucket_start) DO UPDATE SET \
+                 c2xx = usage_buckets.c2xx + excluded.c2xx, c3xx = usage_buckets.c3xx + excluded.c3xx, \
+                 c4xx = usage_buckets.c4xx + excluded.c4xx, c429 = usage_buckets.c429 + excluded.c429, \
+                 c5xx = usage_buckets.c5xx + excluded.c5xx",
+                args![
+                    &d.client_id,
+                    &d.key_id,
+                    &d.service,
+                    d.start,
+                    d.c2xx,
+                    d.c3xx,
+                    d.c4xx,
+                    d.c429,
+                    d.c5xx
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn client_usage(
+        &self,
+        client_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<UsageBucket>> {
+        let rows = DB::fetch_all(
+            &mut *self.conn().await?,
+            &format!(
+                "SELECT {USAGE_COLS} FROM usage_buckets WHERE client_id = $1 AND bucket_start >= $2 \
+                 AND bucket_start < $3 ORDER BY bucket_start, service, key_id"
+            ),
+            args![client_id, from, to],
+        )
+        .await?;
+        rows.iter().map(usage_from).collect()
+    }
+
+    async fn prune_usage(&self, before: Timestamp) -> StoreResult<u64> {
+        let mut tx = self.write().await?;
+        let n = DB::execute(
+            &mut tx,
+            "DELETE FROM usage_buckets WHERE bucket_start < $1",
+            args![before],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn add_quota_usage(&self, deltas: &[QuotaDelta]) -> StoreResult<()> {

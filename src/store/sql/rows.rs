@@ -36,9 +36,13 @@ where
 }
 
 pub(super) const CLIENT_COLS: &str =
-    "id, name, description, auth_type, scopes, issuer, external_id, status, created_at, revoked_at, account_id";
+    "id, name, description, auth_type, scopes, issuer, external_id, status, created_at, revoked_at, account_id, \
+     allowed_cidrs, allowed_referers";
 pub(super) const KEY_COLS: &str =
-    "id, client_id, name, prefix, status, created_at, expires_at, last_used_at, use_count";
+    "id, client_id, name, prefix, status, created_at, expires_at, last_used_at, use_count, replaced_by";
+pub(super) const SECRET_COLS: &str = "id, created_at, expires_at, last_used_at, use_count";
+pub(super) const USAGE_COLS: &str =
+    "client_id, key_id, service, bucket_start, c2xx, c3xx, c4xx, c429, c5xx";
 pub(super) const SUB_COLS: &str = "id, client_id, service, plan, status, created_at";
 pub(super) const ACCOUNT_COLS: &str =
     "id, username, issuer, subject, display_name, email, status, must_change_password, created_at";
@@ -64,14 +68,43 @@ pub(super) fn client_from(row: &impl StoreRow) -> StoreResult<Client> {
         created_at: row.int("created_at")?,
         revoked_at: row.opt_int("revoked_at")?,
         account_id: row.opt_text("account_id")?,
+        allowed_cidrs: scopes_from_text(&row.text("allowed_cidrs")?),
+        allowed_referers: scopes_from_text(&row.text("allowed_referers")?),
+    })
+}
+
+pub(super) fn secret_from(row: &impl StoreRow) -> StoreResult<ClientSecret> {
+    Ok(ClientSecret {
+        id: row.text("id")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.opt_int("expires_at")?,
+        last_used_at: row.opt_int("last_used_at")?,
+        use_count: row.int("use_count")?,
+    })
+}
+
+pub(super) fn usage_from(row: &impl StoreRow) -> StoreResult<UsageBucket> {
+    Ok(UsageBucket {
+        client_id: row.text("client_id")?,
+        key_id: row.text("key_id")?,
+        service: row.text("service")?,
+        start: row.int("bucket_start")?,
+        c2xx: row.int("c2xx")?,
+        c3xx: row.int("c3xx")?,
+        c4xx: row.int("c4xx")?,
+        c429: row.int("c429")?,
+        c5xx: row.int("c5xx")?,
     })
 }
 
 pub(super) fn key_from(row: &impl StoreRow, at: Timestamp) -> StoreResult<ApiKey> {
     let status = row.text("status")?;
     let expires_at = row.opt_int("expires_at")?;
+    let replaced_by = row.opt_text("replaced_by")?;
     let shown = if status == "active" && expires_at.is_some_and(|e| e <= at) {
         "expired".to_string()
+    } else if status == "active" && replaced_by.is_some() {
+        "expiring".to_string()
     } else {
         status
     };
@@ -85,6 +118,7 @@ pub(super) fn key_from(row: &impl StoreRow, at: Timestamp) -> StoreResult<ApiKey
         expires_at,
         last_used_at: row.opt_int("last_used_at")?,
         use_count: row.int("use_count")?,
+        replaced_by,
     })
 }
 
