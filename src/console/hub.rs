@@ -22,7 +22,7 @@ use crate::config::{Approval, PortalSettings};
 use crate::control::accounts::{Caller, ChangePassword, NewSession, PortalError};
 use crate::control::registry::{
     check_scopes, AdminError, CreateClient, CreateKey, CreateSubscription, KeyPolicy, PatchClient,
-    RotateSecret,
+    RollKey, RotateSecret, UsageQuery,
 };
 use crate::portal::{PortalApi, PortalConn, SESSION_COOKIE};
 use crate::store::{
@@ -34,6 +34,8 @@ const PRODUCT: &str = "My Hub";
 const SIGN_IN_COOKIE: &str = "tollgate_sign_in";
 /// The lifetime of a key made with "15 days".
 const SHORT_KEY_SECS: i64 = 15 * 86_400;
+/// The days the usage chart of a client page shows.
+const USAGE_DAYS: i64 = 14;
 /// Keys expiring within this are marked (as `GET /admin/v1/keys?expiring_within=7d` lists them).
 const EXPIRING_SECS: i64 = 7 * 86_400;
 
@@ -68,6 +70,7 @@ pub fn router(api: PortalApi) -> Router {
         .route("/clients/{id}/subscriptions", post(add_subscription))
         .route("/keys/{id}/revoke", post(revoke_key))
         .route("/keys/{id}/renew", post(renew_key))
+        .route("/keys/{id}/roll", post(roll_key))
         .route("/subscriptions/{id}/remove", post(remove_subscription))
         .layer(middleware::from_fn(super::secure_headers))
         .with_state(hub)
@@ -1108,6 +1111,15 @@ async fn client_page(
         (Ok(k), Ok(v)) => (k, v),
         (Err(e), _) | (_, Err(e)) => return failure(s.base(), e.into()),
     };
+    let usage = UsageQuery {
+        from: Some((crate::store::now() - (USAGE_DAYS - 1) * 86_400).to_string()),
+        to: None,
+        step: Some("day".into()),
+    };
+    let days = match api.registry.usage(&id, &usage).await {
+        Ok(report) => per_day(&report.buckets, crate::store::now()),
+        Err(e) => return failure(s.base(), e.into()),
+    };
     let base = s.base().to_string();
     let active = client.status == Status::Active;
     let policy = key_policy(api, &s.portal);
@@ -1134,6 +1146,7 @@ async fn client_page(
                 a.button.danger href={ (base) "/clients/" (client.id) "/revoke" } { "Revoke" }
             }
         }
+        (usage_chart(&days))
         @if client.auth_type == AuthType::Oauth2 {
             h2 { "Getting a token" }
             (view::copy_field("token-url", "Token URL", &token_url))
@@ -1175,6 +1188,23 @@ async fn client_page(
                                     td {
                                         @if active {
                                             @if k.status == "active" {
+                                                details.menu {
+                                                    summary aria-label={ "Roll key " (k.name) " " (k.prefix) } { "Roll" }
+                                                    form method="post" action={ (base) "/keys/" (k.id) "/roll" } {
+                                                        (s.csrf_field())
+                                                        label for={ "grace-" (k.id) } { "The old key keeps working" }
+                                                        select id={ "grace-" (k.id) } name="grace" {
+                                                            option value="0" { "not at all" }
+                                                            option value="3600" { "for 1 hour" }
+                                                            option value="86400" { "for 1 day" }
+                                                            option value="604800" { "for 7 days" }
+                                                        }
+                                                        button type="submit" { "Roll to a new key" }
+                                                    }
+                                                }
+                                                " "
+                                            }
+                                            @if k.status == "active" || k.status == "expiring" {
                                                 form.inline method="post" action={ (base) "/keys/" (k.id) "/revoke" } {
                                                     (s.csrf_field())
                                                     button type="submit" aria-label={ "Revoke key " (k.name) " " (k.prefix) } { "Revoke" }
@@ -1451,9 +1481,166 @@ async fn remove_subscription(
     }
 }
 
+/// Requests of one day: (day start, successful (2xx and 3xx), refused
+/// (4xx and 429), failed (5xx)).
+type Day = (i64, i64, i64, i64);
+
+/// The last `USAGE_DAYS` days, oldest first, each summed over services
+/// and keys; a day without requests is a zero, not a gap.
+fn per_day(buckets: &[crate::store::UsageBucket], now: i64) -> Vec<Day> {
+    let today = now - now.rem_euclid(86_400);
+    (0..USAGE_DAYS)
+        .rev()
+        .map(|back| {
+            let day = today - back * 86_400;
+            buckets
+                .iter()
+                .filter(|b| b.start - b.start.rem_euclid(86_400) == day)
+                .fold((day, 0, 0, 0), |(d, ok, refused, failed), b| {
+                    (
+                        d,
+                        ok + b.c2xx + b.c3xx,
+                        refused + b.c4xx + b.c429,
+                        failed + b.c5xx,
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Requests per day as stacked bars (an SVG drawn here: no script), with
+/// the same numbers in a table for screen readers and for reading exactly.
+fn usage_chart(days: &[Day]) -> Markup {
+    const W: i64 = 700;
+    const H: i64 = 140;
+    let sum = |(_, a, b, c): &Day| a + b + c;
+    let max = days.iter().map(sum).max().unwrap_or(0).max(1);
+    let total: i64 = days.iter().map(sum).sum();
+    let slot = W / (days.len().max(1) as i64);
+    let height = |n: i64| n * H / max;
+    let date = |d: i64| {
+        time::OffsetDateTime::from_unix_timestamp(d)
+            .map(|t| format!("{:02}-{:02}", u8::from(t.month()), t.day()))
+            .unwrap_or_default()
+    };
+    html! {
+        h2 #usage { "Requests per day" }
+        figure.usage {
+            svg viewBox={ "0 0 " (W) " " (H + 20) } role="img" aria-labelledby="usage-caption" preserveAspectRatio="none" {
+                @for (i, (d, ok, refused, failed)) in days.iter().enumerate() {
+                    @let x = i as i64 * slot + 4;
+                    @let (h_ok, h_ref, h_fail) = (height(*ok), height(*refused), height(*failed));
+                    g {
+                        title { (date(*d)) ": " (ok) " successful, " (refused) " refused, " (failed) " failed" }
+                        rect.ok x=(x) y=(H - h_ok) width=(slot - 8) height=(h_ok) {}
+                        rect.refused x=(x) y=(H - h_ok - h_ref) width=(slot - 8) height=(h_ref) {}
+                        rect.failed x=(x) y=(H - h_ok - h_ref - h_fail) width=(slot - 8) height=(h_fail) {}
+                        text x=(x + (slot - 8) / 2) y=(H + 15) text-anchor="middle" { (date(*d)) }
+                    }
+                }
+            }
+            figcaption #usage-caption {
+                (total) " requests in the last " (USAGE_DAYS) " days: "
+                span.key-ok { "successful" } ", " span.key-refused { "refused (4xx, 429)" } ", "
+                span.key-failed { "failed (5xx)" } "."
+            }
+        }
+        details {
+            summary { "Requests per day as a table" }
+            div.scroll {
+                table {
+                    thead { tr {
+                        th scope="col" { "Day" } th scope="col" { "Successful" }
+                        th scope="col" { "Refused" } th scope="col" { "Failed" }
+                    } }
+                    tbody {
+                        @for (d, ok, refused, failed) in days.iter().rev() {
+                            tr { td { (date(*d)) } td { (ok) } td { (refused) } td { (failed) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A new key replacing an active one; the old one works for the chosen
+/// grace period, then stops. Shown once.
+async fn roll_key(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let s = match change(&hub.api, &headers, &form).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let api = &hub.api;
+    let key = match own_key(api, &s.caller, &id).await {
+        Ok(k) => k,
+        Err(e) => return failure(s.base(), e),
+    };
+    let client = match own_client(api, &s.caller, &key.client_id).await {
+        Ok(c) => c,
+        Err(e) => return failure(s.base(), e),
+    };
+    let req = RollKey {
+        grace_period_seconds: form.get("grace").and_then(|g| g.parse().ok()),
+    };
+    let now = crate::store::now();
+    match api
+        .registry
+        .roll_key(&s.caller.actor(), &id, req, key_policy(api, &s.portal))
+        .await
+    {
+        Ok(k) => shown_once_page(
+            &s,
+            "New API key",
+            &client,
+            html! {
+                (view::copy_field("secret", "API key", &k.key))
+                p {
+                    "It replaces " code { (key.prefix) "…" } ", which "
+                    @match k.previous_valid_until {
+                        Some(until) if until > now => { "keeps working until " (view::when(Some(until))) "." }
+                        _ => { "has stopped working." }
+                    }
+                }
+            },
+        ),
+        Err(e) => failure(s.base(), e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_is_summed_per_day_with_empty_days_as_zero() {
+        let day = 20_000 * 86_400;
+        let bucket = |start, c2xx, c429, c5xx| crate::store::UsageBucket {
+            start,
+            c2xx,
+            c429,
+            c5xx,
+            ..Default::default()
+        };
+        let days = per_day(
+            &[
+                bucket(day + 3600, 5, 1, 0),
+                bucket(day + 7200, 2, 0, 1),
+                bucket(day - 86_400, 1, 0, 0),
+            ],
+            day + 10_000,
+        );
+        assert_eq!(days.len(), USAGE_DAYS as usize);
+        assert_eq!(days[USAGE_DAYS as usize - 1], (day, 7, 1, 1));
+        assert_eq!(days[USAGE_DAYS as usize - 2], (day - 86_400, 1, 0, 0));
+        assert_eq!(days[0].1, 0);
+    }
 
     #[test]
     fn redirect_messages_are_a_fixed_set() {
