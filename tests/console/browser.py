@@ -185,6 +185,10 @@ def run(browser):
     page.get_by_label("Service and plan").select_option(label="orders — gold")
     page.get_by_role("button", name="Subscribe").click()
     expect(page.get_by_role("status")).to_contain_text("Subscribed")
+    gateway = HUB.rsplit("/portal", 1)[0]
+    for _ in range(3):
+        r = ctx.request.get(gateway + "/orders/x", headers={"X-API-Key": key})
+        assert r.status == 200, f"the new key and subscription do not reach the upstream: {r.status}"
     page.get_by_label("Service and plan").select_option(label="billing (needs approval)")
     page.get_by_role("button", name="Subscribe").click()
     expect(page.get_by_role("status")).to_contain_text("operator must approve")
@@ -206,6 +210,24 @@ def run(browser):
     rows.filter(has_text="ci-runner").get_by_role("button", name=re.compile("Renew key")).click()
     expect(page.get_by_role("status")).to_contain_text("active again")
     expect(rows.filter(has_text="ci-runner")).to_contain_text("active")
+
+    step("client page: roll a key with a grace period; requests per day")
+    ci_row = rows.filter(has_text="ci-runner")
+    ci_row.locator("summary", has_text="Roll").click()
+    ci_row.get_by_label("The old key keeps working").select_option(label="for 1 hour")
+    ci_row.get_by_role("button", name="Roll to a new key").click()
+    page.wait_for_load_state()
+    rolled = shown_secret(page)
+    expect(page.locator("main")).to_contain_text("keeps working until")
+    close_reveal(page, rolled)
+    expect(rows).to_have_count(3)
+    expect(rows.filter(has_text="expiring")).to_have_count(1)
+    for _ in range(50):
+        if "3 requests in the last" in page.locator("figure.usage").inner_text():
+            break
+        time.sleep(0.3)
+        page.reload()
+    expect(page.locator("figure.usage figcaption")).to_contain_text("3 requests in the last 14 days")
     axe(page, "client page")
     shot(page, "console-client-page")
 
