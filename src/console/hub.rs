@@ -400,12 +400,13 @@ pub(super) fn browser_issuers(api: &PortalApi, portal: &PortalSettings) -> Vec<S
 fn sign_in_answer(
     api: &PortalApi,
     portal: &PortalSettings,
-    tls: bool,
+    (headers, tls): (&HeaderMap, bool),
     status: StatusCode,
     username: &str,
     error: Option<&str>,
 ) -> Response {
-    let nonce = super::random_token();
+    // the browser's existing form cookie stays, so two open tabs both work
+    let nonce = super::form_nonce(headers, SIGN_IN_COOKIE);
     let form_token = api.accounts.csrf_token(&format!("sign-in:{nonce}"));
     let issuers = browser_issuers(api, portal);
     let mut resp = page(
@@ -436,7 +437,14 @@ async fn sign_in_page(
             return see_other(&format!("{}/", portal.path), vec![]);
         }
     }
-    sign_in_answer(&hub.api, &portal, tls_of(&conn), StatusCode::OK, "", None)
+    sign_in_answer(
+        &hub.api,
+        &portal,
+        (&headers, tls_of(&conn)),
+        StatusCode::OK,
+        "",
+        None,
+    )
 }
 
 /// The session cookie of a new session.
@@ -469,7 +477,7 @@ async fn sign_in(
         return sign_in_answer(
             api,
             &portal,
-            tls,
+            (&headers, tls),
             StatusCode::FORBIDDEN,
             &username,
             Some("This sign-in form has expired. Please try again."),
@@ -491,7 +499,14 @@ async fn sign_in(
                 ),
                 other => other.to_string(),
             };
-            return sign_in_answer(api, &portal, tls, status_of(&e), &username, Some(&text));
+            return sign_in_answer(
+                api,
+                &portal,
+                (&headers, tls),
+                status_of(&e),
+                &username,
+                Some(&text),
+            );
         }
     };
     let next = if session.password_change_required {

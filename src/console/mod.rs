@@ -170,6 +170,18 @@ pub(crate) fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The nonce of a sign-in form: the one of the browser's cookie when it
+/// has a well-formed one (so that two open tabs both work), else a new one.
+pub(crate) fn form_nonce(headers: &HeaderMap, name: &str) -> String {
+    cookie(headers, name)
+        .filter(|n| {
+            n.len() == 43
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map_or_else(random_token, str::to_string)
+}
+
 /// The scheme and host the browser used, for absolute URLs (the OpenID
 /// Connect redirect, the token URL of the curl example).
 pub(crate) fn origin(headers: &HeaderMap, tls: bool) -> String {
@@ -208,6 +220,17 @@ mod tests {
         );
         assert_eq!(cookie(&h, "tollgate_console"), Some("x"));
         assert_eq!(cookie(&h, "tollgate"), None);
+    }
+
+    #[test]
+    fn a_sign_in_form_keeps_the_browsers_nonce_when_well_formed() {
+        let mine = random_token();
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, format!("f={mine}").parse().unwrap());
+        assert_eq!(form_nonce(&h, "f"), mine);
+        h.insert(header::COOKIE, "f=short".parse().unwrap());
+        assert_ne!(form_nonce(&h, "f"), "short");
+        assert_eq!(form_nonce(&HeaderMap::new(), "f").len(), 43);
     }
 
     #[test]

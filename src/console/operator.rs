@@ -234,8 +234,14 @@ fn actor(peer: &Peer) -> String {
     format!("admin@{}", peer.0.ip())
 }
 
-fn sign_in_answer(c: &Console, status: StatusCode, error: Option<&str>) -> Response {
-    let nonce = super::random_token();
+fn sign_in_answer(
+    c: &Console,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    // the browser's existing form cookie stays, so two open tabs both work
+    let nonce = super::form_nonce(headers, SIGN_IN_COOKIE);
     let nav = Nav {
         links: vec![],
         sign_out: None,
@@ -270,7 +276,7 @@ async fn sign_in_page(State(c): State<Console>, headers: HeaderMap) -> Response 
     if operator(&c, &headers).is_ok() {
         return see_other("/console/", vec![]);
     }
-    sign_in_answer(&c, StatusCode::OK, None)
+    sign_in_answer(&c, &headers, StatusCode::OK, None)
 }
 
 async fn sign_in(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
@@ -284,6 +290,7 @@ async fn sign_in(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> R
     if !bound {
         return sign_in_answer(
             &c,
+            &headers,
             StatusCode::FORBIDDEN,
             Some("This sign-in form has expired. Please try again."),
         );
@@ -292,6 +299,7 @@ async fn sign_in(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> R
     if let Some(wait) = c.sessions.paused(at) {
         return sign_in_answer(
             &c,
+            &headers,
             StatusCode::TOO_MANY_REQUESTS,
             Some(&format!(
                 "Too many wrong tokens. Try again in {} minutes.",
@@ -302,7 +310,12 @@ async fn sign_in(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> R
     if !same_secret(form.get("token").unwrap_or(""), &c.api.token) {
         tracing::warn!("operator console: sign-in with a wrong admin token");
         c.sessions.failed(at);
-        return sign_in_answer(&c, StatusCode::UNAUTHORIZED, Some("Wrong admin token."));
+        return sign_in_answer(
+            &c,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            Some("Wrong admin token."),
+        );
     }
     let token = c.sessions.open();
     see_other(
