@@ -11,6 +11,8 @@
 # where the difference goes (inclusive counts of the gateway's parts).
 #
 #   benches/profile.sh          # N=2000
+#   EXTRA_CONFIG="usage: { enabled: false }" benches/profile.sh
+#                               # the same with a configuration section added
 #   KEEP=DIR benches/profile.sh # also copies the callgrind dumps to DIR,
 #                               # for callgrind_annotate
 #
@@ -37,7 +39,7 @@ trap cleanup EXIT
 UP=$(port); GW=$(port); ADMIN=$(port); METRICS=$(port)
 ./target/release/examples/bench_upstream "127.0.0.1:$UP" & pids+=($!)
 THREADS=1
-bench_config "$GW" "$ADMIN" "$METRICS" > "$work/profile.yaml"
+bench_config "$GW" "$ADMIN" "$METRICS" "${EXTRA_CONFIG:-}" > "$work/profile.yaml"
 TOLLGATE_ADMIN_TOKEN=bench valgrind --tool=callgrind --instr-atstart=no \
     --callgrind-out-file="$work/cg.out" ./target/release/tollgate serve --config "$work/profile.yaml" \
     > "$work/gateway.log" 2>&1 &

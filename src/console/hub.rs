@@ -21,13 +21,14 @@ use super::{cookie, page, same_secret, see_other, set_cookie, Form};
 use crate::config::{Approval, PortalSettings};
 use crate::control::accounts::{Caller, ChangePassword, NewSession, PortalError};
 use crate::control::registry::{
-    check_scopes, AdminError, CreateClient, CreateKey, CreateSubscription, KeyPolicy, PatchClient,
-    RollKey, RotateSecret, UsageQuery,
+    AdminError, CreateClient, CreateKey, CreateSubscription, PatchClient, RollKey, RotateSecret,
+    UsageQuery,
+};
+use crate::portal::rules::{
+    check_portal_scopes, key_policy, own_client, own_key, own_subscription, subscription_status,
 };
 use crate::portal::{PortalApi, PortalConn, SESSION_COOKIE};
-use crate::store::{
-    ApiKey, AuthType, Client, Status, StoreError, Subscription, SubscriptionStatus,
-};
+use crate::store::{AuthType, Client, Status, Subscription, SubscriptionStatus};
 
 const PRODUCT: &str = "My Hub";
 /// The cookie that ties a sign-in form to the browser that loaded it.
@@ -78,15 +79,6 @@ pub fn router(api: PortalApi) -> Router {
 
 pub(super) fn settings(api: &PortalApi) -> Option<PortalSettings> {
     api.snapshot.load().config.portal.clone()
-}
-
-/// Keys an account creates: the portal API's rule.
-fn key_policy(api: &PortalApi, portal: &PortalSettings) -> KeyPolicy {
-    let default_ttl = api.snapshot.load().config.auth.api_key.default_ttl;
-    KeyPolicy {
-        ttl_secs: default_ttl.min(portal.max_key_lifetime).as_secs() as i64,
-        allow_never: portal.allow_never_expiring_keys,
-    }
 }
 
 /// A signed-in browser.
@@ -226,47 +218,6 @@ fn message_page(status: StatusCode, base: &str, title: &str, text: &str) -> Resp
     )
 }
 
-fn not_found(what: &str) -> PortalError {
-    AdminError::NotFound(format!("{what} not found")).into()
-}
-
-/// The client if the account owns it; otherwise exactly an unknown id.
-async fn own_client(api: &PortalApi, caller: &Caller, id: &str) -> Result<Client, PortalError> {
-    match api.registry.store.get_client(id).await {
-        Ok(c) if c.account_id.as_deref() == Some(caller.account.id.as_str()) => Ok(c),
-        Ok(_) | Err(StoreError::NotFound) => Err(not_found("client")),
-        Err(e) => Err(AdminError::from_store(e, "client").into()),
-    }
-}
-
-async fn own_key(api: &PortalApi, caller: &Caller, id: &str) -> Result<ApiKey, PortalError> {
-    let key = match api.registry.store.get_api_key(id).await {
-        Ok(k) => k,
-        Err(StoreError::NotFound) => return Err(not_found("key")),
-        Err(e) => return Err(AdminError::from_store(e, "key").into()),
-    };
-    own_client(api, caller, &key.client_id)
-        .await
-        .map_err(|_| not_found("key"))?;
-    Ok(key)
-}
-
-async fn own_subscription(
-    api: &PortalApi,
-    caller: &Caller,
-    id: &str,
-) -> Result<Subscription, PortalError> {
-    let sub = match api.registry.store.get_subscription(id).await {
-        Ok(s) => s,
-        Err(StoreError::NotFound) => return Err(not_found("subscription")),
-        Err(e) => return Err(AdminError::from_store(e, "subscription").into()),
-    };
-    own_client(api, caller, &sub.client_id)
-        .await
-        .map_err(|_| not_found("subscription"))?;
-    Ok(sub)
-}
-
 /// The scopes `portal.services` offer, once each.
 fn offered_scopes(portal: &PortalSettings) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -276,19 +227,6 @@ fn offered_scopes(portal: &PortalSettings) -> Vec<String> {
         }
     }
     out
-}
-
-fn check_portal_scopes(portal: &PortalSettings, scopes: &[String]) -> Result<(), PortalError> {
-    let scopes = check_scopes(scopes)?;
-    if let Some(s) = scopes
-        .iter()
-        .find(|s| !portal.allowed_scopes().any(|a| a == *s))
-    {
-        return Err(
-            AdminError::BadRequest(format!("scope `{s}` is not offered to accounts")).into(),
-        );
-    }
-    Ok(())
 }
 
 fn type_label(t: AuthType) -> &'static str {
@@ -1423,23 +1361,9 @@ async fn add_subscription(
     let (service, plan) = offer.split_once('|').unwrap_or((offer.as_str(), ""));
     let plan = (!plan.is_empty()).then(|| plan.to_string());
     // only what the catalog offers, as the portal API allows
-    let status = match s.portal.services.get(service) {
-        Some(svc)
-            if plan
-                .as_ref()
-                .map_or(svc.plans.is_empty(), |p| svc.plans.contains(p)) =>
-        {
-            match svc.approval {
-                Approval::Auto => SubscriptionStatus::Active,
-                Approval::Manual => SubscriptionStatus::Pending,
-            }
-        }
-        _ => {
-            return failure(
-                s.base(),
-                AdminError::BadRequest("choose a service and plan of the catalog".into()).into(),
-            )
-        }
+    let status = match subscription_status(&s.portal, service, plan.as_deref()) {
+        Ok(status) => status,
+        Err(e) => return failure(s.base(), e),
     };
     let req = CreateSubscription {
         client_id: id.clone(),

@@ -13,18 +13,18 @@ use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
+use super::rules::{
+    check_portal_scopes, key_policy, own_client, own_key, own_subscription, subscription_status,
+};
 use super::{PortalApi, PortalConn, PortalErrorBody, SESSION_COOKIE};
 use crate::config::{Approval, PortalSettings};
-use crate::control::accounts::{Caller, ChangePassword, NewSession, PortalError, PortalResult};
+use crate::control::accounts::{Caller, ChangePassword, NewSession, PortalResult};
 use crate::control::admin::{optional_body, AdminJson};
 use crate::control::registry::{
-    check_scopes, AdminError, ClientDetail, CreateClient, CreateKey, CreateSubscription,
-    CreatedClient, CreatedKey, KeyPolicy, NewClientSecret, PatchClient, RollKey, RotateSecret,
-    UsageQuery, UsageReport,
+    AdminError, ClientDetail, CreateClient, CreateKey, CreateSubscription, CreatedClient,
+    CreatedKey, NewClientSecret, PatchClient, RollKey, RotateSecret, UsageQuery, UsageReport,
 };
-use crate::store::{
-    Account, ApiKey, AuthType, Client, StoreError, Subscription, SubscriptionStatus,
-};
+use crate::store::{Account, ApiKey, AuthType, Client, Subscription};
 
 pub fn router(api: PortalApi) -> Router {
     let auth = || middleware::from_fn_with_state(api.clone(), super::authenticate);
@@ -75,72 +75,6 @@ fn settings(api: &PortalApi) -> PortalResult<PortalSettings> {
         .portal
         .clone()
         .ok_or_else(|| AdminError::NotFound("the portal is not enabled".into()).into())
-}
-
-/// Keys an account creates: the shorter of the default lifetime and the
-/// portal's maximum; never expiring only where allowed.
-fn key_policy(api: &PortalApi, portal: &PortalSettings) -> KeyPolicy {
-    let default_ttl = api.snapshot.load().config.auth.api_key.default_ttl;
-    KeyPolicy {
-        ttl_secs: default_ttl.min(portal.max_key_lifetime).as_secs() as i64,
-        allow_never: portal.allow_never_expiring_keys,
-    }
-}
-
-fn not_found(what: &str) -> PortalError {
-    AdminError::NotFound(format!("{what} not found")).into()
-}
-
-/// The client if the caller owns it; otherwise exactly an unknown id.
-async fn own_client(api: &PortalApi, caller: &Caller, id: &str) -> PortalResult<Client> {
-    match api.registry.store.get_client(id).await {
-        Ok(c) if c.account_id.as_deref() == Some(caller.account.id.as_str()) => Ok(c),
-        Ok(_) | Err(StoreError::NotFound) => Err(not_found("client")),
-        Err(e) => Err(AdminError::from_store(e, "client").into()),
-    }
-}
-
-async fn own_key(api: &PortalApi, caller: &Caller, id: &str) -> PortalResult<ApiKey> {
-    let key = match api.registry.store.get_api_key(id).await {
-        Ok(k) => k,
-        Err(StoreError::NotFound) => return Err(not_found("key")),
-        Err(e) => return Err(AdminError::from_store(e, "key").into()),
-    };
-    own_client(api, caller, &key.client_id)
-        .await
-        .map_err(|_| not_found("key"))?;
-    Ok(key)
-}
-
-async fn own_subscription(
-    api: &PortalApi,
-    caller: &Caller,
-    id: &str,
-) -> PortalResult<Subscription> {
-    let sub = match api.registry.store.get_subscription(id).await {
-        Ok(s) => s,
-        Err(StoreError::NotFound) => return Err(not_found("subscription")),
-        Err(e) => return Err(AdminError::from_store(e, "subscription").into()),
-    };
-    own_client(api, caller, &sub.client_id)
-        .await
-        .map_err(|_| not_found("subscription"))?;
-    Ok(sub)
-}
-
-/// Scopes an account may give: those of `portal.services`.
-fn check_portal_scopes(portal: &PortalSettings, scopes: &[String]) -> PortalResult<()> {
-    let scopes = check_scopes(scopes)?;
-    if let Some(s) = scopes
-        .iter()
-        .find(|s| !portal.allowed_scopes().any(|a| a == *s))
-    {
-        return Err(AdminError::BadRequest(format!(
-            "scope `{s}` is not offered to accounts (see GET /catalog)"
-        ))
-        .into());
-    }
-    Ok(())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -590,38 +524,7 @@ async fn create_subscription(
 ) -> PortalResult<impl IntoResponse> {
     let portal = settings(&api)?;
     own_client(&api, &caller, &req.client_id).await?;
-    let shown = |s: &str| s.chars().take(64).collect::<String>();
-    let Some(offer) = portal.services.get(&req.service) else {
-        return Err(AdminError::BadRequest(format!(
-            "service `{}` is not offered to accounts (see GET /catalog)",
-            shown(&req.service)
-        ))
-        .into());
-    };
-    match &req.plan {
-        Some(p) if !offer.plans.contains(p) => {
-            return Err(AdminError::BadRequest(format!(
-                "plan `{}` is not offered for `{}`: one of {}",
-                shown(p),
-                req.service,
-                offer.plans.join(", ")
-            ))
-            .into())
-        }
-        None if !offer.plans.is_empty() => {
-            return Err(AdminError::BadRequest(format!(
-                "choose a plan for `{}`: one of {}",
-                req.service,
-                offer.plans.join(", ")
-            ))
-            .into())
-        }
-        _ => {}
-    }
-    let status = match offer.approval {
-        Approval::Auto => SubscriptionStatus::Active,
-        Approval::Manual => SubscriptionStatus::Pending,
-    };
+    let status = subscription_status(&portal, &req.service, req.plan.as_deref())?;
     let sub = api
         .registry
         .create_subscription(&caller.actor(), req, status)

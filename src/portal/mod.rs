@@ -8,6 +8,7 @@
 //! connection is TLS.
 
 mod api;
+pub(crate) mod rules;
 
 use std::net::IpAddr;
 use std::sync::Arc;
