@@ -573,8 +573,26 @@ async fn client_rows(api: &PortalApi, caller: &Caller) -> Result<Vec<ClientRow>,
     for client in clients {
         let (subscriptions, last_used) = if client.status == Status::Active {
             let subs = api.registry.list_subscriptions(Some(&client.id)).await?;
-            let keys = api.registry.list_keys(&client.id).await?;
-            (subs, keys.iter().filter_map(|k| k.last_used_at).max())
+            // an API key client's keys, or an oauth2 client's secrets
+            let last_used = match client.auth_type {
+                AuthType::Oauth2 => api
+                    .registry
+                    .store
+                    .list_secrets(&client.id)
+                    .await
+                    .map_err(|e| AdminError::from_store(e, "client"))?
+                    .iter()
+                    .filter_map(|s| s.last_used_at)
+                    .max(),
+                _ => api
+                    .registry
+                    .list_keys(&client.id)
+                    .await?
+                    .iter()
+                    .filter_map(|k| k.last_used_at)
+                    .max(),
+            };
+            (subs, last_used)
         } else {
             (Vec::new(), None)
         };
