@@ -65,14 +65,19 @@ impl PortalError {
 pub type PortalResult<T> = Result<T, PortalError>;
 
 /// Argon2id with the OWASP parameters (19 MiB, 2 passes, 1 lane), run on
-/// tokio's blocking threads with a bound, so sign-ins never occupy the
-/// threads that proxy requests.
+/// threads of its own at the lowest CPU priority (nice 19), with a bounded
+/// queue: sign-ins never occupy the threads that proxy requests, and when
+/// the CPU is short the proxy's threads run first.
 struct PasswordPool {
+    jobs: std::sync::mpsc::Sender<Job>,
+    /// Sign-ins in progress; one waits at most `HASH_QUEUE_WAIT` for a turn.
     permits: Semaphore,
     /// The hash an unknown username is checked against, so that it costs
     /// the time a wrong password costs.
     decoy: OnceCell<String>,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
 
 fn argon2() -> argon2::Argon2<'static> {
     let params = argon2::Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
@@ -81,9 +86,37 @@ fn argon2() -> argon2::Argon2<'static> {
 
 impl PasswordPool {
     fn new() -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores.div_ceil(2).max(1);
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("tollgate-argon2-{i}"))
+                .spawn(move || {
+                    // lowering one's own priority needs no privilege
+                    let _ = thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Min,
+                    );
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
         PasswordPool {
-            permits: Semaphore::new(threads.div_ceil(2).max(1)),
+            jobs,
+            permits: Semaphore::new(threads * 4),
             decoy: OnceCell::new(),
         }
     }
@@ -97,9 +130,13 @@ impl PasswordPool {
             .await
             .map_err(|_| busy())?
             .map_err(|_| busy())?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|_| PortalError::Admin(busy()))
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
+            .map_err(|_| busy())?;
+        answer.await.map_err(|_| PortalError::Admin(busy()))
     }
 
     async fn hash(&self, password: String) -> PortalResult<String> {
@@ -828,6 +865,27 @@ mod tests {
         assert!(check_password("p", "twelve chars").is_ok());
         assert!(check_email("not an address").is_err());
         assert!(check_email("").is_ok());
+    }
+
+    /// Hashing threads run at nice 19 (the field after the priority in
+    /// /proc's stat of each thread).
+    #[tokio::test]
+    async fn hashing_runs_on_threads_of_the_lowest_priority() {
+        let pool = PasswordPool::new();
+        pool.hash("correct horse battery".into()).await.unwrap();
+        let mut seen = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("tollgate-argon2") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            let nice: i32 = after_name.split(' ').nth(16).unwrap().parse().unwrap();
+            assert_eq!(nice, 19, "{comm}");
+            seen += 1;
+        }
+        assert!(seen >= 1, "no hashing thread");
     }
 
     #[tokio::test]
