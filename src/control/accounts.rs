@@ -65,9 +65,9 @@ impl PortalError {
 pub type PortalResult<T> = Result<T, PortalError>;
 
 /// Argon2id with the OWASP parameters (19 MiB, 2 passes, 1 lane), run on
-/// threads of its own at the lowest CPU priority (nice 19), with a bounded
-/// queue: sign-ins never occupy the threads that proxy requests, and when
-/// the CPU is short the proxy's threads run first.
+/// threads of its own at the lowest CPU priority (SCHED_IDLE on Linux),
+/// with a bounded queue: sign-ins never occupy the threads that proxy
+/// requests, and when the CPU is short the proxy's threads run first.
 struct PasswordPool {
     jobs: std::sync::mpsc::Sender<Job>,
     /// Sign-ins in progress; one waits at most `HASH_QUEUE_WAIT` for a turn.
@@ -84,6 +84,30 @@ fn argon2() -> argon2::Argon2<'static> {
     argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
+/// SCHED_IDLE where the OS has it (the thread runs only on CPU time nothing
+/// else wants), else the lowest niceness; lowering one's own priority needs
+/// no privilege. Failure leaves the thread as it was.
+fn lower_priority() {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use thread_priority::unix::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+            ThreadSchedulePolicy,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if set_thread_priority_and_policy(
+            thread_native_id(),
+            thread_priority::ThreadPriority::Min,
+            idle,
+        )
+        .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+}
+
 impl PasswordPool {
     fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -95,10 +119,7 @@ impl PasswordPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("tollgate-argon2-{i}"))
                 .spawn(move || {
-                    // lowering one's own priority needs no privilege
-                    let _ = thread_priority::set_current_thread_priority(
-                        thread_priority::ThreadPriority::Min,
-                    );
+                    lower_priority();
                     loop {
                         let job = match queue.lock() {
                             Ok(q) => q.recv(),
@@ -867,7 +888,7 @@ mod tests {
         assert!(check_email("").is_ok());
     }
 
-    /// Hashing threads run at nice 19 (the field after the priority in
+    /// Hashing threads run under SCHED_IDLE (policy 5: the 41st field of
     /// /proc's stat of each thread).
     #[tokio::test]
     async fn hashing_runs_on_threads_of_the_lowest_priority() {
@@ -881,8 +902,8 @@ mod tests {
             }
             let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
             let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-            let nice: i32 = after_name.split(' ').nth(16).unwrap().parse().unwrap();
-            assert_eq!(nice, 19, "{comm}");
+            let policy: i32 = after_name.split(' ').nth(38).unwrap().parse().unwrap();
+            assert_eq!(policy, 5, "{comm}: SCHED_IDLE");
             seen += 1;
         }
         assert!(seen >= 1, "no hashing thread");
