@@ -84,6 +84,8 @@ enum ConfigCmd {
 }
 
 fn main() -> ExitCode {
+    // before anything verifies or signs a token: the first use fixes it
+    tollgate::auth::jwt::install_crypto_provider();
     let args = Cli::parse();
     match args.command {
         Command::Clients { conn, cmd } => cli::clients(&conn, cmd),
