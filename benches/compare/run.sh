@@ -19,6 +19,8 @@
 # TOLLGATE_BINS names one or more Tollgate binaries (NAME=PATH ...): every
 # Tollgate case runs for each, in the same rounds, and the report gives
 # each one's ratio to the first. The aims are judged on the first.
+# COMPARE (default: every group) limits that to some groups; elsewhere
+# only the first binary runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=benches/compare
@@ -34,6 +36,7 @@ CLIENTS="${CLIENTS:-100000}"         # clients with keys for the store cases
 QUIET_WAIT="${QUIET_WAIT:-600}"
 read -r -a groups <<< "${CASES:-plain key jwt flood latency tls store}"
 read -r -a variants <<< "${TOLLGATE_BINS:-tollgate=target/release/tollgate}"
+read -r -a compare <<< "${COMPARE:-${groups[*]}}"  # groups where every binary runs
 LOAD_CPU=0
 PROXY_CPU=1
 export TOLLGATE_PEPPER=compare-bench-pepper
@@ -412,12 +415,25 @@ want jwt && cases+=(jwtwarm_tollgate jwtnew_haproxy jwtnew_tollgate)
 want flood && cases+=(badflood_tollgate cachedalone_tollgate cachedflood_tollgate)
 want latency && cases+=(lat_nginx lat_haproxy lat_tollgate latkey_haproxy latkey_tollgate latjwt_tollgate)
 want tls && cases+=(tls_nginx tls_tollgate hs_nginx hs_tollgate h2_nginx h2_tollgate)
-# each Tollgate case once per binary
+# each Tollgate case once per binary (only the first outside COMPARE)
+group_of() {
+    case "$1" in
+        plain_*) echo plain ;; key_*) echo key ;; jwt*) echo jwt ;; badflood_*|cached*) echo flood ;;
+        lat*) echo latency ;; tls_*|hs_*|h2_*) echo tls ;;
+    esac
+}
 runs=()
 for c in "${cases[@]}"; do
-    if [[ "$c" == *_tollgate ]]; then for v in "${variants[@]}"; do runs+=("$c $v"); done
+    if [[ "$c" == *_tollgate ]]; then
+        if [[ " ${compare[*]} " == *" $(group_of "$c") "* ]]; then
+            for v in "${variants[@]}"; do runs+=("$c $v"); done
+        else
+            runs+=("$c ${variants[0]}")
+        fi
     else runs+=("$c -"); fi
 done
+store_variants=("${variants[@]}")
+[[ " ${compare[*]} " == *" store "* ]] || store_variants=("${variants[0]}")
 
 : > "$work/results"
 if [ ${#runs[@]} -gt 0 ]; then
@@ -440,7 +456,7 @@ if want store; then
     target/release/examples/bench_seed "$seeddb" "$TOLLGATE_PEPPER" "$CLIENTS" up "$work/seed-keys" | sqlite3 "$seeddb"
     tollgate_config "$seeddb" ", max_entries: $((CLIENTS * 2))" > "$work/seed.yaml"
     for round in $(seq 1 "$ROUNDS"); do
-        for v in "${variants[@]}"; do
+        for v in "${store_variants[@]}"; do
             wait_quiet
             name=${v%%=*}
             ms=$(python3 - "${v#*=}" "$work/seed.yaml" "$ADMIN" "$GW" "$PROXY_CPU" <<'PY'
@@ -474,7 +490,7 @@ PY
             record startup "$name" "$ms"
         done
     done
-    for v in "${variants[@]}"; do
+    for v in "${store_variants[@]}"; do
         wait_quiet
         name=${v%%=*}
         start_tollgate "${v#*=}" "$work/seed.yaml"
