@@ -110,10 +110,11 @@ fill() { # template > file
 # ------------------------------------------------------------ quiet machine
 # A compile beside a measurement moves it by far more than the differences
 # measured: wait (bounded) until none runs.
-busy_tools='^(rustc|cc|cc1|cc1plus|c\+\+|gcc|g\+\+|clang|ld|ld\.bfd|ld\.gold|ld\.lld|lld|mold|collect2|cargo-clippy|clippy-driver)$'
+# (by command line: pgrep matches a process name of at most 15 characters)
+busy_tools='^([^ ]*/)?(rustc|cc|cc1|cc1plus|c\+\+|gcc|g\+\+|clang|ld|ld\.bfd|ld\.gold|ld\.lld|lld|mold|collect2|clippy-driver)( |$)'
 wait_quiet() {
     local waited=0
-    while pgrep -x "$busy_tools" >/dev/null 2>&1 || pgrep -f '^[^ ]*/(rustc|clippy-driver) ' >/dev/null 2>&1; do
+    while pgrep -f "$busy_tools" >/dev/null 2>&1; do
         if [ "$waited" -ge "$QUIET_WAIT" ]; then
             echo "WARNING: a compiler or linker is still running after ${QUIET_WAIT}s; measuring anyway" >&2
             echo "warning compile-during-measurement" >> "$work/warnings"
