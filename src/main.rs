@@ -8,6 +8,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tollgate::cli;
 use tollgate::config::{self, LogFormat};
 
+/// mimalloc instead of the system allocator: a proxied request allocates
+/// and frees dozens of small buffers, and its thread-local free lists
+/// serve them without a lock.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tollgate",
@@ -92,6 +98,8 @@ enum ConfigCmd {
 }
 
 fn main() -> ExitCode {
+    // before anything verifies or signs a token: the first use fixes it
+    tollgate::auth::jwt::install_crypto_provider();
     let args = Cli::parse();
     match args.command {
         Command::Clients { conn, cmd } => cli::clients(&conn, cmd),

@@ -332,6 +332,9 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
     let shutdown_secs = config.server.shutdown_timeout.as_secs_f64().ceil() as u64;
     let conf = ServerConf {
         threads: config.server.threads,
+        // one single-threaded runtime per worker thread: a connection stays
+        // on the thread that accepted it, with no cross-thread wake-ups
+        work_stealing: false,
         // Pingora sleeps this long after SIGTERM; the drain service below
         // exits as soon as the last in-flight request has finished.
         grace_period_seconds: Some(shutdown_secs.max(1)),
