@@ -7,6 +7,7 @@
 # second beside it, in interleaved rounds, and prints medians.
 #
 #   benches/portal.sh      # RATE=2000 SIGNINS=20 DURATION=10s ROUNDS=3 THREADS=2
+#   NO_BUILD=1 benches/portal.sh   # the release binary as it is
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap
@@ -27,7 +28,7 @@ if [ -z "$OHA" ]; then
 fi
 python3 -c "import requests" 2>/dev/null || python3 -m pip install --quiet --user requests >&2
 
-cargo build --release --quiet --bin tollgate --example bench_upstream
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet --bin tollgate --example bench_upstream
 work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
