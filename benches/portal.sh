@@ -8,6 +8,8 @@
 #
 #   benches/portal.sh      # RATE=2000 SIGNINS=20 DURATION=10s ROUNDS=3 THREADS=2
 #   NO_BUILD=1 benches/portal.sh   # the release binary as it is
+#   CONTROL=1 benches/portal.sh    # the same portal calls without a hash:
+#                                  # GET /portal/v1/catalog with a session
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap
@@ -55,13 +57,20 @@ r = requests.post(f"{base}/me/password", headers={"authorization": f"Bearer {s['
 assert r.status_code == 204, r.text
 PY
 
-# SIGNINS sign-ins a second (paced, each checked), until killed
+# SIGNINS sign-ins a second (paced, each checked), until killed; with
+# CONTROL=1 as many catalog reads with a session, which hash nothing
 cat > "$work/signins.py" <<'PY'
-import requests, sys, time
-base, rate = f"http://127.0.0.1:{sys.argv[1]}/portal/v1/session", float(sys.argv[2])
+import os, requests, sys, time
+base, rate = f"http://127.0.0.1:{sys.argv[1]}/portal/v1", float(sys.argv[2])
 http, start, n, failed = requests.Session(), time.monotonic(), 0, 0
+control = os.environ.get("CONTROL")
+if control:
+    token = http.post(f"{base}/session", json={"username": "bench", "password": "the bench password"}).json()["token"]
 while True:
-    r = http.post(base, json={"username": "bench", "password": "the bench password"})
+    if control:
+        r = http.get(f"{base}/catalog", headers={"authorization": f"Bearer {token}"})
+    else:
+        r = http.post(f"{base}/session", json={"username": "bench", "password": "the bench password"})
     failed += r.status_code != 200
     n += 1
     print(f"{n} {failed}", flush=True)
@@ -93,17 +102,18 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 python3 - "$RATE" "$SIGNINS" "$DURATION" "$ROUNDS" "$THREADS" "$(IFS=';'; echo "${without[*]}")" "$(IFS=';'; echo "${with[*]}")" "$(IFS=';'; echo "${signed[*]}")" <<'PY'
-import statistics, sys
+import os, statistics, sys
 rate, signins, duration, rounds, threads = sys.argv[1:6]
 rows = lambda s: [list(map(float, x.split())) for x in s.split(";") if x.strip()]
 without, with_, signed = rows(sys.argv[6]), rows(sys.argv[7]), rows(sys.argv[8])
 med = lambda rs: [statistics.median(c) for c in zip(*rs)]
 print(f"public route at {rate} req/s (oha, open loop, -z {duration}), {rounds} rounds, gateway threads {threads}")
 print(f"{'case':<34}{'p50 us':>9}{'p99 us':>9}{'p99.9 us':>10}{'req/s':>9}")
-for name, rs in [("without sign-ins", without), (f"with {signins} sign-ins/s", with_)]:
+beside = "catalog reads" if os.environ.get("CONTROL") else "sign-ins"
+for name, rs in [(f"without {beside}", without), (f"with {signins} {beside}/s", with_)]:
     p50, p99, p999, rps = med(rs)
     print(f"{name:<34}{p50:>9.0f}{p99:>9.0f}{p999:>10.0f}{rps:>9.0f}")
 ratio = statistics.median(w[1] / o[1] for w, o in zip(with_, without))
-print(f"p99 with / without sign-ins (median over rounds): {ratio:.2f}")
-print(f"sign-ins per round (total, failed): {', '.join(f'{int(s[0])} {int(s[1])}' for s in signed)}")
+print(f"p99 with / without {beside} (median over rounds): {ratio:.2f}")
+print(f"{beside} per round (total, failed): {', '.join(f'{int(s[0])} {int(s[1])}' for s in signed)}")
 PY
