@@ -165,7 +165,7 @@ impl Gateway {
     async fn check_access(
         &self,
         req: &RequestHeader,
-        client_addr: Option<std::net::IpAddr>,
+        peer: Option<std::net::IpAddr>,
         route: &Route,
         ctx: &mut RequestCtx,
     ) -> Result<(), Rejection> {
@@ -184,6 +184,11 @@ impl Gateway {
         })?;
         // where the credential may be used from, before any allowance is taken
         if authenticated.principal.restrictions.is_some() {
+            let client_addr = forward::client_address(
+                peer,
+                req.headers.get("x-forwarded-for"),
+                &snapshot.config.server.trusted_proxies,
+            );
             let referer = req.headers.get(http::header::REFERER).map(|v| v.as_bytes());
             let origin = req.headers.get(http::header::ORIGIN).map(|v| v.as_bytes());
             crate::authz::check_restrictions(
@@ -375,16 +380,12 @@ impl ProxyHttp for Gateway {
             Ok(route) => route,
             Err(rejection) => return self.reject(session, ctx, rejection).await,
         };
-        let client_addr = forward::client_address(
-            session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
-            session.req_header().headers.get("x-forwarded-for"),
-            &ctx.snapshot.config.server.trusted_proxies,
-        );
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         if let Err(rejection) = self
-            .check_access(session.req_header(), client_addr, &route, ctx)
+            .check_access(session.req_header(), peer, &route, ctx)
             .await
         {
             return self.reject(session, ctx, rejection).await;
