@@ -857,22 +857,13 @@ impl Registry {
 
     /// An admin refuses a pending subscription: it is removed.
     pub async fn reject_subscription(&self, actor: &str, id: &str) -> AdminResult<Subscription> {
-        let sub = self
-            .store
-            .get_subscription(id)
-            .await
-            .map_err(|e| AdminError::from_store(e, "subscription"))?;
-        if sub.status != SubscriptionStatus::Pending {
-            return Err(AdminError::Conflict(
-                "the subscription is not pending".into(),
-            ));
-        }
-        self.remove_subscription(actor, id, "subscription.reject")
+        let pending = Some(SubscriptionStatus::Pending);
+        self.remove_subscription(actor, id, pending, "subscription.reject")
             .await
     }
 
     pub async fn delete_subscription(&self, actor: &str, id: &str) -> AdminResult<()> {
-        self.remove_subscription(actor, id, "subscription.delete")
+        self.remove_subscription(actor, id, None, "subscription.delete")
             .await
             .map(|_| ())
     }
@@ -881,6 +872,7 @@ impl Registry {
         &self,
         actor: &str,
         id: &str,
+        only: Option<SubscriptionStatus>,
         action: &'static str,
     ) -> AdminResult<Subscription> {
         let audit = Audit {
@@ -891,7 +883,7 @@ impl Registry {
         };
         let sub = self
             .store
-            .delete_subscription(id, audit)
+            .delete_subscription(id, only, audit)
             .await
             .map_err(|e| AdminError::from_store(e, "subscription"))?;
         self.changed(&sub.client_id);

@@ -144,7 +144,14 @@ pub trait Store: Send + Sync {
     async fn insert_subscription(&self, sub: Subscription, audit: Audit) -> StoreResult<()>;
     async fn list_subscriptions(&self, client_id: Option<&str>) -> StoreResult<Vec<Subscription>>;
     async fn get_subscription(&self, id: &str) -> StoreResult<Subscription>;
-    async fn delete_subscription(&self, id: &str, audit: Audit) -> StoreResult<Subscription>;
+    /// Remove a subscription; with `only`, only while it has that status
+    /// (another status is a conflict).
+    async fn delete_subscription(
+        &self,
+        id: &str,
+        only: Option<SubscriptionStatus>,
+        audit: Audit,
+    ) -> StoreResult<Subscription>;
     /// Approve a pending subscription: it grants access from now on.
     async fn activate_subscription(&self, id: &str, audit: Audit) -> StoreResult<Subscription>;
 

@@ -376,14 +376,14 @@ async fn subscriptions_are_unique_per_service(store: &dyn Store) {
     assert_eq!(of_1, HashSet::from(["orders".into(), "billing".into()]));
 
     let deleted = store
-        .delete_subscription("sub_1", audit("subscription.delete", "sub_1"))
+        .delete_subscription("sub_1", None, audit("subscription.delete", "sub_1"))
         .await
         .unwrap();
     assert_eq!(deleted, first);
     assert!(not_found(store.get_subscription("sub_1").await));
     assert!(not_found(
         store
-            .delete_subscription("sub_1", audit("subscription.delete", "sub_1"))
+            .delete_subscription("sub_1", None, audit("subscription.delete", "sub_1"))
             .await
     ));
     // the service is free again
@@ -656,7 +656,7 @@ async fn every_change_that_matters_is_in_the_feed(store: &dyn Store) {
         .unwrap();
     subscribe(store, "sub_1", "cli_1", "s").await.unwrap();
     store
-        .delete_subscription("sub_1", audit("subscription.delete", "sub_1"))
+        .delete_subscription("sub_1", None, audit("subscription.delete", "sub_1"))
         .await
         .unwrap();
     revoke(store, "cli_2", now()).await.unwrap();
@@ -1047,6 +1047,19 @@ async fn accounts_own_clients_and_wait_for_approval(store: &dyn Store) {
     assert!(not_found(
         store
             .activate_subscription("s_none", audit("subscription.approve", "s"))
+            .await
+    ));
+    // removing only a pending one (a rejection) leaves an approved one be
+    let pending = Some(SubscriptionStatus::Pending);
+    assert!(conflict(
+        store
+            .delete_subscription("s_p", pending, audit("subscription.reject", "s_p"))
+            .await
+    ));
+    assert!(store.get_subscription("s_p").await.is_ok());
+    assert!(not_found(
+        store
+            .delete_subscription("s_none", pending, audit("subscription.reject", "s"))
             .await
     ));
 }

@@ -593,18 +593,31 @@ impl<DB: Backend> Store for SqlStore<DB> {
         get_subscription::<DB>(&mut *self.conn().await?, id).await
     }
 
-    async fn delete_subscription(&self, id: &str, audit: Audit) -> StoreResult<Subscription> {
+    async fn delete_subscription(
+        &self,
+        id: &str,
+        only: Option<SubscriptionStatus>,
+        audit: Audit,
+    ) -> StoreResult<Subscription> {
         let mut tx = self.write().await?;
         let sub = get_subscription::<DB>(&mut tx, id).await?;
+        // the status is checked in the delete itself: a concurrent approval
+        // either commits first (nothing deleted) or waits for this one
         let deleted = DB::execute(
             &mut tx,
-            "DELETE FROM subscriptions WHERE id = $1",
-            args![id],
+            "DELETE FROM subscriptions WHERE id = $1 AND ($2 IS NULL OR status = $2)",
+            args![id, only.map(SubscriptionStatus::as_str)],
         )
         .await?;
         if deleted == 0 {
-            // deleted by a concurrent call since the read
-            return Err(StoreError::NotFound);
+            return match (only, get_subscription::<DB>(&mut tx, id).await) {
+                (Some(status), Ok(_)) => Err(StoreError::Conflict(format!(
+                    "the subscription is not {}",
+                    status.as_str()
+                ))),
+                // deleted by a concurrent call since the read
+                _ => Err(StoreError::NotFound),
+            };
         }
         write_audit::<DB>(&mut tx, &audit).await?;
         write_change::<DB>(&mut tx, ChangeKind::Client, &sub.client_id).await?;
