@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
@@ -30,7 +30,7 @@ fn refusal(status: &str, code: &str, description: &str) -> Vec<u8> {
     let body = format!(r#"{{"error":"{code}","error_description":"{description}"}}"#);
     format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncache-control: no-store\r\nx-request-id: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        uuid::Uuid::new_v4(),
+        super::forward::new_request_id(),
         body.len()
     )
     .into_bytes()
@@ -191,12 +191,15 @@ const HEAD_RECEIVED: u8 = 1;
 const EXPECT_HEAD: u8 = 2;
 
 enum Phase {
-    /// Reading a head: bytes seen so far, the last three of them, and the
-    /// deadline (armed at the first byte).
+    /// Reading a head: bytes seen so far, the last three of them, when
+    /// its first byte came, and the timer for its deadline (set only when
+    /// a read has to wait in the middle of a head: a head that arrives
+    /// whole, the usual case, never touches the timer wheel).
     Head {
         seen: usize,
         tail: [u8; 3],
-        deadline: Option<Pin<Box<Sleep>>>,
+        started: Option<Instant>,
+        timer: Option<Pin<Box<Sleep>>>,
     },
     /// A head's bytes are all here and Pingora is parsing it: reads pass,
     /// and a write before the proxy has the head can only be Pingora
@@ -249,7 +252,8 @@ impl HeadGuard {
             phase: Phase::Head {
                 seen: 0,
                 tail: [0; 3],
-                deadline: Some(Box::pin(tokio::time::sleep(limits.timeout))),
+                started: Some(Instant::now()),
+                timer: None,
             },
             signal: AtomicU8::new(NO_SIGNAL),
             client_errors,
@@ -314,7 +318,8 @@ impl HeadGuard {
                 self.phase = Phase::Head {
                     seen: 0,
                     tail: [0; 3],
-                    deadline: None,
+                    started: None,
+                    timer: None,
                 };
             }
             _ => {}
@@ -434,12 +439,10 @@ impl AsyncRead for HeadGuard {
                 return res;
             }
             Poll::Ready(Ok(())) => {
-                if let Phase::Head { deadline, .. } = &mut this.phase {
-                    deadline
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(this.limits.timeout)));
+                if let Phase::Head { started, .. } = &mut this.phase {
+                    started.get_or_insert_with(Instant::now);
                 }
-                let new = buf.filled()[before..].to_vec();
-                if this.scan(&new).is_err() {
+                if this.scan(&buf.filled()[before..]).is_err() {
                     buf.set_filled(before);
                     this.refuse(
                         "header_too_large",
@@ -456,10 +459,19 @@ impl AsyncRead for HeadGuard {
             Poll::Pending => {}
         }
         // still within a head: has its time run out?
+        let timeout = this.limits.timeout;
         let expired = match &mut this.phase {
             Phase::Head {
-                deadline: Some(d), ..
-            } => d.as_mut().poll(cx).is_ready(),
+                started: Some(started),
+                timer,
+                ..
+            } => timer
+                .get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until((*started + timeout).into()))
+                })
+                .as_mut()
+                .poll(cx)
+                .is_ready(),
             _ => false,
         };
         if expired {

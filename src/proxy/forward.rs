@@ -163,7 +163,7 @@ fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Res
     let trusted = fx
         .peer
         .is_some_and(|ip| fx.trusted_proxies.iter().any(|n| n.contains(ip)));
-    let peer = fx.peer.map(|ip| ip.to_string()).unwrap_or_default();
+    let peer = fx.peer.map(ip_text).unwrap_or_default();
     let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if trusted && !prev.trim().is_empty() => format!("{prev}, {peer}"),
         _ => peer,
@@ -197,6 +197,36 @@ fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Res
         }
     }
     Ok(underscored)
+}
+
+/// An address as text: IPv4 digit by digit (the standard formatter costs
+/// several times more, on every request), IPv6 by the standard formatter.
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
+/// A new request id: a random (version 4) UUID. The bytes come from the
+/// thread's seeded generator, not from the kernel on every request.
+pub fn new_request_id() -> String {
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid.hyphenated().encode_lower(&mut text).to_owned()
 }
 
 /// A client's `X-Request-Id` is kept when it is short printable ASCII.
@@ -530,8 +560,22 @@ mod tests {
     }
 
     #[test]
+    fn addresses_as_text() {
+        for ip in ["0.0.0.0", "127.0.0.1", "10.20.100.255", "255.9.99.100", "::1", "2001:db8::7"] {
+            let addr: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(addr), addr.to_string());
+        }
+    }
+
+    #[test]
     fn request_ids() {
         assert!(acceptable_request_id(b"abc-123"));
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        let parsed = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
+        assert_eq!(a, parsed.hyphenated().to_string());
+        assert!(acceptable_request_id(a.as_bytes()));
         assert!(!acceptable_request_id(b""));
         assert!(!acceptable_request_id(b"a b"));
         assert!(!acceptable_request_id(&[b'a'; 200]));

@@ -288,6 +288,18 @@ impl Gateway {
     }
 }
 
+/// The upstream address of the access log, `-` when none was tried.
+struct Upstream<'a>(Option<&'a SocketAddr>);
+
+impl std::fmt::Display for Upstream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// The path without a route's prefix (which matched whole segments), as
 /// the upstream receives it: `/demo` and `/demo/` both become `/`.
 fn strip_path_prefix<'a>(path: &'a str, prefix: &str) -> std::borrow::Cow<'a, str> {
@@ -311,6 +323,12 @@ fn has_body(req: &RequestHeader) -> bool {
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
+
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {
+        // No response compression: Pingora's default adds its compression
+        // module switched off, which still costs every request its state
+        // and a call per header and body chunk.
+    }
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
@@ -361,7 +379,7 @@ impl ProxyHttp for Gateway {
             Some(v) if acceptable_request_id(v.as_bytes()) => {
                 String::from_utf8_lossy(v.as_bytes()).into_owned()
             }
-            _ => uuid::Uuid::new_v4().to_string(),
+            _ => forward::new_request_id(),
         };
         ctx.span.record("request_id", ctx.request_id.as_str());
         if let Err(rejection) = self.read_head(session, ctx) {
@@ -672,21 +690,20 @@ impl ProxyHttp for Gateway {
             .request_duration
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
-        let method = session.req_header().method.as_str().to_owned();
-        let upstream = ctx.tried.last().map(|a| a.to_string());
         // request id, route and client are fields of the request's span
         if ctx.route.is_none() {
             ctx.span.record("route", route);
         }
         let _enter = ctx.span.enter();
+        // (the fields are worked out only when the access log is on)
         tracing::info!(
             target: "tollgate::access",
-            method = %method,
+            method = %session.req_header().method,
             path = %ctx.path,
             service,
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
-            upstream = upstream.as_deref().unwrap_or("-"),
+            upstream = %Upstream(ctx.tried.last()),
             error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
             "access"
         );
