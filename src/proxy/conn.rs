@@ -336,10 +336,9 @@ impl HeadGuard {
         let Phase::Head { seen, tail, .. } = &mut self.phase else {
             return Ok(());
         };
-        for (i, b) in new.iter().enumerate() {
-            // CRLF CRLF, or the bare-LF forms a lenient parser accepts
-            if *b == b'\n' && (tail[2] == b'\n' || (tail[1] == b'\n' && tail[2] == b'\r')) {
-                if *seen + i + 1 > self.limits.max_bytes {
+        match head_end(tail, new) {
+            Some(end) => {
+                if *seen + end > self.limits.max_bytes {
                     return Err(());
                 }
                 // The HTTP/2 preface looks like a head; what follows is
@@ -349,15 +348,16 @@ impl HeadGuard {
                 } else {
                     Phase::HeadRead
                 };
-                return Ok(());
+                Ok(())
             }
-            *tail = [tail[1], tail[2], *b];
+            None => {
+                *seen += new.len();
+                if *seen > self.limits.max_bytes {
+                    return Err(());
+                }
+                Ok(())
+            }
         }
-        *seen += new.len();
-        if *seen > self.limits.max_bytes {
-            return Err(());
-        }
-        Ok(())
     }
 
     /// Writes what is left of a refusal; Ready once all of it is out (or
@@ -378,6 +378,32 @@ impl HeadGuard {
         let _ = Pin::new(&mut self.inner).poll_flush(cx);
         Poll::Ready(())
     }
+}
+
+/// Where in `new` a head ends (the length up to and including the end),
+/// given `tail`, the last three bytes read before it: the end is CRLF CRLF,
+/// or a bare-LF form a lenient parser accepts (LF LF, LF CR LF). Without an
+/// end, `tail` becomes the last three bytes read. Only line ends are looked
+/// at, found with `memchr`: a head has a few lines and many more bytes.
+fn head_end(tail: &mut [u8; 3], new: &[u8]) -> Option<usize> {
+    // the byte `back` places before new[i], from `new` or the earlier tail
+    let before = |i: usize, back: usize| {
+        if i >= back {
+            new[i - back]
+        } else {
+            tail[3 + i - back]
+        }
+    };
+    for i in memchr::memchr_iter(b'\n', new) {
+        let (p1, p2) = (before(i, 1), before(i, 2));
+        if p1 == b'\n' || (p2 == b'\n' && p1 == b'\r') {
+            return Some(i + 1);
+        }
+    }
+    let n = new.len();
+    let last = [before(n, 3), before(n, 2), before(n, 1)];
+    *tail = last;
+    None
 }
 
 impl AsyncRead for HeadGuard {
@@ -627,5 +653,56 @@ impl GetSocketDigest for HeadGuard {
 impl Peek for HeadGuard {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_end;
+
+    /// Where a head ends, byte by byte: the reference `head_end` must agree with.
+    fn naive_end(bytes: &[u8]) -> Option<usize> {
+        (0..bytes.len()).find_map(|i| {
+            let end = bytes[i] == b'\n'
+                && ((i >= 1 && bytes[i - 1] == b'\n')
+                    || (i >= 2 && bytes[i - 2] == b'\n' && bytes[i - 1] == b'\r'));
+            end.then_some(i + 1)
+        })
+    }
+
+    /// Feeds `bytes` in the pieces `cuts` makes; the end's offset in `bytes`.
+    fn fed(bytes: &[u8], cuts: &[usize]) -> Option<usize> {
+        let mut tail = [0u8; 3];
+        let mut start = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&bytes.len())) {
+            if let Some(end) = head_end(&mut tail, &bytes[start..cut]) {
+                return Some(start + end);
+            }
+            start = cut;
+        }
+        None
+    }
+
+    #[test]
+    fn a_head_ends_where_a_byte_by_byte_scan_says_however_it_is_split() {
+        let heads: [&[u8]; 7] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: a\n\nrest",
+            b"GET / HTTP/1.1\r\nHost: a\n\r\nbody",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: \r\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n",
+            b"\n\n",
+            b"",
+        ];
+        for head in heads {
+            let (want, shown) = (naive_end(head), String::from_utf8_lossy(head));
+            assert_eq!(fed(head, &[]), want, "{shown:?} whole");
+            for a in 0..=head.len() {
+                assert_eq!(fed(head, &[a]), want, "{shown:?} cut at {a}");
+                for b in a..=head.len() {
+                    assert_eq!(fed(head, &[a, b]), want, "{shown:?} cut at {a}, {b}");
+                }
+            }
+        }
     }
 }

@@ -561,7 +561,14 @@ mod tests {
 
     #[test]
     fn addresses_as_text() {
-        for ip in ["0.0.0.0", "127.0.0.1", "10.20.100.255", "255.9.99.100", "::1", "2001:db8::7"] {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.100.255",
+            "255.9.99.100",
+            "::1",
+            "2001:db8::7",
+        ] {
             let addr: IpAddr = ip.parse().unwrap();
             assert_eq!(ip_text(addr), addr.to_string());
         }
