@@ -15,6 +15,9 @@
 #                               # the same with a configuration section added
 #   KEEP=DIR benches/profile.sh # also copies the callgrind dumps to DIR,
 #                               # for callgrind_annotate
+#   TOLLGATE_BIN=PATH benches/profile.sh
+#                               # counts that binary, built before (no build;
+#                               # the bench examples must be built already)
 #
 # valgrind does not emulate SHA-NI, so SHA-256 (the API-key HMAC, the
 # token digest) runs in software here: it is counted at several times what
@@ -26,7 +29,10 @@ source benches/common.sh
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 1; }
 N="${N:-2000}"
 
-cargo build --release --quiet --bin tollgate --example bench_upstream --example bench_token
+BIN="${TOLLGATE_BIN:-./target/release/tollgate}"
+if [ -z "${TOLLGATE_BIN:-}" ]; then
+    cargo build --release --quiet --bin tollgate --example bench_upstream --example bench_token
+fi
 work="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -41,7 +47,7 @@ UP=$(port); GW=$(port); ADMIN=$(port); METRICS=$(port)
 THREADS=1
 bench_config "$GW" "$ADMIN" "$METRICS" "${EXTRA_CONFIG:-}" > "$work/profile.yaml"
 TOLLGATE_ADMIN_TOKEN=bench valgrind --tool=callgrind --instr-atstart=no \
-    --callgrind-out-file="$work/cg.out" ./target/release/tollgate serve --config "$work/profile.yaml" \
+    --callgrind-out-file="$work/cg.out" "$BIN" serve --config "$work/profile.yaml" \
     > "$work/gateway.log" 2>&1 &
 GWPID=$!; pids+=($GWPID)
 for _ in $(seq 1 600); do
