@@ -16,6 +16,7 @@ use crate::telemetry::Metrics;
 /// subscriptions, cached together and dropped together when any changes.
 #[derive(Debug)]
 pub struct KeyRecord {
+    /// shared with the usage recorder's map
     pub key_id: Arc<str>,
     /// where this key's uses are counted
     pub usage: Arc<UsageCell>,
@@ -91,7 +92,7 @@ impl ApiKeyAuth {
     pub fn invalidate_client(&self, client_id: &str) {
         let id = client_id.to_string();
         self.cache.invalidate_if(move |_, v| match v {
-            Lookup::Found(r) => r.principal.client_id == id,
+            Lookup::Found(r) => r.principal.client_id.as_str() == id,
             Lookup::Unknown => false,
         });
     }
@@ -102,9 +103,10 @@ async fn load(store: &dyn Store, usage: &UsageRecorder, hash: &str) -> Result<Lo
         return Ok(Lookup::Unknown);
     };
     let subs = store.list_subscriptions(Some(&client.id)).await?;
+    let (key_id, usage) = usage.key_cell(&key.id);
     Ok(Lookup::Found(Arc::new(KeyRecord {
-        key_id: key.id.as_str().into(),
-        usage: usage.cell(&key.id),
+        key_id,
+        usage,
         key_active: key.status != "revoked",
         expires_at: key.expires_at,
         principal: Arc::new(Principal::new(client, subs)),

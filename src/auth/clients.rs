@@ -48,7 +48,7 @@ impl ClientDirectory {
     pub fn invalidate_client(&self, client_id: &str) {
         let id = client_id.to_string();
         self.cache.invalidate_if(move |k, v| match (k, v) {
-            (_, Lookup::Found(p)) => p.client_id == id,
+            (_, Lookup::Found(p)) => p.client_id.as_str() == id,
             (ClientRef::Id(k), Lookup::Unknown) => *k == id,
             // a new external client may now exist for a cached miss
             (ClientRef::External(..), Lookup::Unknown) => true,

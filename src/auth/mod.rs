@@ -11,9 +11,9 @@ pub mod jwt;
 pub mod keys;
 pub mod usage;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
@@ -24,23 +24,81 @@ use api_key::ApiKeyAuth;
 use clients::ClientDirectory;
 use jwt::{JwtAuth, TokenError};
 
+/// A client's id, shared by its cached principal, the usage counted for
+/// it and the log span of its requests.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(Arc<str>);
+
+impl ClientId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ClientId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The client behind a credential, with what authorization needs and the
 /// identity headers for the upstream, built once per cached principal.
+/// A cache holds one per client, so it is kept compact: text is boxed,
+/// and the header values are slices of one shared buffer.
 #[derive(Debug)]
 pub struct Principal {
-    pub client_id: String,
-    /// The client id again, shared: what usage counts by.
+    pub client_id: ClientId,
+    /// The client id again (the same allocation): what usage counts by.
     pub client_key: Arc<str>,
-    pub client_name: String,
     pub active: bool,
     pub scopes: Arc<[String]>,
-    /// by service name (a fast hash: the names come from the store)
-    pub subscriptions: HashMap<String, Subscribed, foldhash::fast::RandomState>,
+    pub subscriptions: Subscriptions,
     /// `X-Consumer-Id`, `X-Consumer-Name` values.
     pub id_header: HeaderValue,
     pub name_header: HeaderValue,
     /// Where the client's credentials may be used from; None: anywhere.
     pub restrictions: Option<Restrictions>,
+}
+
+/// A principal's active subscriptions, by service name. A client has a
+/// few (one per service at most, the store's constraint): a slice searched
+/// in order is a fraction of a hash table's size and as quick to search.
+#[derive(Debug, Default)]
+pub struct Subscriptions(Box<[(Box<str>, Subscribed)]>);
+
+impl Subscriptions {
+    /// The subscription to `service`.
+    pub fn get(&self, service: &str) -> Option<&Subscribed> {
+        self.0
+            .iter()
+            .find(|(s, _)| &**s == service)
+            .map(|(_, sub)| sub)
+    }
+
+    /// (service, subscription) pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Subscribed)> {
+        self.0.iter().map(|(s, sub)| (&**s, sub))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One subscription of a principal.
+#[derive(Debug)]
+pub struct Subscribed {
+    pub id: Box<str>,
+    pub plan: Option<Box<str>>,
+    /// `X-Subscription-Id` value.
+    pub header: HeaderValue,
+    /// The rate-limit counter of this subscription.
+    pub limit_key: Box<str>,
 }
 
 /// A client's `allowed_cidrs` and `allowed_referers`, parsed once per
@@ -51,56 +109,73 @@ pub struct Restrictions {
     pub referers: Vec<String>,
 }
 
-/// One subscription of a principal.
-#[derive(Debug)]
-pub struct Subscribed {
-    pub id: String,
-    pub plan: Option<String>,
-    /// `X-Subscription-Id` value.
-    pub header: HeaderValue,
-    /// The rate-limit counter of this subscription.
-    pub limit_key: String,
-}
-
-/// A header value of stored text: names may hold any UTF-8 but control
-/// characters (the admin API refuses those), sent as opaque octets.
-fn header_value(text: &str) -> HeaderValue {
-    HeaderValue::from_bytes(text.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
+/// A header value of stored text, a slice of a principal's shared
+/// buffer: names may hold any UTF-8 but control characters (the admin API
+/// refuses those), sent as opaque octets.
+fn header_value(text: Bytes) -> HeaderValue {
+    HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 impl Principal {
     pub fn new(client: Client, subscriptions: Vec<Subscription>) -> Principal {
-        Principal {
-            id_header: header_value(&client.id),
-            name_header: header_value(&client.name),
-            subscriptions: subscriptions
+        let subscriptions: Vec<Subscription> = subscriptions
+            .into_iter()
+            // a subscription waiting for approval grants nothing
+            .filter(|s| s.status == SubscriptionStatus::Active)
+            .collect();
+        // The header values' text in one buffer: one allocation the values
+        // share (a clone per request only counts a reference).
+        let texts = || {
+            [client.id.as_str(), client.name.as_str()]
                 .into_iter()
-                // a subscription waiting for approval grants nothing
-                .filter(|s| s.status == SubscriptionStatus::Active)
-                .map(|s| {
-                    let sub = Subscribed {
-                        header: header_value(&s.id),
-                        limit_key: format!("sub:{}", s.id),
-                        id: s.id,
-                        plan: s.plan,
-                    };
-                    (s.service, sub)
-                })
+                .chain(subscriptions.iter().map(|s| s.id.as_str()))
+        };
+        let mut buffer = Vec::with_capacity(texts().map(str::len).sum());
+        let mut ends = Vec::with_capacity(subscriptions.len() + 2);
+        for text in texts() {
+            buffer.extend_from_slice(text.as_bytes());
+            ends.push(buffer.len());
+        }
+        let buffer = Bytes::from(buffer);
+        let value = |i: usize| {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            header_value(buffer.slice(start..ends[i]))
+        };
+        let restrictions = (!client.allowed_cidrs.is_empty()
+            || !client.allowed_referers.is_empty())
+        .then(|| Restrictions {
+            cidrs: client
+                .allowed_cidrs
+                .iter()
+                .filter_map(|c| crate::config::IpNet::parse(c))
                 .collect(),
-            restrictions: (!client.allowed_cidrs.is_empty() || !client.allowed_referers.is_empty())
-                .then(|| Restrictions {
-                    cidrs: client
-                        .allowed_cidrs
-                        .iter()
-                        .filter_map(|c| crate::config::IpNet::parse(c))
-                        .collect(),
-                    referers: client.allowed_referers.clone(),
-                }),
+            referers: client.allowed_referers,
+        });
+        let id_header = value(0);
+        let name_header = value(1);
+        let subscriptions = subscriptions
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let sub = Subscribed {
+                    header: value(i + 2),
+                    limit_key: format!("sub:{}", s.id).into(),
+                    id: s.id.into(),
+                    plan: s.plan.map(Into::into),
+                };
+                (s.service.into(), sub)
+            })
+            .collect();
+        let client_key: Arc<str> = client.id.into();
+        Principal {
+            client_id: ClientId(client_key.clone()),
+            client_key,
             active: client.status == Status::Active,
-            client_key: client.id.as_str().into(),
-            client_id: client.id,
-            client_name: client.name,
             scopes: client.scopes.into(),
+            subscriptions: Subscriptions(subscriptions),
+            id_header,
+            name_header,
+            restrictions,
         }
     }
 }

@@ -32,8 +32,8 @@ impl UsageCell {
 
 #[derive(Default)]
 pub struct UsageRecorder {
-    /// by key id (or secret id)
-    cells: Mutex<HashMap<String, Arc<UsageCell>>>,
+    /// by key id (or secret id; a cached key record shares the id)
+    cells: Mutex<HashMap<Arc<str>, Arc<UsageCell>>>,
     /// Counts uses of client secrets rather than API keys.
     secrets: bool,
 }
@@ -50,13 +50,18 @@ impl UsageRecorder {
     /// The cell of a key, the same one for as long as anything counts in
     /// it or holds it.
     pub fn cell(&self, key_id: &str) -> Arc<UsageCell> {
+        self.key_cell(key_id).1
+    }
+
+    /// The cell of a key and the id as the recorder keeps it, to share.
+    pub fn key_cell(&self, key_id: &str) -> (Arc<str>, Arc<UsageCell>) {
         let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-        match cells.get(key_id) {
-            Some(c) => c.clone(),
+        match cells.get_key_value(key_id) {
+            Some((id, c)) => (id.clone(), c.clone()),
             None => {
-                let c = Arc::new(UsageCell::default());
-                cells.insert(key_id.to_string(), c.clone());
-                c
+                let (id, c): (Arc<str>, _) = (key_id.into(), Arc::new(UsageCell::default()));
+                cells.insert(id.clone(), c.clone());
+                (id, c)
             }
         }
     }
@@ -71,7 +76,7 @@ impl UsageRecorder {
             if count > 0 {
                 let last_used_at = cell.last_used_at.load(Ordering::Relaxed);
                 batch.insert(
-                    id.clone(),
+                    id.to_string(),
                     KeyUsage {
                         last_used_at,
                         count,
@@ -258,6 +263,8 @@ impl RequestUsage {
             None => {
                 let mut counts = [0; 5];
                 counts[col] = 1;
+                // most hashes hold one row: no room for four
+                rows.reserve_exact(1);
                 rows.push(UsageRow {
                     client: client.clone(),
                     key: key.cloned(),
