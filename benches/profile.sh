@@ -132,9 +132,9 @@ for path in glob.glob(f"{work}/cg.out*"):
         dumps[m.group(1)] = inclusive(path)
 SHA = r"^sha2::sha256::compress256$"
 parts = [
-    ("auth", r"Gateway::check_access", "credential check and authorization (request_filter)"),
+    ("auth", r"Gateway::check_access$|Authenticator::authenticate::\{\{closure\}\}$", "credential check (and authorization, where not inlined)"),
     ("sha256", SHA, "of which SHA-256 compression, in software under valgrind"),
-    ("rewrite", r"forward::rewrite_upstream_request$", "upstream request rewrite: strip, X-Forwarded-*, identity headers"),
+    ("rewrite", r"forward::rewrite_upstream_request$|ProxyHttp>::upstream_request_filter::\{\{closure\}\}$", "upstream request rewrite: strip, X-Forwarded-*, identity headers"),
     ("head", r"v1::server::HttpSession::read_request", "Pingora reading and parsing the request head"),
 ]
 def part(inc, pattern):
@@ -156,4 +156,25 @@ for route, control in (("keyed", "public_key"), ("jwt", "public_bearer")):
     print(f"{route}: the header's bytes {c - base:+.0f} ({(c - base) / base:+.1%} of public), "
           f"checking it {t - c:+.0f} ({(t - c) / base:+.1%}), "
           f"of which SHA-256 {sha:.0f}; without it {(t - sha - base) / base:+.1%} in all")
+# Where a public request's instructions go: the gateway's hooks against
+# Pingora's HTTP/1 work (inclusive counts; they overlap where one calls
+# another, so they do not add up to the total).
+total, inc = dumps["public"]
+print(f"public route, {total / n:.0f} instructions per request; inclusive parts:")
+for label, pattern in (
+    ("Pingora: read and parse the client's request head", r"v1::server::HttpSession::read_request"),
+    ("  of it, the gateway's head guard", r"HeadGuard as tokio::io::async_read::AsyncRead>::poll_read$"),
+    ("Pingora: take a pooled upstream connection", r"Connector<C>::get_http_session"),
+    ("Pingora: read and parse the upstream's response head", r"read_resp_header_parts"),
+    ("Pingora: write the response to the client", r"Session::write_response_tasks"),
+    ("Pingora: give the upstream connection back to the pool", r"Connector<C>::release_http_session"),
+    ("gateway: request_filter (request id, path, route, credential)", r"ProxyHttp>::request_filter::\{\{closure\}\}$"),
+    ("gateway: upstream_peer", r"ProxyHttp>::upstream_peer::\{\{closure\}\}$"),
+    ("gateway: upstream request rewrite", r"ProxyHttp>::upstream_request_filter::\{\{closure\}\}$"),
+    ("gateway: response_filter", r"ProxyHttp>::response_filter::\{\{closure\}\}$"),
+    ("gateway: logging (metrics, usage, access log)", r"ProxyHttp>::logging::\{\{closure\}\}$"),
+    ("memcpy, all callers (callgrind counts a rep movsb once a byte)", r"__memcpy_avx_unaligned_erms"),
+):
+    v = part(inc, pattern)
+    print(f"  {label:<64}{v:>8.0f}{v * n / total:>7.1%}")
 PY
