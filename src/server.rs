@@ -520,14 +520,14 @@ impl Counters {
     async fn refresh_expiring(&self, store: &dyn Store) {
         let at = crate::store::now();
         match store
-            .expiring_api_keys(at, at + EXPIRING_WITHIN.as_secs() as i64)
+            .count_expiring_api_keys(at, at + EXPIRING_WITHIN.as_secs() as i64)
             .await
         {
-            Ok(keys) => self
+            Ok(count) => self
                 .metrics
                 .api_keys_expiring
                 .with_label_values(&["7d"])
-                .set(keys.len() as i64),
+                .set(count),
             Err(e) => tracing::warn!(error = %e, "cannot count the keys about to expire"),
         }
     }

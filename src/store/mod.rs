@@ -136,6 +136,9 @@ pub trait Store: Send + Sync {
         from: Timestamp,
         until: Timestamp,
     ) -> StoreResult<Vec<ApiKey>>;
+    /// How many active keys expire in (`from`, `until`], counted in the
+    /// store without reading them.
+    async fn count_expiring_api_keys(&self, from: Timestamp, until: Timestamp) -> StoreResult<i64>;
     /// The key with this hash and its client, for authentication.
     async fn find_api_key(&self, hash: &str) -> StoreResult<Option<(ApiKey, Client)>>;
     /// Add batched usage (one write per flush, not per request).

@@ -1306,6 +1306,10 @@ async fn keys_roll_with_a_grace_period_and_expire_in_order(store: &dyn Store) {
         soon.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
         ["key_4", "key_3"]
     );
+    let counted = store.count_expiring_api_keys(t, t + 7 * 86_400).await;
+    assert_eq!(counted.unwrap(), 2);
+    let counted = store.count_expiring_api_keys(t, t + 60 * 86_400).await;
+    assert_eq!(counted.unwrap(), 3);
 }
 
 async fn secrets_report_their_use(store: &dyn Store) {

@@ -526,6 +526,16 @@ impl<DB: Backend> Store for SqlStore<DB> {
         rows.iter().map(|r| key_from(r, from)).collect()
     }
 
+    async fn count_expiring_api_keys(&self, from: Timestamp, until: Timestamp) -> StoreResult<i64> {
+        let row = DB::fetch_optional(
+            &mut *self.conn().await?,
+            "SELECT COUNT(*) AS n FROM api_keys WHERE status = 'active' AND expires_at > $1 AND expires_at <= $2",
+            args![from, until],
+        )
+        .await?;
+        row.map_or(Ok(0), |r| r.int("n"))
+    }
+
     async fn find_api_key(&self, hash: &str) -> StoreResult<Option<(ApiKey, Client)>> {
         let mut conn = self.conn().await?;
         let Some(row) = DB::fetch_optional(
