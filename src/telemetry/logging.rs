@@ -40,16 +40,28 @@ pub fn init(format: LogFormat, level: &str) {
 /// Forwards `log` records (Pingora's) to tracing.
 struct PingoraLog;
 
-/// Pingora logs at error level when a client closes its connection or sends
-/// a broken head or body; the gateway counts those
-/// (`tollgate_client_errors_total`) and keeps them at debug.
-fn is_client_fault(record: &log::Record<'_>) -> bool {
-    record.level() == log::Level::Error && record.target().starts_with("pingora") && {
-        let text = record.args().to_string();
-        // an HTTP/1 request, or an HTTP/2 connection preface, that the
-        // client broke or abandoned
-        text.starts_with("Fail to proxy: Downstream") || text.starts_with("H2 handshake error")
+/// The level a record of Pingora's is logged at, where it differs from
+/// Pingora's own. Pingora logs at error level:
+/// - when a client closes its connection or sends a broken head or body;
+///   the gateway counts those (`tollgate_client_errors_total`) and keeps
+///   them at debug;
+/// - when a pooled upstream connection it was handing out is still held by
+///   its idle watcher; Pingora then opens a new connection and the request
+///   goes on unharmed, so it is a warning, not an error.
+fn relevel(record: &log::Record<'_>) -> Option<log::Level> {
+    if record.level() != log::Level::Error || !record.target().starts_with("pingora") {
+        return None;
     }
+    let text = record.args().to_string();
+    // an HTTP/1 request, or an HTTP/2 connection preface, that the client
+    // broke or abandoned
+    if text.starts_with("Fail to proxy: Downstream") || text.starts_with("H2 handshake error") {
+        return Some(log::Level::Debug);
+    }
+    if text == "failed to acquire reusable stream" {
+        return Some(log::Level::Warn);
+    }
+    None
 }
 
 impl log::Log for PingoraLog {
@@ -61,10 +73,10 @@ impl log::Log for PingoraLog {
         if !self.enabled(record.metadata()) {
             return;
         }
-        if is_client_fault(record) {
+        if let Some(level) = relevel(record) {
             let lowered = log::Record::builder()
                 .args(*record.args())
-                .level(log::Level::Debug)
+                .level(level)
                 .target(record.target())
                 .module_path(record.module_path())
                 .file(record.file())
@@ -81,7 +93,12 @@ impl log::Log for PingoraLog {
 
 #[cfg(test)]
 mod tests {
-    use super::is_client_fault;
+    use super::relevel;
+    use log::Level;
+
+    fn is_client_fault(r: &log::Record<'_>) -> bool {
+        relevel(r) == Some(Level::Debug)
+    }
 
     fn record(level: log::Level, target: &str, text: &str, check: impl FnOnce(&log::Record<'_>)) {
         check(
@@ -124,6 +141,22 @@ mod tests {
             "tollgate",
             "Fail to proxy: Downstream x",
             |r| assert!(!is_client_fault(r)),
+        );
+    }
+
+    #[test]
+    fn a_pooled_connection_taken_back_in_a_race_is_a_warning() {
+        record(
+            log::Level::Error,
+            "pingora_core::connectors",
+            "failed to acquire reusable stream",
+            |r| assert_eq!(relevel(r), Some(Level::Warn)),
+        );
+        record(
+            log::Level::Error,
+            "pingora_core::connectors",
+            "failed to acquire reusable stream: something else",
+            |r| assert_eq!(relevel(r), None),
         );
     }
 }
