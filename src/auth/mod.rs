@@ -33,6 +33,11 @@ impl ClientId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id's one allocation, to share: what usage counts by.
+    pub fn shared(&self) -> &Arc<str> {
+        &self.0
+    }
 }
 
 impl std::ops::Deref for ClientId {
@@ -49,8 +54,6 @@ impl std::ops::Deref for ClientId {
 #[derive(Debug)]
 pub struct Principal {
     pub client_id: ClientId,
-    /// The client id again (the same allocation): what usage counts by.
-    pub client_key: Arc<str>,
     pub active: bool,
     pub scopes: Arc<[String]>,
     pub subscriptions: Subscriptions,
@@ -166,10 +169,8 @@ impl Principal {
                 (s.service.into(), sub)
             })
             .collect();
-        let client_key: Arc<str> = client.id.into();
         Principal {
-            client_id: ClientId(client_key.clone()),
-            client_key,
+            client_id: ClientId(client.id.into()),
             active: client.status == Status::Active,
             scopes: client.scopes.into(),
             subscriptions: Subscriptions(subscriptions),

@@ -674,7 +674,7 @@ impl ProxyHttp for Gateway {
         let elapsed = ctx.start.elapsed();
         if let (Some(p), true) = (&ctx.principal, ctx.snapshot.config.usage.enabled) {
             self.usage.record(
-                &p.client_key,
+                p.client_id.shared(),
                 ctx.key_id.as_ref(),
                 service,
                 status,
