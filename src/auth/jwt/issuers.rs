@@ -180,6 +180,7 @@ impl JwtAuth {
         }
         self.builtin.store(Arc::new(Some(builtin)));
         self.issuers.store(Arc::new(issuers));
+        self.keys_changed();
         self.keep_claims(config.routes.iter().any(|r| !r.forward_claims.is_empty()));
     }
 
@@ -207,6 +208,7 @@ impl JwtAuth {
             );
         }
         builtin.keys.store(Arc::new(map));
+        self.keys_changed();
     }
 
     /// Fetch one external issuer's JWKS; on failure its keys stay as they were.
@@ -218,6 +220,7 @@ impl JwtAuth {
         let ok = match result {
             Ok(keys) if !keys.is_empty() => {
                 issuer.keys.store(Arc::new(keys));
+                self.keys_changed();
                 true
             }
             Ok(_) => {

@@ -7,11 +7,16 @@
 //! refreshed periodically, refetched on an unknown `kid` at most once per
 //! issuer per 30 s (single-flight), and kept when the JWKS URL fails.
 //! A verified token is cached by its SHA-256 until it expires (at most the
-//! credential cache ttl), so a hot token is verified once.
+//! credential cache ttl), so a hot token is verified once. A token refused
+//! for what its bytes say (a bad signature, a malformed part, an unknown
+//! issuer, …) is remembered the same way for a minute, until the keys or
+//! the configuration change, so the same bad token sent again costs a hash
+//! and a lookup, not a signature check; refusals that depend on the clock
+//! or on a key still to be fetched are never remembered.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +53,9 @@ pub(super) const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const MAX_JWKS_BYTES: usize = 512 * 1024;
 /// Verified tokens a front map holds per thread.
 const VERIFIED_FRONT_ENTRIES: usize = 1024;
+/// Refused tokens remembered at most, and for how long.
+const REJECTED_ENTRIES: u64 = 10_000;
+const REJECTED_TTL: Duration = Duration::from_secs(60);
 
 /// Why a token was refused: the metric reason and the answer's description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +112,29 @@ impl TokenError {
             TokenError::WrongAudience => "wrong audience",
             TokenError::BadClaims => "missing or invalid claims",
             TokenError::Revoked => "token revoked",
+        }
+    }
+
+    /// Whether the same bytes would be refused the same way, whatever the
+    /// time, while the issuers' keys and the configuration stay as they
+    /// are. Not so for the clock's refusals, a `kid` a JWKS refetch may
+    /// still bring, or a revocation.
+    fn is_lasting(self) -> bool {
+        match self {
+            TokenError::Malformed
+            | TokenError::TooLarge
+            | TokenError::UnknownIssuer
+            | TokenError::AlgorithmNotAllowed
+            | TokenError::CriticalHeader
+            | TokenError::NoKid
+            | TokenError::BadSignature
+            | TokenError::WrongAudience
+            | TokenError::BadClaims => true,
+            TokenError::UnknownKid
+            | TokenError::Expired
+            | TokenError::NotYetValid
+            | TokenError::IssuedInFuture
+            | TokenError::Revoked => false,
         }
     }
 }
@@ -231,6 +262,12 @@ pub struct JwtAuth {
     /// a verification found stays true; expiry and revocation are checked
     /// on every request).
     verified_front: Front<[u8; 32], Arc<VerifiedToken>>,
+    /// Tokens refused for a lasting reason ([`TokenError::is_lasting`]),
+    /// by the same hash, with the key generation they were refused under:
+    /// an entry of an earlier generation is never served.
+    rejected: Cache<[u8; 32], (u64, TokenError)>,
+    /// Bumped after every change of keys or issuers.
+    key_generation: AtomicU64,
     /// jti of tokens revoked on this node (until they expire).
     revoked: Cache<String, ()>,
     /// Set before the first revocation is recorded: until then a request
@@ -240,6 +277,7 @@ pub struct JwtAuth {
     keep_claims: AtomicBool,
     http: reqwest::Client,
     token_counters: CacheCounters,
+    rejected_counters: CacheCounters,
     metrics: Arc<Metrics>,
 }
 
@@ -260,6 +298,11 @@ impl JwtAuth {
                 .time_to_live(config.store.cache.ttl)
                 .build(),
             verified_front: Front::new(VERIFIED_FRONT_ENTRIES, config.store.cache.ttl),
+            rejected: Cache::builder()
+                .max_capacity(REJECTED_ENTRIES)
+                .time_to_live(REJECTED_TTL)
+                .build(),
+            key_generation: AtomicU64::new(0),
             revoked: Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(config.auth.tokens.ttl + config.auth.tokens.leeway)
@@ -268,6 +311,7 @@ impl JwtAuth {
             keep_claims: AtomicBool::new(false),
             http,
             token_counters: metrics.cache_counters("token"),
+            rejected_counters: metrics.cache_counters("rejected_token"),
             metrics,
         };
         auth.configure(config);
@@ -307,7 +351,23 @@ impl JwtAuth {
                             .filter(|t| !t.is_empty() && !t.contains(' '))
                             .ok_or(TokenError::Malformed)?;
                         self.token_counters.count(false);
-                        let v = Arc::new(self.verify_uncached(text).await?);
+                        let keys = self.key_generation.load(Ordering::Acquire);
+                        match self.rejected.get(&digest).await {
+                            Some((at, refused)) if at == keys => {
+                                self.rejected_counters.count(true);
+                                return Err(refused);
+                            }
+                            _ => self.rejected_counters.count(false),
+                        }
+                        let v = match self.verify_uncached(text).await {
+                            Ok(v) => Arc::new(v),
+                            Err(e) => {
+                                if e.is_lasting() {
+                                    self.rejected.insert(digest, (keys, e)).await;
+                                }
+                                return Err(e);
+                            }
+                        };
                         self.verified.insert(digest, v.clone()).await;
                         v
                     }
@@ -325,6 +385,13 @@ impl JwtAuth {
             }
         }
         Ok(verified)
+    }
+
+    /// Forget every refused token: keys or issuers changed, and what was
+    /// refused may pass now.
+    pub(super) fn keys_changed(&self) {
+        self.key_generation.fetch_add(1, Ordering::AcqRel);
+        self.rejected.invalidate_all();
     }
 
     /// Keep every claim of the tokens verified from now on (a route
@@ -637,5 +704,61 @@ mod tests {
         assert_eq!(keys.keys().collect::<Vec<_>>(), vec![&ec.kid]);
         assert_eq!(keys[&ec.kid].algorithms, vec![Algorithm::ES256]);
         assert!(parse_jwks(b"<html>").is_err());
+    }
+
+    /// A token refused for its bytes is remembered and refused again
+    /// without a signature check; a key change forgets it (the same kid
+    /// now holding the key that signed it lets it pass), and a refusal by
+    /// the clock is never remembered.
+    #[tokio::test]
+    async fn refused_tokens_are_remembered_until_the_keys_change() {
+        use crate::auth::keys::{generate, Signer};
+        use crate::config::SigningAlgorithm;
+        let config = crate::config::parse(
+            "store: { url: 'sqlite://unused.db' }\nauth:\n  tokens: { issuer: https://gw.test, audience: api }\n",
+            std::path::Path::new("test.yaml"),
+        )
+        .unwrap();
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let auth = JwtAuth::new(&config, metrics.clone());
+        let trusted = generate(SigningAlgorithm::Es256).unwrap();
+        let mut other = generate(SigningAlgorithm::Es256).unwrap();
+        other.kid = trusted.kid.clone();
+        auth.set_builtin_keys(std::slice::from_ref(&trusted));
+
+        let counters = metrics.cache_counters("rejected_token");
+        let at = now();
+        let token = |key: &crate::store::SigningKey, exp: i64| {
+            Signer::load(key).unwrap().sign(
+                &serde_json::json!({"alg": "ES256", "kid": key.kid}),
+                &serde_json::json!({"iss": "https://gw.test", "aud": "api", "sub": "c", "exp": exp}),
+            )
+        };
+        let forged = token(&other, at + 600);
+        for round in 1..=3 {
+            let refused = auth.verify(forged.as_bytes()).await.unwrap_err();
+            assert_eq!(refused, TokenError::BadSignature);
+            assert_eq!(
+                (counters.hit.get(), counters.miss.get()),
+                (round - 1, 1),
+                "round {round}: checked once, then remembered"
+            );
+        }
+
+        auth.set_builtin_keys(std::slice::from_ref(&other));
+        let passed = auth.verify(forged.as_bytes()).await.unwrap();
+        assert_eq!(passed.client, ClientRef::Id("c".into()));
+        assert_eq!((counters.hit.get(), counters.miss.get()), (2, 2));
+
+        let expired = token(&other, at - 3600);
+        for _ in 0..2 {
+            let refused = auth.verify(expired.as_bytes()).await.unwrap_err();
+            assert_eq!(refused, TokenError::Expired);
+        }
+        assert_eq!(
+            (counters.hit.get(), counters.miss.get()),
+            (2, 4),
+            "an expired token is checked every time"
+        );
     }
 }
