@@ -28,7 +28,7 @@ use crate::portal::rules::{
     check_portal_scopes, key_policy, own_client, own_key, own_subscription, subscription_status,
 };
 use crate::portal::{PortalApi, PortalConn, SESSION_COOKIE};
-use crate::store::{AuthType, Client, Status, Subscription, SubscriptionStatus};
+use crate::store::{ApiKey, AuthType, Client, Status, Subscription, SubscriptionStatus};
 
 const PRODUCT: &str = "My Hub";
 /// The cookie that ties a sign-in form to the browser that loaded it.
@@ -125,6 +125,31 @@ impl Signed {
     fn csrf_field(&self) -> Markup {
         html! { input type="hidden" name="csrf" value=(self.csrf); }
     }
+
+    /// A failed call as a page that says why, with a way back.
+    fn failure(&self, e: impl Into<PortalError>) -> Response {
+        failure(self.base(), e.into())
+    }
+
+    /// The account's own client, key or subscription: another account's
+    /// is "not found", as in the portal API.
+    async fn client(&self, api: &PortalApi, id: &str) -> Result<Client, Response> {
+        own_client(api, &self.caller, id)
+            .await
+            .map_err(|e| self.failure(e))
+    }
+
+    async fn key(&self, api: &PortalApi, id: &str) -> Result<ApiKey, Response> {
+        own_key(api, &self.caller, id)
+            .await
+            .map_err(|e| self.failure(e))
+    }
+
+    async fn subscription(&self, api: &PortalApi, id: &str) -> Result<Subscription, Response> {
+        own_subscription(api, &self.caller, id)
+            .await
+            .map_err(|e| self.failure(e))
+    }
 }
 
 /// The session of the request's cookie, or the answer to give instead: the
@@ -157,11 +182,17 @@ async fn signed_in(
     })
 }
 
-/// A signed-in change: the session and its CSRF token in the form.
-async fn change(api: &PortalApi, headers: &HeaderMap, form: &Form) -> Result<Signed, Response> {
+/// A signed-in change: the session, and its CSRF token in the submitted
+/// form.
+async fn change(
+    api: &PortalApi,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Signed, Form), Response> {
+    let form = Form::parse(body);
     let s = signed_in(api, headers, false).await?;
-    check_csrf(&s, form).map_err(|r| *r)?;
-    Ok(s)
+    check_csrf(&s, &form).map_err(|r| *r)?;
+    Ok((s, form))
 }
 
 /// Boxed: a page is large, and the happy path should not carry its size.
@@ -466,24 +497,22 @@ async fn sign_out(
     conn: Option<Extension<PortalConn>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, Response> {
+    // signing out works while a one-time password is in use
     let form = Form::parse(&body);
-    let s = match signed_in(&hub.api, &headers, true).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
-    if let Err(resp) = check_csrf(&s, &form) {
-        return *resp;
-    }
+    let s = signed_in(&hub.api, &headers, true).await?;
+    check_csrf(&s, &form).map_err(|r| *r)?;
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
-        if let Err(e) = hub.api.accounts.sign_out(token).await {
-            return failure(s.base(), e);
-        }
+        hub.api
+            .accounts
+            .sign_out(token)
+            .await
+            .map_err(|e| s.failure(e))?;
     }
-    see_other(
+    Ok(see_other(
         &format!("{}/sign-in", s.base()),
         vec![set_cookie(SESSION_COOKIE, "", s.base(), 0, tls_of(&conn))],
-    )
+    ))
 }
 
 fn password_markup(s: &Signed, error: Option<&str>) -> Markup {
@@ -517,11 +546,9 @@ fn password_markup(s: &Signed, error: Option<&str>) -> Markup {
     )
 }
 
-async fn password_page(State(hub): State<Hub>, headers: HeaderMap) -> Response {
-    match signed_in(&hub.api, &headers, true).await {
-        Ok(s) => page(StatusCode::OK, password_markup(&s, None)),
-        Err(resp) => resp,
-    }
+async fn password_page(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response, Response> {
+    let s = signed_in(&hub.api, &headers, true).await?;
+    Ok(page(StatusCode::OK, password_markup(&s, None)))
 }
 
 async fn change_password(
@@ -529,31 +556,29 @@ async fn change_password(
     conn: Option<Extension<PortalConn>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, Response> {
+    // the change that a one-time password asks for
     let form = Form::parse(&body);
-    let s = match signed_in(&hub.api, &headers, true).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
-    if let Err(resp) = check_csrf(&s, &form) {
-        return *resp;
-    }
+    let s = signed_in(&hub.api, &headers, true).await?;
+    check_csrf(&s, &form).map_err(|r| *r)?;
     let new_password = form.text("new_password");
     if new_password != form.text("again") {
-        return page(
+        return Err(page(
             StatusCode::BAD_REQUEST,
             password_markup(&s, Some("The two new passwords differ.")),
-        );
+        ));
     }
     let req = ChangePassword {
         current_password: form.text("current_password"),
         new_password,
     };
     let peer = conn.as_ref().and_then(|Extension(c)| c.peer);
-    match hub.api.accounts.change_password(&s.caller, req, peer).await {
-        Ok(()) => see_other(&format!("{}/?msg=changed", s.base()), vec![]),
-        Err(e) => page(status_of(&e), password_markup(&s, Some(&e.to_string()))),
-    }
+    hub.api
+        .accounts
+        .change_password(&s.caller, req, peer)
+        .await
+        .map_err(|e| page(status_of(&e), password_markup(&s, Some(&e.to_string()))))?;
+    Ok(see_other(&format!("{}/?msg=changed", s.base()), vec![]))
 }
 
 // ---- clients ---------------------------------------------------------------
@@ -658,15 +683,11 @@ async fn clients_page(
     State(hub): State<Hub>,
     headers: HeaderMap,
     Query(q): Query<Msg>,
-) -> Response {
-    let s = match signed_in(&hub.api, &headers, false).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
-    let rows = match client_rows(&hub.api, &s.caller).await {
-        Ok(r) => r,
-        Err(e) => return failure(s.base(), e),
-    };
+) -> Result<Response, Response> {
+    let s = signed_in(&hub.api, &headers, false).await?;
+    let rows = client_rows(&hub.api, &s.caller)
+        .await
+        .map_err(|e| s.failure(e))?;
     let base = s.base().to_string();
     let (active, revoked): (Vec<&ClientRow>, Vec<&ClientRow>) =
         rows.iter().partition(|r| r.client.status == Status::Active);
@@ -749,17 +770,18 @@ async fn clients_page(
             }
         }
     };
-    page(StatusCode::OK, s.frame("Your clients", "clients", body))
+    Ok(page(
+        StatusCode::OK,
+        s.frame("Your clients", "clients", body),
+    ))
 }
 
-async fn new_client_page(State(hub): State<Hub>, headers: HeaderMap) -> Response {
-    match signed_in(&hub.api, &headers, false).await {
-        Ok(s) => page(
-            StatusCode::OK,
-            s.frame("Create new client", "clients", create_form(&s, None, None)),
-        ),
-        Err(resp) => resp,
-    }
+async fn new_client_page(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response, Response> {
+    let s = signed_in(&hub.api, &headers, false).await?;
+    Ok(page(
+        StatusCode::OK,
+        s.frame("Create new client", "clients", create_form(&s, None, None)),
+    ))
 }
 
 /// The page that shows a new credential, once. It is the answer to the
@@ -785,12 +807,12 @@ fn shown_once_page(s: &Signed, title: &str, client: &Client, fields: Markup) -> 
     )
 }
 
-async fn create_client(State(hub): State<Hub>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = Form::parse(&body);
-    let s = match change(&hub.api, &headers, &form).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
+async fn create_client(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let (s, form) = change(&hub.api, &headers, &body).await?;
     let api = &hub.api;
     let auth_type = match form.get("auth_type") {
         Some("oauth2") => AuthType::Oauth2,
@@ -807,9 +829,7 @@ async fn create_client(State(hub): State<Hub>, headers: HeaderMap, body: Bytes) 
             ),
         )
     };
-    if let Err(e) = check_portal_scopes(&s.portal, &scopes) {
-        return retry(e);
-    }
+    check_portal_scopes(&s.portal, &scopes).map_err(&retry)?;
     let req = CreateClient {
         name: form.text("name"),
         description: Some(form.text("description")),
@@ -819,14 +839,11 @@ async fn create_client(State(hub): State<Hub>, headers: HeaderMap, body: Bytes) 
         external_id: None,
         account_id: Some(s.caller.account.id.clone()),
     };
-    let created = match api
+    let created = api
         .registry
         .create_client(&s.caller.actor(), req, key_policy(api, &s.portal))
         .await
-    {
-        Ok(c) => c,
-        Err(e) => return retry(e.into()),
-    };
+        .map_err(|e| retry(e.into()))?;
     let fields = html! {
         @if let Some(key) = &created.api_key {
             (view::copy_field("secret", "API key", &key.key))
@@ -837,7 +854,12 @@ async fn create_client(State(hub): State<Hub>, headers: HeaderMap, body: Bytes) 
             (view::copy_field("secret", "Client secret", secret))
         }
     };
-    shown_once_page(&s, "Client created", &created.client, fields)
+    Ok(shown_once_page(
+        &s,
+        "Client created",
+        &created.client,
+        fields,
+    ))
 }
 
 /// A new key (API key clients) or a new secret (OAuth2 clients), from the
@@ -847,47 +869,36 @@ async fn new_credential(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let form = Form::parse(&body);
-    let s = match change(&hub.api, &headers, &form).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, Response> {
+    let (s, _) = change(&hub.api, &headers, &body).await?;
     let api = &hub.api;
-    let client = match own_client(api, &s.caller, &id).await {
-        Ok(c) => c,
-        Err(e) => return failure(s.base(), e),
-    };
+    let client = s.client(api, &id).await?;
     let actor = s.caller.actor();
     let fields = if client.auth_type == AuthType::Oauth2 {
-        match api
+        let n = api
             .registry
             .rotate_secret(&actor, &id, RotateSecret::default())
             .await
-        {
-            Ok(n) => html! {
-                p { "The previous secret no longer works." }
-                (view::copy_field("client-id", "Client id", &n.client_id))
-                (view::copy_field("secret", "Client secret", &n.client_secret))
-            },
-            Err(e) => return failure(s.base(), e.into()),
+            .map_err(|e| s.failure(e))?;
+        html! {
+            p { "The previous secret no longer works." }
+            (view::copy_field("client-id", "Client id", &n.client_id))
+            (view::copy_field("secret", "Client secret", &n.client_secret))
         }
     } else {
         let req = CreateKey {
             name: Some("default".into()),
             never_expires: None,
         };
-        match api
+        let k = api
             .registry
             .create_key(&actor, &id, req, key_policy(api, &s.portal))
             .await
-        {
-            Ok(k) => html! {
-                p { "The client's other keys keep working until you revoke them." }
-                (view::copy_field("secret", "API key", &k.key))
-                p { "Expires: " (view::when(k.expires_at)) }
-            },
-            Err(e) => return failure(s.base(), e.into()),
+            .map_err(|e| s.failure(e))?;
+        html! {
+            p { "The client's other keys keep working until you revoke them." }
+            (view::copy_field("secret", "API key", &k.key))
+            p { "Expires: " (view::when(k.expires_at)) }
         }
     };
     let title = if client.auth_type == AuthType::Oauth2 {
@@ -895,7 +906,7 @@ async fn new_credential(
     } else {
         "New API key"
     };
-    shown_once_page(&s, title, &client, fields)
+    Ok(shown_once_page(&s, title, &client, fields))
 }
 
 fn edit_markup(
@@ -930,18 +941,17 @@ fn edit_markup(
     )
 }
 
-async fn edit_page(State(hub): State<Hub>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let s = match signed_in(&hub.api, &headers, false).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
-    match own_client(&hub.api, &s.caller, &id).await {
-        Ok(c) => page(
-            StatusCode::OK,
-            edit_markup(&s, &c, &c.name, &c.description, None),
-        ),
-        Err(e) => failure(s.base(), e),
-    }
+async fn edit_page(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    let s = signed_in(&hub.api, &headers, false).await?;
+    let c = s.client(&hub.api, &id).await?;
+    Ok(page(
+        StatusCode::OK,
+        edit_markup(&s, &c, &c.name, &c.description, None),
+    ))
 }
 
 async fn edit_client(
@@ -949,16 +959,9 @@ async fn edit_client(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let form = Form::parse(&body);
-    let s = match change(&hub.api, &headers, &form).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
-    let client = match own_client(&hub.api, &s.caller, &id).await {
-        Ok(c) => c,
-        Err(e) => return failure(s.base(), e),
-    };
+) -> Result<Response, Response> {
+    let (s, form) = change(&hub.api, &headers, &body).await?;
+    let client = s.client(&hub.api, &id).await?;
     let req = PatchClient {
         name: Some(form.text("name")),
         description: Some(form.text("description")),
@@ -967,14 +970,11 @@ async fn edit_client(
         allowed_referers: None,
         auth_type: None,
     };
-    match hub
-        .api
+    hub.api
         .registry
         .patch_client(&s.caller.actor(), &id, req)
         .await
-    {
-        Ok(_) => see_other(&format!("{}/clients/{id}?msg=saved", s.base()), vec![]),
-        Err(e) => {
+        .map_err(|e| {
             let e = PortalError::from(e);
             page(
                 status_of(&e),
@@ -986,30 +986,28 @@ async fn edit_client(
                     Some(&e.to_string()),
                 ),
             )
-        }
-    }
+        })?;
+    Ok(see_other(
+        &format!("{}/clients/{id}?msg=saved", s.base()),
+        vec![],
+    ))
 }
 
 async fn revoke_page(
     State(hub): State<Hub>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let s = match signed_in(&hub.api, &headers, false).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, Response> {
+    let s = signed_in(&hub.api, &headers, false).await?;
     let api = &hub.api;
-    let client = match own_client(api, &s.caller, &id).await {
-        Ok(c) => c,
-        Err(e) => return failure(s.base(), e),
-    };
-    let subs = match api.registry.list_subscriptions(Some(&id)).await {
-        Ok(v) => v,
-        Err(e) => return failure(s.base(), e.into()),
-    };
+    let client = s.client(api, &id).await?;
+    let subs = api
+        .registry
+        .list_subscriptions(Some(&id))
+        .await
+        .map_err(|e| s.failure(e))?;
     let base = s.base();
-    page(
+    Ok(page(
         StatusCode::OK,
         s.frame(
             "Revoke client",
@@ -1034,7 +1032,7 @@ async fn revoke_page(
                 }
             },
         ),
-    )
+    ))
 }
 
 async fn revoke_client(
@@ -1042,19 +1040,16 @@ async fn revoke_client(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let form = Form::parse(&body);
-    let s = match change(&hub.api, &headers, &form).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
-    if let Err(e) = own_client(&hub.api, &s.caller, &id).await {
-        return failure(s.base(), e);
-    }
-    match hub.api.registry.revoke_client(&s.caller.actor(), &id).await {
-        Ok(_) => see_other(&format!("{}/?msg=revoked", s.base()), vec![]),
-        Err(e) => failure(s.base(), e.into()),
-    }
+) -> Result<Response, Response> {
+    let (s, _) = change(&hub.api, &headers, &body).await?;
+    // only the account's own client
+    s.client(&hub.api, &id).await?;
+    hub.api
+        .registry
+        .revoke_client(&s.caller.actor(), &id)
+        .await
+        .map_err(|e| s.failure(e))?;
+    Ok(see_other(&format!("{}/?msg=revoked", s.base()), vec![]))
 }
 
 // ---- one client ----------------------------------------------------------------
@@ -1065,32 +1060,28 @@ async fn client_page(
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<Msg>,
-) -> Response {
-    let s = match signed_in(&hub.api, &headers, false).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, Response> {
+    let s = signed_in(&hub.api, &headers, false).await?;
     let api = &hub.api;
-    let client = match own_client(api, &s.caller, &id).await {
-        Ok(c) => c,
-        Err(e) => return failure(s.base(), e),
-    };
+    let client = s.client(api, &id).await?;
     let (keys, subs) = match (
         api.registry.list_keys(&id).await,
         api.registry.list_subscriptions(Some(&id)).await,
     ) {
         (Ok(k), Ok(v)) => (k, v),
-        (Err(e), _) | (_, Err(e)) => return failure(s.base(), e.into()),
+        (Err(e), _) | (_, Err(e)) => return Err(s.failure(e)),
     };
     let usage = UsageQuery {
         from: Some((crate::store::now() - (USAGE_DAYS - 1) * 86_400).to_string()),
         to: None,
         step: Some("day".into()),
     };
-    let days = match api.registry.usage(&id, &usage).await {
-        Ok(report) => per_day(&report.buckets, crate::store::now()),
-        Err(e) => return failure(s.base(), e.into()),
-    };
+    let report = api
+        .registry
+        .usage(&id, &usage)
+        .await
+        .map_err(|e| s.failure(e))?;
+    let days = per_day(&report.buckets, crate::store::now());
     let base = s.base().to_string();
     let active = client.status == Status::Active;
     let policy = key_policy(api, &s.portal);
@@ -1262,7 +1253,7 @@ async fn client_page(
             }
         }
     };
-    page(StatusCode::OK, s.frame(&client.name, "clients", body))
+    Ok(page(StatusCode::OK, s.frame(&client.name, "clients", body)))
 }
 
 async fn create_key(
@@ -1270,39 +1261,30 @@ async fn create_key(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let form = Form::parse(&body);
-    let s = match change(&hub.api, &headers, &form).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, Response> {
+    let (s, form) = change(&hub.api, &headers, &body).await?;
     let api = &hub.api;
-    let client = match own_client(api, &s.caller, &id).await {
-        Ok(c) => c,
-        Err(e) => return failure(s.base(), e),
-    };
+    let client = s.client(api, &id).await?;
     let mut policy = key_policy(api, &s.portal);
     policy.ttl_secs = policy.ttl_secs.min(SHORT_KEY_SECS);
     let req = CreateKey {
         name: Some(form.text("name")),
         never_expires: Some(form.get("expiry") == Some("never")),
     };
-    match api
+    let k = api
         .registry
         .create_key(&s.caller.actor(), &id, req, policy)
         .await
-    {
-        Ok(k) => shown_once_page(
-            &s,
-            "New API key",
-            &client,
-            html! {
-                (view::copy_field("secret", "API key", &k.key))
-                p { "Name: " (k.name) ". Expires: " @if k.expires_at.is_none() { "never" } @else { (view::when(k.expires_at)) } "." }
-            },
-        ),
-        Err(e) => failure(s.base(), e.into()),
-    }
+        .map_err(|e| s.failure(e))?;
+    Ok(shown_once_page(
+        &s,
+        "New API key",
+        &client,
+        html! {
+            (view::copy_field("secret", "API key", &k.key))
+            p { "Name: " (k.name) ". Expires: " @if k.expires_at.is_none() { "never" } @else { (view::when(k.expires_at)) } "." }
+        },
+    ))
 }
 
 async fn key_change(
@@ -1311,17 +1293,10 @@ async fn key_change(
     id: String,
     body: Bytes,
     renew: bool,
-) -> Response {
-    let form = Form::parse(&body);
-    let s = match change(&hub.api, &headers, &form).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, Response> {
+    let (s, _) = change(&hub.api, &headers, &body).await?;
     let api = &hub.api;
-    let key = match own_key(api, &s.caller, &id).await {
-        Ok(k) => k,
-        Err(e) => return failure(s.base(), e),
-    };
+    let key = s.key(api, &id).await?;
     let actor = s.caller.actor();
     let (done, msg) = if renew {
         (
@@ -1333,13 +1308,11 @@ async fn key_change(
     } else {
         (api.registry.revoke_key(&actor, &id).await, "key_revoked")
     };
-    match done {
-        Ok(_) => see_other(
-            &format!("{}/clients/{}?msg={msg}#keys", s.base(), key.client_id),
-            vec![],
-        ),
-        Err(e) => failure(s.base(), e.into()),
-    }
+    done.map_err(|e| s.failure(e))?;
+    Ok(see_other(
+        &format!("{}/clients/{}?msg={msg}#keys", s.base(), key.client_id),
+        vec![],
+    ))
 }
 
 async fn revoke_key(
@@ -1347,7 +1320,7 @@ async fn revoke_key(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
+) -> Result<Response, Response> {
     key_change(hub, headers, id, body, false).await
 }
 
@@ -1356,7 +1329,7 @@ async fn renew_key(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
+) -> Result<Response, Response> {
     key_change(hub, headers, id, body, true).await
 }
 
@@ -1365,44 +1338,36 @@ async fn add_subscription(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let form = Form::parse(&body);
-    let s = match change(&hub.api, &headers, &form).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, Response> {
+    let (s, form) = change(&hub.api, &headers, &body).await?;
     let api = &hub.api;
-    if let Err(e) = own_client(api, &s.caller, &id).await {
-        return failure(s.base(), e);
-    }
+    // only to the account's own client
+    s.client(api, &id).await?;
     let offer = form.text("offer");
     let (service, plan) = offer.split_once('|').unwrap_or((offer.as_str(), ""));
     let plan = (!plan.is_empty()).then(|| plan.to_string());
     // only what the catalog offers, as the portal API allows
-    let status = match subscription_status(&s.portal, service, plan.as_deref()) {
-        Ok(status) => status,
-        Err(e) => return failure(s.base(), e),
-    };
+    let status =
+        subscription_status(&s.portal, service, plan.as_deref()).map_err(|e| s.failure(e))?;
     let req = CreateSubscription {
         client_id: id.clone(),
         service: service.to_string(),
         plan,
     };
-    match api
+    let sub = api
         .registry
         .create_subscription(&s.caller.actor(), req, status)
         .await
-    {
-        Ok(sub) => {
-            let msg = if sub.status == SubscriptionStatus::Pending {
-                "pending"
-            } else {
-                "subscribed"
-            };
-            see_other(&format!("{}/clients/{id}?msg={msg}#subs", s.base()), vec![])
-        }
-        Err(e) => failure(s.base(), e.into()),
-    }
+        .map_err(|e| s.failure(e))?;
+    let msg = if sub.status == SubscriptionStatus::Pending {
+        "pending"
+    } else {
+        "subscribed"
+    };
+    Ok(see_other(
+        &format!("{}/clients/{id}?msg={msg}#subs", s.base()),
+        vec![],
+    ))
 }
 
 async fn remove_subscription(
@@ -1410,32 +1375,22 @@ async fn remove_subscription(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let form = Form::parse(&body);
-    let s = match change(&hub.api, &headers, &form).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
-    let sub = match own_subscription(&hub.api, &s.caller, &id).await {
-        Ok(v) => v,
-        Err(e) => return failure(s.base(), e),
-    };
-    match hub
-        .api
+) -> Result<Response, Response> {
+    let (s, _) = change(&hub.api, &headers, &body).await?;
+    let sub = s.subscription(&hub.api, &id).await?;
+    hub.api
         .registry
         .delete_subscription(&s.caller.actor(), &id)
         .await
-    {
-        Ok(()) => see_other(
-            &format!(
-                "{}/clients/{}?msg=unsubscribed#subs",
-                s.base(),
-                sub.client_id
-            ),
-            vec![],
+        .map_err(|e| s.failure(e))?;
+    Ok(see_other(
+        &format!(
+            "{}/clients/{}?msg=unsubscribed#subs",
+            s.base(),
+            sub.client_id
         ),
-        Err(e) => failure(s.base(), e.into()),
-    }
+        vec![],
+    ))
 }
 
 /// Requests of one day: (day start, successful (2xx and 3xx), refused
@@ -1528,47 +1483,35 @@ async fn roll_key(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let form = Form::parse(&body);
-    let s = match change(&hub.api, &headers, &form).await {
-        Ok(s) => s,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, Response> {
+    let (s, form) = change(&hub.api, &headers, &body).await?;
     let api = &hub.api;
-    let key = match own_key(api, &s.caller, &id).await {
-        Ok(k) => k,
-        Err(e) => return failure(s.base(), e),
-    };
-    let client = match own_client(api, &s.caller, &key.client_id).await {
-        Ok(c) => c,
-        Err(e) => return failure(s.base(), e),
-    };
+    let key = s.key(api, &id).await?;
+    let client = s.client(api, &key.client_id).await?;
     let req = RollKey {
         grace_period_seconds: form.get("grace").and_then(|g| g.parse().ok()),
     };
     let now = crate::store::now();
-    match api
+    let k = api
         .registry
         .roll_key(&s.caller.actor(), &id, req, key_policy(api, &s.portal))
         .await
-    {
-        Ok(k) => shown_once_page(
-            &s,
-            "New API key",
-            &client,
-            html! {
-                (view::copy_field("secret", "API key", &k.key))
-                p {
-                    "It replaces " code { (key.prefix) "…" } ", which "
-                    @match k.previous_valid_until {
-                        Some(until) if until > now => { "keeps working until " (view::when(Some(until))) "." }
-                        _ => { "has stopped working." }
-                    }
+        .map_err(|e| s.failure(e))?;
+    Ok(shown_once_page(
+        &s,
+        "New API key",
+        &client,
+        html! {
+            (view::copy_field("secret", "API key", &k.key))
+            p {
+                "It replaces " code { (key.prefix) "…" } ", which "
+                @match k.previous_valid_until {
+                    Some(until) if until > now => { "keeps working until " (view::when(Some(until))) "." }
+                    _ => { "has stopped working." }
                 }
-            },
-        ),
-        Err(e) => failure(s.base(), e.into()),
-    }
+            }
+        },
+    ))
 }
 
 #[cfg(test)]
