@@ -56,6 +56,7 @@ bench_clients() {
     admin /subscriptions "{\"client_id\":\"$(echo "$keyed" | field '["id"]')\",\"service\":\"metered\",\"plan\":\"roomy\"}" >/dev/null
     oauth=$(admin /clients '{"name":"bench-jwt","auth_type":"oauth2"}' | field '["id"]')
     admin /subscriptions "{\"client_id\":\"$oauth\",\"service\":\"up\"}" >/dev/null
+    JWT_CLIENT="$oauth"
     TOKEN=$(./target/release/examples/bench_token "$work/tollgate.db" "http://127.0.0.1:$GW" tollgate "$oauth")
     curl -fsS -o /dev/null -H "X-API-Key: $KEY" "http://127.0.0.1:$GW$KEY_PATH" || { echo "API-key route refused the bench key" >&2; exit 1; }
     curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW$JWT_PATH" || { echo "JWT route refused the bench token" >&2; exit 1; }

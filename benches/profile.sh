@@ -7,6 +7,8 @@
 # One gateway (threads 1) runs under valgrind; N keep-alive requests each
 # go to the public route, the API-key route and the JWT route (built-in
 # issuer), after a warm-up; the counters are reset between routes. The
+# route `jwt_new` sends the JWT route N tokens it has not seen (ES256, each
+# its own `jti`), so every request verifies a signature. The
 # report gives instructions per request, the ratio to the public route, and
 # where the difference goes (inclusive counts of the gateway's parts).
 #
@@ -72,15 +74,26 @@ requests "$work/jwt.k" "$JWT_PATH" "Authorization: Bearer $TOKEN"
 # checking it costs
 requests "$work/public_key.k" "$PUBLIC_PATH" "X-API-Key: $KEY"
 requests "$work/public_bearer.k" "$PUBLIC_PATH" "Authorization: Bearer $TOKEN"
-ROUTES="public public_key keyed public_bearer jwt"
+# distinct tokens: the first N for the check below, the next N measured
+BENCH_TOKENS=$((2 * N)) ./target/release/examples/bench_token "$work/tollgate.db" "http://127.0.0.1:$GW" tollgate "$JWT_CLIENT" > "$work/tokens"
+new_tokens() { # file first-line (a request of its own each: curl's `next`)
+    sed -n "$2,$(($2 + N - 1))p" "$work/tokens" | while read -r t; do
+        printf 'next\nurl = "http://127.0.0.1:%s%s"\nheader = "Authorization: Bearer %s"\noutput = /dev/null\nsilent\nwrite-out = "%%{http_code}\\n"\n' "$GW" "$JWT_PATH" "$t"
+    done | tail -n +2 > "$1"
+}
+new_tokens "$work/jwt_new_check.k" 1
+new_tokens "$work/jwt_new.k" $((N + 1))
+ROUTES="public public_key keyed public_bearer jwt jwt_new"
 for route in $ROUTES; do
-    codes=$(curl -s -K "$work/$route.k" -w '%{http_code}\n' | sort | uniq -c | tr -s ' ')
+    check="$work/$route.k"
+    [ "$route" = jwt_new ] && check="$work/jwt_new_check.k"
+    codes=$(curl -s -K "$check" -w '%{http_code}\n' | sort | uniq -c | tr -s ' ')
     [ "$codes" = " $N 200" ] || { echo "$route: expected $N answers 200, got: $codes" >&2; exit 1; }
 done
 callgrind_control -i on "$GWPID" >/dev/null 2>&1
 for route in $ROUTES; do
     callgrind_control -z "$GWPID" >/dev/null 2>&1
-    curl -s -K "$work/$route.k"
+    curl -s -K "$work/$route.k" > /dev/null
     callgrind_control -d "$route" "$GWPID" >/dev/null 2>&1
 done
 

@@ -371,12 +371,24 @@ run_case() { # case variant
         badflood_tollgate) # closed loop, distinct bad signatures only: what one costs
             start_tollgate "$bin" "$work/tollgate.yaml"; wrk_run "http://127.0.0.1:$GW/pub/" "$WARMUP" >/dev/null
             record "$c" "$name" "$(wrk_run "http://127.0.0.1:$GW/jwt/" "$DURATION" "${cycle[@]}" -- "$work/bad-tokens" Authorization "Bearer ")" ;;
-        cachedalone_tollgate|cachedflood_tollgate) # cached tokens, alone or beside a flood at FLOOD_RATE
+        cachedalone_tollgate|cachedflood_tollgate|cacheddistinct_tollgate|cachedpublic_tollgate)
+            # cached tokens alone, or beside FLOOD_RATE a second of: one bad
+            # token (oha), distinct bad tokens (flood.py), or public requests
+            # (oha; what any stream at that rate costs, the control)
             start_tollgate "$bin" "$work/tollgate.yaml"; wrk_run "http://127.0.0.1:$GW/jwt/" "$WARMUP" -H "Authorization: Bearer $TOKEN" >/dev/null
-            local flood=
-            if [ "$c" = cachedflood_tollgate ]; then
-                taskset -c "$LOAD_CPU" "$OHA" --no-tui --output-format json -z "$((${DURATION%s} + 1))s" -q "$FLOOD_RATE" -c 8 \
-                    -H "Authorization: Bearer $BAD" "http://127.0.0.1:$GW/jwt/" > "$work/flood.json" 2>/dev/null &
+            local flood= flood_for="$((${DURATION%s} + 1))"
+            case "$c" in
+                cachedflood_tollgate)
+                    taskset -c "$LOAD_CPU" "$OHA" --no-tui --output-format json -z "${flood_for}s" -q "$FLOOD_RATE" -c 8 \
+                        -H "Authorization: Bearer $BAD" "http://127.0.0.1:$GW/jwt/" > "$work/flood.json" 2>/dev/null & ;;
+                cachedpublic_tollgate)
+                    taskset -c "$LOAD_CPU" "$OHA" --no-tui --output-format json -z "${flood_for}s" -q "$FLOOD_RATE" -c 8 \
+                        "http://127.0.0.1:$GW/pub/" > "$work/flood.json" 2>/dev/null & ;;
+                cacheddistinct_tollgate)
+                    taskset -c "$LOAD_CPU" python3 "$here/flood.py" "127.0.0.1:$GW" /jwt/ "$work/bad-tokens" "$FLOOD_RATE" "$flood_for" 8 \
+                        > "$work/flood.json" 2>/dev/null & ;;
+            esac
+            if [ "$c" != cachedalone_tollgate ]; then
                 flood=$!
                 sleep 0.5
             fi
@@ -413,7 +425,7 @@ cases=()
 want plain && cases+=(plain_nginx plain_haproxy plain_tollgate)
 want key && cases+=(key_haproxy key_tollgate)
 want jwt && cases+=(jwtwarm_tollgate jwtnew_haproxy jwtnew_tollgate)
-want flood && cases+=(badflood_tollgate cachedalone_tollgate cachedflood_tollgate)
+want flood && cases+=(badflood_tollgate cachedalone_tollgate cachedflood_tollgate cacheddistinct_tollgate cachedpublic_tollgate)
 want latency && cases+=(lat_nginx lat_haproxy lat_tollgate latkey_haproxy latkey_tollgate latjwt_tollgate)
 want tls && cases+=(tls_nginx tls_tollgate hs_nginx hs_tollgate h2_nginx h2_tollgate)
 # each Tollgate case once per binary (only the first outside COMPARE)
@@ -557,6 +569,8 @@ rows = [
     ("JWT every token new: HAProxy jwt_verify", "jwtnew_haproxy"), ("JWT every token new: Tollgate", "jwtnew_tollgate"),
     ("bad-signature flood: Tollgate", "badflood_tollgate"),
     ("cached JWT alone: Tollgate", "cachedalone_tollgate"), (f"cached JWT beside {flood_rate}/s bad: Tollgate", "cachedflood_tollgate"),
+    (f"cached JWT beside {flood_rate}/s distinct bad: Tollgate", "cacheddistinct_tollgate"),
+    (f"cached JWT beside {flood_rate}/s public: Tollgate", "cachedpublic_tollgate"),
     ("TLS keep-alive: nginx", "tls_nginx"), ("TLS keep-alive: Tollgate", "tls_tollgate"),
     ("TLS full handshakes: nginx", "hs_nginx"), ("TLS full handshakes: Tollgate", "hs_tollgate"),
 ]
@@ -624,6 +638,10 @@ aim("bad signature costs <= a cold verify (CPU us/req)", bad / cold if bad and c
     f"{bad or 0:.0f} vs {cold or 0:.0f} us" + " ({:.2f}x)")
 r = ratio("cachedflood_tollgate", "cachedalone_tollgate", 0, first, first)
 aim(f"cached requests beside a {flood_rate}/s bad flood >= 0.90x", r and r[0], lambda x: x >= 0.90, "{:.3f}x")
+r = ratio("cacheddistinct_tollgate", "cachedalone_tollgate", 0, first, first)
+aim(f"  the same, every bad token distinct", r and r[0], lambda x: x >= 0.90, "{:.3f}x")
+r = ratio("cachedpublic_tollgate", "cachedalone_tollgate", 0, first, first)
+aim(f"(control) beside {flood_rate}/s public requests", r and r[0], lambda x: True, "{:.3f}x")
 t, n = med("lat_tollgate", first, 1), med("lat_nginx", None, 1)
 aim(f"p99 at {rate} req/s <= nginx's p99", t / n if t and n else None, lambda x: x <= 1.0, f"{t or 0:.3f} vs {n or 0:.3f} ms" + " ({:.2f}x)")
 rss = data.get(("rss", first), {}).get(1)

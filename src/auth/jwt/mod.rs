@@ -9,10 +9,11 @@
 //! A verified token is cached by its SHA-256 until it expires (at most the
 //! credential cache ttl), so a hot token is verified once. A token refused
 //! for what its bytes say (a bad signature, a malformed part, an unknown
-//! issuer, …) is remembered the same way for a minute, until the keys or
-//! the configuration change, so the same bad token sent again costs a hash
-//! and a lookup, not a signature check; refusals that depend on the clock
-//! or on a key still to be fetched are never remembered.
+//! issuer, …) is remembered by the same hash for a minute, until the keys
+//! or the configuration change ([`refused`]), so the same bad token sent
+//! again costs a hash and a lookup, not a signature check; refusals that
+//! depend on the clock or on a key still to be fetched are never
+//! remembered.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -32,10 +33,12 @@ use sha2::{Digest, Sha256};
 
 mod crypto;
 mod issuers;
+mod refused;
 
 pub use crypto::install_crypto_provider;
 pub use issuers::Issuer;
 use issuers::Source;
+use refused::RefusedTokens;
 
 use super::front::Front;
 use super::keys::jwt_algorithm;
@@ -53,9 +56,8 @@ pub(super) const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const MAX_JWKS_BYTES: usize = 512 * 1024;
 /// Verified tokens a front map holds per thread.
 const VERIFIED_FRONT_ENTRIES: usize = 1024;
-/// Refused tokens remembered at most, and for how long.
-const REJECTED_ENTRIES: u64 = 10_000;
-const REJECTED_TTL: Duration = Duration::from_secs(60);
+/// How long a refused token is remembered.
+const REFUSED_TTL: Duration = Duration::from_secs(60);
 
 /// Why a token was refused: the metric reason and the answer's description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,7 +267,7 @@ pub struct JwtAuth {
     /// Tokens refused for a lasting reason ([`TokenError::is_lasting`]),
     /// by the same hash, with the key generation they were refused under:
     /// an entry of an earlier generation is never served.
-    rejected: Cache<[u8; 32], (u64, TokenError)>,
+    rejected: RefusedTokens,
     /// Bumped after every change of keys or issuers.
     key_generation: AtomicU64,
     /// jti of tokens revoked on this node (until they expire).
@@ -298,10 +300,7 @@ impl JwtAuth {
                 .time_to_live(config.store.cache.ttl)
                 .build(),
             verified_front: Front::new(VERIFIED_FRONT_ENTRIES, config.store.cache.ttl),
-            rejected: Cache::builder()
-                .max_capacity(REJECTED_ENTRIES)
-                .time_to_live(REJECTED_TTL)
-                .build(),
+            rejected: RefusedTokens::new(REFUSED_TTL),
             key_generation: AtomicU64::new(0),
             revoked: Cache::builder()
                 .max_capacity(1_000_000)
@@ -352,18 +351,16 @@ impl JwtAuth {
                             .ok_or(TokenError::Malformed)?;
                         self.token_counters.count(false);
                         let keys = self.key_generation.load(Ordering::Acquire);
-                        match self.rejected.get(&digest).await {
-                            Some((at, refused)) if at == keys => {
-                                self.rejected_counters.count(true);
-                                return Err(refused);
-                            }
-                            _ => self.rejected_counters.count(false),
+                        if let Some(refused) = self.rejected.get(&digest, keys, at) {
+                            self.rejected_counters.count(true);
+                            return Err(refused);
                         }
+                        self.rejected_counters.count(false);
                         let v = match self.verify_uncached(text).await {
                             Ok(v) => Arc::new(v),
                             Err(e) => {
                                 if e.is_lasting() {
-                                    self.rejected.insert(digest, (keys, e)).await;
+                                    self.rejected.put(digest, keys, e, at);
                                 }
                                 return Err(e);
                             }
@@ -391,7 +388,6 @@ impl JwtAuth {
     /// refused may pass now.
     pub(super) fn keys_changed(&self) {
         self.key_generation.fetch_add(1, Ordering::AcqRel);
-        self.rejected.invalidate_all();
     }
 
     /// Keep every claim of the tokens verified from now on (a route
