@@ -393,3 +393,160 @@ fn console_cookies_are_secure_on_tls() {
         assert!(session.contains(part), "{session} lacks {part}");
     }
 }
+
+/// The token of a console form in `html`.
+fn form_token(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's token")
+        .to_string()
+}
+
+/// Without a browser: a signed-in account meets another account's client,
+/// key and subscription as "not found", on pages and on changes alike; a
+/// change without the session's form token is refused and changes nothing;
+/// and the two new passwords must agree.
+#[test]
+fn console_refuses_what_is_not_the_accounts_own() {
+    let up = Upstream::start("up");
+    let gw = Gateway::start(&config(&up, free_port()));
+    let admin = Admin::new(&gw);
+    let (s, alice) = admin.post(
+        "/accounts",
+        json!({"username": USERNAME, "password": ONE_TIME}),
+    );
+    assert_eq!(s, 201, "{alice}");
+    let (s, bob) = admin.post(
+        "/accounts",
+        json!({"username": "bob", "password": "bob's one-time password"}),
+    );
+    assert_eq!(s, 201, "{bob}");
+    let (s, theirs) = admin.post(
+        "/clients",
+        json!({"name": "bob's", "auth_type": "api_key", "account_id": bob["id"]}),
+    );
+    assert_eq!(s, 201, "{theirs}");
+    let their_client = theirs["id"].as_str().unwrap().to_string();
+    let their_key = theirs["api_key"]["id"].as_str().unwrap().to_string();
+
+    let c = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let r = c.get(gw.url("/portal/sign-in")).send().unwrap();
+    let form_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let csrf = form_token(&r.text().unwrap());
+    let r = c
+        .post(gw.url("/portal/sign-in"))
+        .header("cookie", form_cookie.split(';').next().unwrap())
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", USERNAME),
+            ("password", ONE_TIME),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/portal/password");
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("tollgate_session="))
+        .expect("the session cookie");
+    let session = session.split(';').next().unwrap().to_string();
+    let get = |path: &str| {
+        c.get(gw.url(path))
+            .header("cookie", &session)
+            .send()
+            .unwrap()
+    };
+    let post = |path: &str, form: &[(&str, &str)]| {
+        c.post(gw.url(path))
+            .header("cookie", &session)
+            .form(form)
+            .send()
+            .unwrap()
+    };
+
+    let r = get("/portal/password");
+    assert_eq!(r.status(), 200);
+    let csrf = form_token(&r.text().unwrap());
+    let r = post(
+        "/portal/password",
+        &[
+            ("csrf", &csrf),
+            ("current_password", ONE_TIME),
+            ("new_password", CHOSEN),
+            ("again", "something else entirely"),
+        ],
+    );
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("The two new passwords differ."));
+    let r = get("/portal/");
+    assert_eq!(
+        r.status(),
+        303,
+        "still on the one-time password after a refused change"
+    );
+    let r = post(
+        "/portal/password",
+        &[
+            ("csrf", &csrf),
+            ("current_password", ONE_TIME),
+            ("new_password", CHOSEN),
+            ("again", CHOSEN),
+        ],
+    );
+    assert_eq!(r.status(), 303, "{}", r.text().unwrap_or_default());
+    let r = get("/portal/");
+    assert_eq!(r.status(), 200);
+    let csrf = form_token(&r.text().unwrap());
+
+    for page in [
+        format!("/portal/clients/{their_client}"),
+        format!("/portal/clients/{their_client}/edit"),
+        format!("/portal/clients/{their_client}/revoke"),
+        "/portal/clients/no-such-client".to_string(),
+    ] {
+        assert_eq!(get(&page).status(), 404, "GET {page}");
+    }
+    for change in [
+        format!("/portal/clients/{their_client}/edit"),
+        format!("/portal/clients/{their_client}/secret"),
+        format!("/portal/clients/{their_client}/revoke"),
+        format!("/portal/clients/{their_client}/keys"),
+        format!("/portal/clients/{their_client}/subscriptions"),
+        format!("/portal/keys/{their_key}/revoke"),
+        format!("/portal/keys/{their_key}/renew"),
+        format!("/portal/keys/{their_key}/roll"),
+    ] {
+        let r = post(&change, &[("csrf", &csrf), ("name", "taken over")]);
+        assert_eq!(r.status(), 404, "POST {change}");
+    }
+    let r = post(
+        &format!("/portal/keys/{their_key}/revoke"),
+        &[("csrf", "not this session's")],
+    );
+    assert_eq!(r.status(), 403, "a change without the form token");
+    assert!(r.text().unwrap().contains("This form has expired"));
+
+    let (s, after) = admin.get(&format!("/clients/{their_client}"));
+    assert_eq!((s, after["name"].as_str()), (200, Some("bob's")));
+    assert_eq!(after["status"], "active");
+    let (s, keys) = admin.get(&format!("/clients/{their_client}/keys"));
+    assert_eq!(s, 200);
+    let keys = keys["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "no key added: {keys:?}");
+    assert_eq!(keys[0]["id"].as_str(), Some(their_key.as_str()));
+    assert_eq!(keys[0]["status"], "active", "not revoked or rolled");
+    assert_eq!(
+        keys[0]["expires_at"], theirs["api_key"]["expires_at"],
+        "not renewed"
+    );
+    let (s, subs) = admin.get(&format!("/subscriptions?client_id={their_client}"));
+    assert_eq!(s, 200);
+    assert_eq!(subs["subscriptions"], json!([]), "no subscription added");
+}
