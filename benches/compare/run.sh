@@ -6,7 +6,7 @@
 #   CASES="plain key jwt" benches/compare/run.sh  # some groups only
 #   TOLLGATE_BINS="before=/tmp/a after=target/release/tollgate" NO_BUILD=1 benches/compare/run.sh
 #
-# Groups (CASES, default all): plain, key, jwt, flood, latency, tls, store.
+# Groups (CASES, default all): plain, key, jwt, flood, latency, paced, tls, store.
 # Pinning: the upstream (nginx, `return 200`) and the load generators on
 # CPU 0, the proxy under test alone on CPU 1 (taskset). Every case starts
 # its proxy afresh, warms it for WARMUP, measures, and stops it; each round
@@ -30,11 +30,12 @@ DURATION="${DURATION:-5s}"
 WARMUP="${WARMUP:-1s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 RATE="${RATE:-5000}"                 # the fixed rate of the latency cases, req/s
+PACE_RATE="${PACE_RATE:-1000}"       # the paced cases' rate: CPU per request of a request that comes alone
 FLOOD_RATE="${FLOOD_RATE:-1000}"     # bad-signature tokens per second beside cached traffic
 TOKENS="${TOKENS:-100000}"           # distinct tokens for the every-token-new cases
 CLIENTS="${CLIENTS:-100000}"         # clients with keys for the store cases
 QUIET_WAIT="${QUIET_WAIT:-600}"
-read -r -a groups <<< "${CASES:-plain key jwt flood latency tls store}"
+read -r -a groups <<< "${CASES:-plain key jwt flood latency paced tls store}"
 read -r -a variants <<< "${TOLLGATE_BINS:-tollgate=target/release/tollgate}"
 read -r -a compare <<< "${COMPARE:-${groups[*]}}"  # groups where every binary runs
 LOAD_CPU=0
@@ -210,22 +211,26 @@ print(f"{rps:.0f} {p50:.3f} {p99:.3f} {err} {total} {cpu_us:.1f}")
 PY
 }
 # oha at a fixed rate (open loop, latency measured from each request's
-# scheduled time): "p50_ms p99_ms p999_ms req/s non2xx"
+# scheduled time): "p50_ms p99_ms p999_ms req/s non2xx cpu_us_per_request"
 oha_run() { # url rate duration [oha args...]
-    local url=$1 rate=$2 dur=$3; shift 3
+    local url=$1 rate=$2 dur=$3 before after; shift 3
+    before=$(cpu_ticks "$PROXY_PID")
     taskset -c "$LOAD_CPU" "$OHA" --no-tui --output-format json -z "$dur" -q "$rate" --latency-correction -c "$CONNECTIONS" "$@" "$url" \
         > "$work/oha.json" 2> "$work/oha.err" || true
-    python3 - "$work/oha.json" <<'PY'
+    after=$(cpu_ticks "$PROXY_PID")
+    python3 - "$work/oha.json" "$((after - before))" "$TICK" <<'PY'
 import json, sys
 try:
     d = json.load(open(sys.argv[1]))
 except Exception:
     sys.stderr.write("oha failed: " + open(sys.argv[1]).read()[:500] + "\n")
-    print("0 0 0 0 0"); sys.exit()
+    print("0 0 0 0 0 0"); sys.exit()
 p = d["latencyPercentiles"]
 codes = d.get("statusCodeDistribution", {})
 bad = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(d.get("errorDistribution", {}).values())
-print(f"{p['p50']*1000:.3f} {p['p99']*1000:.3f} {p['p99.9']*1000:.3f} {d['summary']['requestsPerSec']:.0f} {bad}")
+answered = sum(codes.values())
+cpu_us = int(sys.argv[2]) / float(sys.argv[3]) * 1e6 / max(answered, 1)
+print(f"{p['p50']*1000:.3f} {p['p99']*1000:.3f} {p['p99.9']*1000:.3f} {d['summary']['requestsPerSec']:.0f} {bad} {cpu_us:.1f}")
 PY
 }
 # HTTP/2 over TLS, keep-alive: "req/s"
@@ -394,6 +399,10 @@ run_case() { # case variant
             fi
             record "$c" "$name" "$(wrk_run "http://127.0.0.1:$GW/jwt/" "$DURATION" -H "Authorization: Bearer $TOKEN")"
             [ -n "$flood" ] && wait "$flood" 2>/dev/null || true ;;
+        pace_nginx) start_nginx; wrk_run "http://127.0.0.1:$NG/pub/" "$WARMUP" >/dev/null
+            record "$c" - "$(oha_run "http://127.0.0.1:$NG/pub/" "$PACE_RATE" "$DURATION")" ;;
+        pace_tollgate) start_tollgate "$bin" "$work/tollgate.yaml"; wrk_run "http://127.0.0.1:$GW/pub/" "$WARMUP" >/dev/null
+            record "$c" "$name" "$(oha_run "http://127.0.0.1:$GW/pub/" "$PACE_RATE" "$DURATION")" ;;
         lat_nginx) start_nginx; wrk_run "http://127.0.0.1:$NG/pub/" "$WARMUP" >/dev/null
             record "$c" - "$(oha_run "http://127.0.0.1:$NG/pub/" "$RATE" "$DURATION")" ;;
         lat_haproxy) start_haproxy; wrk_run "http://127.0.0.1:$HA/pub/" "$WARMUP" >/dev/null
@@ -427,12 +436,13 @@ want key && cases+=(key_haproxy key_tollgate)
 want jwt && cases+=(jwtwarm_tollgate jwtnew_haproxy jwtnew_tollgate)
 want flood && cases+=(badflood_tollgate cachedalone_tollgate cachedflood_tollgate cacheddistinct_tollgate cachedpublic_tollgate)
 want latency && cases+=(lat_nginx lat_haproxy lat_tollgate latkey_haproxy latkey_tollgate latjwt_tollgate)
+want paced && cases+=(pace_nginx pace_tollgate)
 want tls && cases+=(tls_nginx tls_tollgate hs_nginx hs_tollgate h2_nginx h2_tollgate)
 # each Tollgate case once per binary (only the first outside COMPARE)
 group_of() {
     case "$1" in
         plain_*) echo plain ;; key_*) echo key ;; jwt*) echo jwt ;; badflood_*|cached*) echo flood ;;
-        lat*) echo latency ;; tls_*|hs_*|h2_*) echo tls ;;
+        lat*) echo latency ;; pace_*) echo paced ;; tls_*|hs_*|h2_*) echo tls ;;
     esac
 }
 runs=()
@@ -530,10 +540,10 @@ PY
 fi
 
 # ------------------------------------------------------------ report
-python3 - "$work/results" "$work/versions" "${variants[*]}" "$ROUNDS" "$DURATION" "$CONNECTIONS" "$RATE" "$FLOOD_RATE" "$TOKENS" "$CLIENTS" "$([ -f "$work/warnings" ] && wc -l < "$work/warnings" || echo 0)" <<'PY'
+python3 - "$work/results" "$work/versions" "${variants[*]}" "$ROUNDS" "$DURATION" "$CONNECTIONS" "$RATE" "$FLOOD_RATE" "$TOKENS" "$CLIENTS" "$([ -f "$work/warnings" ] && wc -l < "$work/warnings" || echo 0)" "$PACE_RATE" <<'PY'
 import statistics, sys
 from collections import defaultdict
-path, versions, variants, rounds, duration, conns, rate, flood_rate, tokens, clients, warnings = sys.argv[1:12]
+path, versions, variants, rounds, duration, conns, rate, flood_rate, tokens, clients, warnings, pace_rate = sys.argv[1:13]
 names = [v.split("=")[0] for v in variants.split()]
 first = names[0]
 data = defaultdict(dict)  # (case, variant) -> {round: [values]}
@@ -574,27 +584,28 @@ rows = [
     ("TLS keep-alive: nginx", "tls_nginx"), ("TLS keep-alive: Tollgate", "tls_tollgate"),
     ("TLS full handshakes: nginx", "hs_nginx"), ("TLS full handshakes: Tollgate", "hs_tollgate"),
 ]
-print(f"{'case':<44}{'variant':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU us/req':>12}")
+print(f"{'case':<50}{'variant':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU us/req':>12}")
 for label, case in rows:
     for var in (names if case.endswith("tollgate") else ["-"]):
         if not data.get((case, var)):
             continue
         m = [med(case, var, i) for i in range(6)]
-        print(f"{label:<44}{var:<10}{m[0]:>9.0f}{m[1]:>9.3f}{m[2]:>9.3f}{m[3]:>8.0f}{m[5]:>12.1f}")
+        print(f"{label:<50}{var:<10}{m[0]:>9.0f}{m[1]:>9.3f}{m[2]:>9.3f}{m[3]:>8.0f}{m[5]:>12.1f}")
 for label, case in [("HTTP/2 over TLS: nginx", "h2_nginx"), ("HTTP/2 over TLS: Tollgate", "h2_tollgate")]:
     for var in (names if case.endswith("tollgate") else ["-"]):
         if data.get((case, var)):
-            print(f"{label:<44}{var:<10}{med(case, var, 0):>9.0f}{'':>18}{med(case, var, 1):>8.0f}  (h2load -c{conns} -m10)")
+            print(f"{label:<50}{var:<10}{med(case, var, 0):>9.0f}{'':>18}{med(case, var, 1):>8.0f}  (h2load -c{conns} -m10)")
 lat = [("nginx public", "lat_nginx"), ("HAProxy public", "lat_haproxy"), ("Tollgate public", "lat_tollgate"),
-       ("HAProxy API key", "latkey_haproxy"), ("Tollgate API key", "latkey_tollgate"), ("Tollgate JWT warm", "latjwt_tollgate")]
+       ("HAProxy API key", "latkey_haproxy"), ("Tollgate API key", "latkey_tollgate"), ("Tollgate JWT warm", "latjwt_tollgate"),
+       (f"nginx public at {pace_rate} req/s", "pace_nginx"), (f"Tollgate public at {pace_rate} req/s", "pace_tollgate")]
 if any(data.get((c, v)) for _, c in lat for v in names + ["-"]):
     print()
-    print(f"{'latency at ' + rate + ' req/s':<44}{'variant':<10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'req/s':>8}{'errors':>8}")
+    print(f"{'latency at ' + rate + ' req/s':<50}{'variant':<10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'req/s':>8}{'errors':>8}{'CPU us/req':>12}")
     for label, case in lat:
         for var in (names if case.endswith("tollgate") else ["-"]):
             if data.get((case, var)):
-                m = [med(case, var, i) for i in range(5)]
-                print(f"{label:<44}{var:<10}{m[0]:>9.3f}{m[1]:>9.3f}{m[2]:>10.3f}{m[3]:>8.0f}{m[4]:>8.0f}")
+                m = [med(case, var, i) for i in range(6)]
+                print(f"{label:<50}{var:<10}{m[0]:>9.3f}{m[1]:>9.3f}{m[2]:>10.3f}{m[3]:>8.0f}{m[4]:>8.0f}{m[5]:>12.1f}")
 if any(data.get(("startup", v)) for v in names) or any(data.get(("rss", v)) for v in names):
     print()
     for var in names:
@@ -613,7 +624,7 @@ if len(names) > 1:
             i = 0
             r = ratio(case, case, i, var, first)
             if r:
-                what = "p50" if case.startswith("lat") else ("ms" if case == "startup" else "req/s")
+                what = "p50" if case.startswith(("lat", "pace")) else ("ms" if case == "startup" else "req/s")
                 cpu = ratio(case, case, 5, var, first) if not case.startswith(("lat", "h2", "startup")) else None
                 extra = f", CPU/req {cpu[0]:.3f}" if cpu else ""
                 print(f"{case:<24} {var}/{first}: {what} {r[0]:.3f} (rounds {r[1]:.2f}..{r[2]:.2f}){extra}")
