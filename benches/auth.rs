@@ -126,7 +126,9 @@ fn bench(c: &mut Criterion) {
                 .expect_err("unknown")
         })
     });
-    let malformed = format!("{}x", &hot[..hot.len() - 1]);
+    // the checksum's last character changed (to one it is not)
+    let last = if hot.ends_with('x') { 'y' } else { 'x' };
+    let malformed = format!("{}{last}", &hot[..hot.len() - 1]);
     g.bench_function("check_malformed", |b| {
         b.to_async(&rt).iter(|| async {
             auth.authenticate(malformed.as_bytes())
