@@ -610,6 +610,7 @@ fn hostile_tokens_are_401_and_reach_nothing() {
     );
 
     let total = cases.len();
+    let mut first = Vec::new();
     for (name, token) in &cases {
         let refused = answer(&w, &format!("Bearer {token}"));
         assert_refused(name, &refused);
@@ -620,8 +621,29 @@ fn hostile_tokens_are_401_and_reach_nothing() {
             "{name}: the token is echoed"
         );
         assert_eq!(w.up.count(), 0, "{name} reached the upstream");
+        first.push(refused);
     }
     assert!(total >= 45, "{total} cases");
+
+    // sent again, each is refused the same way, most of them now from the
+    // memory of refused tokens, without a second signature check
+    let remembered = r#"tollgate_cache_lookups_total{cache="rejected_token",result="hit"}"#;
+    let before = w.gw.metric_opt(remembered).unwrap_or(0.0);
+    for ((name, token), was) in cases.iter().zip(&first) {
+        let again = answer(&w, &format!("Bearer {token}"));
+        assert_eq!((again.0, &again.1), (was.0, &was.1), "{name}, sent again");
+        assert_eq!(
+            header(&again.2, "www-authenticate"),
+            header(&was.2, "www-authenticate"),
+            "{name}, sent again"
+        );
+    }
+    assert_eq!(w.up.count(), 0);
+    let hits = w.gw.metric(remembered) - before;
+    assert!(
+        hits >= 20.0,
+        "only {hits} of {total} refusals answered from memory"
+    );
 
     // a 1 MB token: refused without reaching anything
     let big = format!(
