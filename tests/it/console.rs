@@ -327,6 +327,45 @@ fn console_pages_without_a_session() {
     assert_eq!(r.status(), 303);
 }
 
+/// The token of a console form in `html`.
+fn form_token(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's token")
+        .to_string()
+}
+
+/// Signs `USERNAME` in with its one-time password through the sign-in form
+/// of the portal at `base`: the form's cookie and the session cookie, as
+/// the gateway set them. The answer sends the account to change it.
+fn sign_in_with_one_time_password(c: &reqwest::blocking::Client, base: &str) -> (String, String) {
+    let r = c.get(format!("{base}/sign-in")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let form_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let csrf = form_token(&r.text().unwrap());
+    let r = c
+        .post(format!("{base}/sign-in"))
+        .header("cookie", form_cookie.split(';').next().unwrap())
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", USERNAME),
+            ("password", ONE_TIME),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/portal/password");
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("tollgate_session="))
+        .expect("the session cookie");
+    (form_cookie, session)
+}
+
 /// On a TLS listener every console cookie is `Secure`, the session's too.
 #[test]
 fn console_cookies_are_secure_on_tls() {
@@ -354,36 +393,8 @@ fn console_cookies_are_secure_on_tls() {
         .build()
         .unwrap();
     let base = format!("https://hub.test:{port}/portal");
-    let r = c.get(format!("{base}/sign-in")).send().unwrap();
-    assert_eq!(r.status(), 200);
-    let form_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let (form_cookie, session) = sign_in_with_one_time_password(&c, &base);
     assert!(form_cookie.contains("; Secure"), "{form_cookie}");
-    let html = r.text().unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the form's token")
-        .to_string();
-    let r = c
-        .post(format!("{base}/sign-in"))
-        .header("cookie", form_cookie.split(';').next().unwrap())
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("username", USERNAME),
-            ("password", ONE_TIME),
-        ])
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/portal/password");
-    let session = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|v| v.starts_with("tollgate_session="))
-        .expect("the session cookie");
     for part in [
         "; Secure",
         "; HttpOnly",
@@ -392,15 +403,6 @@ fn console_cookies_are_secure_on_tls() {
     ] {
         assert!(session.contains(part), "{session} lacks {part}");
     }
-}
-
-/// The token of a console form in `html`.
-fn form_token(html: &str) -> String {
-    html.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the form's token")
-        .to_string()
 }
 
 /// Without a browser: a signed-in account meets another account's client,
@@ -435,27 +437,7 @@ fn console_refuses_what_is_not_the_accounts_own() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let r = c.get(gw.url("/portal/sign-in")).send().unwrap();
-    let form_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
-    let csrf = form_token(&r.text().unwrap());
-    let r = c
-        .post(gw.url("/portal/sign-in"))
-        .header("cookie", form_cookie.split(';').next().unwrap())
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("username", USERNAME),
-            ("password", ONE_TIME),
-        ])
-        .send()
-        .unwrap();
-    assert_eq!(r.headers()["location"], "/portal/password");
-    let session = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|v| v.starts_with("tollgate_session="))
-        .expect("the session cookie");
+    let (_, session) = sign_in_with_one_time_password(&c, &gw.url("/portal"));
     let session = session.split(';').next().unwrap().to_string();
     let get = |path: &str| {
         c.get(gw.url(path))
