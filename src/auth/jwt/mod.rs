@@ -344,30 +344,7 @@ impl JwtAuth {
                         self.token_counters.count(true);
                         v
                     }
-                    None => {
-                        let text = std::str::from_utf8(token)
-                            .ok()
-                            .filter(|t| !t.is_empty() && !t.contains(' '))
-                            .ok_or(TokenError::Malformed)?;
-                        self.token_counters.count(false);
-                        let keys = self.key_generation.load(Ordering::Acquire);
-                        if let Some(refused) = self.rejected.get(&digest, keys, at) {
-                            self.rejected_counters.count(true);
-                            return Err(refused);
-                        }
-                        self.rejected_counters.count(false);
-                        let v = match self.verify_uncached(text).await {
-                            Ok(v) => Arc::new(v),
-                            Err(e) => {
-                                if e.is_lasting() {
-                                    self.rejected.put(digest, keys, e, at);
-                                }
-                                return Err(e);
-                            }
-                        };
-                        self.verified.insert(digest, v.clone()).await;
-                        v
-                    }
+                    None => self.verify_new(token, digest, at).await?,
                 };
                 self.verified_front.put(digest, v.clone(), generation, at);
                 v
@@ -382,6 +359,41 @@ impl JwtAuth {
             }
         }
         Ok(verified)
+    }
+
+    /// A token not in the verified-token cache: refused again if it was
+    /// refused for a lasting reason under the current keys, else read as
+    /// text (UTF-8, no spaces) and verified; the outcome is remembered.
+    async fn verify_new(
+        &self,
+        token: &[u8],
+        digest: [u8; 32],
+        at: Instant,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
+        let text = std::str::from_utf8(token)
+            .ok()
+            .filter(|t| !t.is_empty() && !t.contains(' '))
+            .ok_or(TokenError::Malformed)?;
+        self.token_counters.count(false);
+        let key_generation = self.key_generation.load(Ordering::Acquire);
+        if let Some(refused) = self.rejected.get(&digest, key_generation, at) {
+            self.rejected_counters.count(true);
+            return Err(refused);
+        }
+        self.rejected_counters.count(false);
+        match self.verify_uncached(text).await {
+            Ok(v) => {
+                let v = Arc::new(v);
+                self.verified.insert(digest, v.clone()).await;
+                Ok(v)
+            }
+            Err(e) => {
+                if e.is_lasting() {
+                    self.rejected.put(digest, key_generation, e, at);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Forget every refused token: keys or issuers changed, and what was
