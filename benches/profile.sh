@@ -10,7 +10,9 @@
 # route `jwt_new` sends the JWT route N tokens it has not seen (ES256, each
 # its own `jti`), so every request verifies a signature. The
 # report gives instructions per request, the ratio to the public route, and
-# where the difference goes (inclusive counts of the gateway's parts).
+# where the difference goes (inclusive counts of the gateway's parts); then
+# the same public requests through nginx and HAProxy as plain proxies, where
+# they are installed, counted alike (rows `nginx (plain)`, `haproxy (plain)`).
 #
 #   benches/profile.sh          # N=2000
 #   EXTRA_CONFIG="usage: { enabled: false }" benches/profile.sh
@@ -97,9 +99,51 @@ for route in $ROUTES; do
     callgrind_control -d "$route" "$GWPID" >/dev/null 2>&1
 done
 
-python3 - "$work" "$N" "$ROUTES" <<'PY'
+# The same public requests through nginx and HAProxy (Debian's packages,
+# where installed), one process each, as plain proxies with a keep-alive
+# pool to the same upstream (their configurations in benches/compare/,
+# without TLS): what a proxied request costs them, counted alike.
+PEERS=""
+count_peer() { # name port command...
+    local name=$1 pport=$2; shift 2
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.out.$name" \
+        "$@" > "$work/$name.log" 2>&1 &
+    local pid=$!; pids+=($pid)
+    for _ in $(seq 1 300); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$pport$PUBLIC_PATH" 2>/dev/null && break
+        sleep 0.1
+    done
+    sed "s#127.0.0.1:$GW/#127.0.0.1:$pport/#" "$work/public.k" > "$work/$name.k"
+    codes=$(curl -s -K "$work/$name.k" -w '%{http_code}\n' | sort | uniq -c | tr -s ' ')
+    [ "$codes" = " $N 200" ] || { echo "$name: expected $N answers 200, got: $codes ($(cat "$work/$name.log"))" >&2; exit 1; }
+    callgrind_control -i on "$pid" >/dev/null 2>&1
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    curl -s -K "$work/$name.k" > /dev/null
+    callgrind_control -d "$name" "$pid" >/dev/null 2>&1
+    kill "$pid" 2>/dev/null || true
+    PEERS="$PEERS $name"
+}
+if command -v nginx >/dev/null; then
+    NGP=$(port); mkdir -p "$work/nginx/tmp"
+    sed -e "s#@WORK@#$work/nginx#g" -e "s#@UP@#$UP#g" -e "s#@PORT@#$NGP#g" \
+        -e '/@TLS@\|ssl_certificate/d' -e 's/^daemon off;/daemon off;\nmaster_process off;/' \
+        benches/compare/proxy.nginx.conf > "$work/nginx/nginx.conf"
+    count_peer nginx "$NGP" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+else
+    echo "nginx is not installed: not counted (apt-get install nginx-light)" >&2
+fi
+if command -v haproxy >/dev/null; then
+    HAP=$(port)
+    sed -e '/^frontend keyed/,$d' -e "s#@UP@#$UP#g" -e "s#@PORT@#$HAP#g" \
+        benches/compare/haproxy.cfg > "$work/haproxy.cfg"
+    count_peer haproxy "$HAP" haproxy -db -f "$work/haproxy.cfg"
+else
+    echo "haproxy is not installed: not counted (apt-get install haproxy)" >&2
+fi
+
+python3 - "$work" "$N" "$ROUTES" "$PEERS" <<'PY'
 import collections, glob, re, sys
-work, n, routes = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+work, n, routes, peers = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
 
 def inclusive(path):
     """Total and inclusive Ir per function of one callgrind dump."""
@@ -141,7 +185,7 @@ dumps = {}
 for path in glob.glob(f"{work}/cg.out*"):
     head = open(path).read(4000)
     m = re.search(r"^desc: Trigger: dump (\w+)", head, re.M)
-    if m and m.group(1) in routes:
+    if m and m.group(1) in routes + peers:
         dumps[m.group(1)] = inclusive(path)
 SHA = r"^sha2::sha256::compress256$"
 parts = [
@@ -158,6 +202,9 @@ print(f"{'route':<15}{'total':>9}{'/public':>9}" + "".join(f"{p[0]:>9}" for p in
 for route in routes:
     total, inc = dumps[route]
     print(f"{route:<15}{total / n:>9.0f}{total / n / base:>9.3f}" + "".join(f"{part(inc, p[1]):>9.0f}" for p in parts))
+for peer in peers:
+    total = dumps[peer][0] / n
+    print(f"{peer + ' (plain)':<15}{total:>9.0f}{total / base:>9.3f}")
 for short, _, text in parts:
     print(f"  {short}: {text}")
 print("  public_key, public_bearer: the public route sent the credential header of keyed, jwt")
