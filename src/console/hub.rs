@@ -81,6 +81,12 @@ pub(super) fn settings(api: &PortalApi) -> Option<PortalSettings> {
     api.snapshot.load().config.portal.clone()
 }
 
+/// The answer when the portal is off: a reload can remove it between the
+/// proxy handing a request to the console and the handler reading it.
+pub(super) fn portal_off() -> Response {
+    (StatusCode::NOT_FOUND, "the portal is not enabled").into_response()
+}
+
 /// A signed-in browser.
 struct Signed {
     caller: Caller,
@@ -160,7 +166,7 @@ async fn signed_in(
     changing: bool,
 ) -> Result<Signed, Response> {
     let Some(portal) = settings(api) else {
-        return Err((StatusCode::NOT_FOUND, "the portal is not enabled").into_response());
+        return Err(portal_off());
     };
     let to_sign_in = || see_other(&format!("{}/sign-in", portal.path), vec![]);
     let Some(token) = cookie(headers, SESSION_COOKIE) else {
@@ -399,7 +405,7 @@ async fn sign_in_page(
     headers: HeaderMap,
 ) -> Response {
     let Some(portal) = settings(&hub.api) else {
-        return (StatusCode::NOT_FOUND, "the portal is not enabled").into_response();
+        return portal_off();
     };
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         if hub.api.accounts.session(token).await.is_ok() {
@@ -434,7 +440,7 @@ async fn sign_in(
 ) -> Response {
     let api = &hub.api;
     let Some(portal) = settings(api) else {
-        return (StatusCode::NOT_FOUND, "the portal is not enabled").into_response();
+        return portal_off();
     };
     let tls = tls_of(&conn);
     let form = Form::parse(&body);

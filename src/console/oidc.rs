@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Extension;
 use base64::Engine;
 use maud::html;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::hub::{browser_issuers, session_cookie, settings, Hub};
+use super::hub::{browser_issuers, portal_off, session_cookie, settings, Hub};
 use super::{cookie, page, same_secret, see_other, set_cookie, view};
 use crate::config::PortalSettings;
 use crate::portal::PortalConn;
@@ -181,7 +181,7 @@ pub(super) async fn start(
     Path(name): Path<String>,
 ) -> Response {
     let Some(portal) = settings(&hub.api) else {
-        return (StatusCode::NOT_FOUND, "the portal is not enabled").into_response();
+        return portal_off();
     };
     if !browser_issuers(&hub.api, &portal).contains(&name) {
         return failed(&portal, StatusCode::NOT_FOUND, "No such way to sign in.");
@@ -283,7 +283,7 @@ pub(super) async fn callback(
     Query(q): Query<CallbackQuery>,
 ) -> Response {
     let Some(portal) = settings(&hub.api) else {
-        return (StatusCode::NOT_FOUND, "the portal is not enabled").into_response();
+        return portal_off();
     };
     let tls = tls_of(&conn);
     let Some(flow) = open_flow(&hub, &headers) else {
