@@ -11,8 +11,10 @@
 # its own `jti`), so every request verifies a signature. The
 # report gives instructions per request, the ratio to the public route, and
 # where the difference goes (inclusive counts of the gateway's parts); then
-# the same public requests through nginx and HAProxy as plain proxies, where
-# they are installed, counted alike (rows `nginx (plain)`, `haproxy (plain)`).
+# the same public requests through a bare Pingora proxy built like the
+# gateway (examples/bench_pingora.rs: the floor under the gateway's hooks)
+# and through nginx and HAProxy as plain proxies, where they are installed,
+# counted alike (rows `pingora (plain)`, `nginx (plain)`, `haproxy (plain)`).
 #
 #   benches/profile.sh          # N=2000
 #   EXTRA_CONFIG="usage: { enabled: false }" benches/profile.sh
@@ -35,7 +37,7 @@ N="${N:-2000}"
 
 BIN="${TOLLGATE_BIN:-./target/release/tollgate}"
 if [ -z "${TOLLGATE_BIN:-}" ]; then
-    cargo build --release --quiet --bin tollgate --example bench_upstream --example bench_token
+    cargo build --release --quiet --bin tollgate --example bench_upstream --example bench_token --example bench_pingora
 fi
 work="$(mktemp -d)"
 pids=()
@@ -99,10 +101,9 @@ for route in $ROUTES; do
     callgrind_control -d "$route" "$GWPID" >/dev/null 2>&1
 done
 
-# The same public requests through nginx and HAProxy (Debian's packages,
-# where installed), one process each, as plain proxies with a keep-alive
-# pool to the same upstream (their configurations in benches/compare/,
-# without TLS): what a proxied request costs them, counted alike.
+# The same public requests through other proxies, one process each with a
+# keep-alive pool to the same upstream: what a proxied request costs them,
+# counted alike.
 PEERS=""
 count_peer() { # name port command...
     local name=$1 pport=$2; shift 2
@@ -120,9 +121,21 @@ count_peer() { # name port command...
     callgrind_control -z "$pid" >/dev/null 2>&1
     curl -s -K "$work/$name.k" > /dev/null
     callgrind_control -d "$name" "$pid" >/dev/null 2>&1
-    kill "$pid" 2>/dev/null || true
+    # the counts are written: no graceful shutdown to wait for
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
     PEERS="$PEERS $name"
 }
+# A Pingora proxy with nothing of the gateway in it (examples/bench_pingora.rs):
+# the floor under the gateway's hooks.
+if [ -x ./target/release/examples/bench_pingora ]; then
+    PGP=$(port)
+    count_peer pingora "$PGP" ./target/release/examples/bench_pingora "127.0.0.1:$PGP" "127.0.0.1:$UP"
+else
+    echo "examples/bench_pingora is not built: not counted (cargo build --release --example bench_pingora)" >&2
+fi
+# nginx and HAProxy (Debian's packages, where installed) as plain proxies:
+# their configurations in benches/compare/, without TLS.
 if command -v nginx >/dev/null; then
     NGP=$(port); mkdir -p "$work/nginx/tmp"
     sed -e "s#@WORK@#$work/nginx#g" -e "s#@UP@#$UP#g" -e "s#@PORT@#$NGP#g" \

@@ -1,0 +1,59 @@
+//! The floor under the gateway, for `benches/profile.sh`: a Pingora proxy
+//! with nothing of Tollgate in it. It implements only `upstream_peer` (one
+//! upstream, Pingora's keep-alive pool), and runs with the gateway's
+//! runtime settings (one worker thread, no work stealing) and allocator,
+//! built with the same release profile.
+//!
+//! Usage: `bench_pingora LISTEN UPSTREAM`, e.g.
+//! `bench_pingora 127.0.0.1:8080 127.0.0.1:9001`.
+
+use async_trait::async_trait;
+use pingora::proxy::{http_proxy_service, ProxyHttp, Session};
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::upstreams::peer::HttpPeer;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Floor {
+    upstream: String,
+}
+
+#[async_trait]
+impl ProxyHttp for Floor {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut (),
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(
+            self.upstream.as_str(),
+            false,
+            String::new(),
+        )))
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {
+        eprintln!("usage: bench_pingora LISTEN UPSTREAM");
+        std::process::exit(2);
+    };
+    let conf = ServerConf {
+        threads: 1,
+        work_stealing: false,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = http_proxy_service(&server.configuration, Floor { upstream });
+    proxy.add_tcp(&listen);
+    server.add_service(proxy);
+    server.run_forever();
+}
