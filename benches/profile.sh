@@ -87,18 +87,27 @@ new_tokens() { # file first-line (a request of its own each: curl's `next`)
 }
 new_tokens "$work/jwt_new_check.k" 1
 new_tokens "$work/jwt_new.k" $((N + 1))
+# the N requests of FILE all answered 200, or stop: expect_200s LABEL FILE [DETAIL]
+expect_200s() {
+    local codes
+    codes=$(curl -s -K "$2" -w '%{http_code}\n' | sort | uniq -c | tr -s ' ')
+    [ "$codes" = " $N 200" ] || { echo "$1: expected $N answers 200, got: $codes${3:+ ($3)}" >&2; exit 1; }
+}
+# the requests of FILE counted from zero and dumped as NAME: count PID NAME FILE
+count() {
+    callgrind_control -z "$1" >/dev/null 2>&1
+    curl -s -K "$3" > /dev/null
+    callgrind_control -d "$2" "$1" >/dev/null 2>&1
+}
 ROUTES="public public_key keyed public_bearer jwt jwt_new"
 for route in $ROUTES; do
     check="$work/$route.k"
     [ "$route" = jwt_new ] && check="$work/jwt_new_check.k"
-    codes=$(curl -s -K "$check" -w '%{http_code}\n' | sort | uniq -c | tr -s ' ')
-    [ "$codes" = " $N 200" ] || { echo "$route: expected $N answers 200, got: $codes" >&2; exit 1; }
+    expect_200s "$route" "$check"
 done
 callgrind_control -i on "$GWPID" >/dev/null 2>&1
 for route in $ROUTES; do
-    callgrind_control -z "$GWPID" >/dev/null 2>&1
-    curl -s -K "$work/$route.k" > /dev/null
-    callgrind_control -d "$route" "$GWPID" >/dev/null 2>&1
+    count "$GWPID" "$route" "$work/$route.k"
 done
 
 # The same public requests through other proxies, one process each with a
@@ -115,12 +124,9 @@ count_peer() { # name port command...
         sleep 0.1
     done
     sed "s#127.0.0.1:$GW/#127.0.0.1:$pport/#" "$work/public.k" > "$work/$name.k"
-    codes=$(curl -s -K "$work/$name.k" -w '%{http_code}\n' | sort | uniq -c | tr -s ' ')
-    [ "$codes" = " $N 200" ] || { echo "$name: expected $N answers 200, got: $codes ($(cat "$work/$name.log"))" >&2; exit 1; }
+    expect_200s "$name" "$work/$name.k" "$(cat "$work/$name.log")"
     callgrind_control -i on "$pid" >/dev/null 2>&1
-    callgrind_control -z "$pid" >/dev/null 2>&1
-    curl -s -K "$work/$name.k" > /dev/null
-    callgrind_control -d "$name" "$pid" >/dev/null 2>&1
+    count "$pid" "$name" "$work/$name.k"
     # the counts are written: no graceful shutdown to wait for
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
