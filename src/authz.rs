@@ -60,11 +60,11 @@ pub fn authorize<'a>(auth: &'a Authenticated, route: &Route) -> Result<Authorize
     }
     Ok(Authorized {
         identity: Identity {
-            consumer_id: p.id_header.clone(),
-            consumer_name: p.name_header.clone(),
+            consumer_id: p.id_header(),
+            consumer_name: p.name_header(),
             subscription_id: subscription.map_or_else(
                 || http::HeaderValue::from_static(""),
-                |sub| sub.header.clone(),
+                |sub| p.subscription_header(sub),
             ),
         },
         subscription,
@@ -134,7 +134,7 @@ pub fn check_restrictions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Principal, Restrictions};
+    use crate::auth::Principal;
     use crate::store::{AuthType, Client, Status};
 
     fn principal(cidrs: &[&str], referers: &[&str]) -> Principal {
@@ -158,7 +158,7 @@ mod tests {
         );
         if cidrs.is_empty() && referers.is_empty() {
             assert!(p.restrictions.is_none());
-            p.restrictions = Some(Restrictions::default());
+            p.restrictions = Some(Box::default());
         }
         p
     }

@@ -3,14 +3,20 @@
 //! requests wait for it, and the store failing is never cached. A found
 //! record is also kept a second in a map of the worker thread (see
 //! [`super::front`]), which serves repeat hits for less.
+//!
+//! The shared layer is a `quick_cache` table: its entries live inline in
+//! one slab per shard, about 90 bytes each with the key, where a moka
+//! entry takes about 340 bytes in several allocations. With 100,000 keys
+//! cached that is the larger part of the gateway's memory. Entries carry
+//! their own deadline, checked on every read.
 
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
-use moka::Expiry;
+use quick_cache::sync::{Cache, DefaultLifecycle, EntryAction, EntryResult};
+use quick_cache::UnitWeighter;
 
 use super::front::Front;
 use super::AuthFailure;
@@ -33,28 +39,37 @@ impl<T> Clone for Lookup<T> {
     }
 }
 
-struct TtlByOutcome {
-    ttl: Duration,
-    negative_ttl: Duration,
+/// What the shared layer holds for a key.
+enum Entry<T> {
+    /// The store's answer, served until the deadline.
+    Loaded(Lookup<T>, Instant),
+    /// The store failed at this instant. Only lookups that were waiting
+    /// for that load take the failure; a later one asks the store again.
+    Failed(Arc<str>, Instant),
 }
 
-impl<K, T> Expiry<K, Lookup<T>> for TtlByOutcome {
-    fn expire_after_create(&self, _key: &K, value: &Lookup<T>, _now: Instant) -> Option<Duration> {
-        Some(match value {
-            Lookup::Found(_) => self.ttl,
-            Lookup::Unknown => self.negative_ttl,
-        })
+impl<T> Clone for Entry<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Entry::Loaded(l, until) => Entry::Loaded(l.clone(), *until),
+            Entry::Failed(e, at) => Entry::Failed(e.clone(), *at),
+        }
     }
 }
+
+type Shared<K, T> = Cache<K, Entry<T>, UnitWeighter, foldhash::fast::RandomState>;
 
 /// Found records a front map holds per thread.
 const FRONT_ENTRIES: usize = 1024;
 
-/// A credential cache: moka, shared by every thread, behind a map per
-/// worker thread. Every invalidation goes through here, so both see it.
+/// A credential cache: a bounded table shared by every thread, behind a
+/// map per worker thread. Every invalidation goes through here, so both
+/// see it.
 pub struct CredentialCache<K: Send, T: Send + Sync> {
-    shared: Cache<K, Lookup<T>>,
+    shared: Shared<K, T>,
     front: Front<K, Arc<T>>,
+    ttl: Duration,
+    negative_ttl: Duration,
     counters: CacheCounters,
 }
 
@@ -65,16 +80,19 @@ where
 {
     /// `counters` count every lookup, hits of either layer and misses.
     pub fn new(settings: &CacheSettings, counters: CacheCounters) -> Self {
+        let capacity = settings.max_entries.max(1);
         CredentialCache {
-            shared: Cache::builder()
-                .max_capacity(settings.max_entries)
-                .expire_after(TtlByOutcome {
-                    ttl: settings.ttl,
-                    negative_ttl: settings.negative_ttl,
-                })
-                .support_invalidation_closures()
-                .build(),
+            // the slabs grow with what is cached, up to the capacity
+            shared: Cache::with(
+                usize::try_from(capacity.min(4096)).unwrap_or(4096),
+                capacity,
+                UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                DefaultLifecycle::default(),
+            ),
             front: Front::new(FRONT_ENTRIES, settings.ttl),
+            ttl: settings.ttl,
+            negative_ttl: settings.negative_ttl,
             counters,
         }
     }
@@ -95,17 +113,14 @@ where
             self.counters.count(true);
             return Ok(Lookup::Found(hit));
         }
-        let outcome = match self.shared.get(key).await {
-            Some(hit) => {
+        let outcome = match self.shared.get(key) {
+            Some(Entry::Loaded(hit, until)) if now < until => {
                 self.counters.count(true);
                 hit
             }
-            None => {
+            _ => {
                 self.counters.count(false);
-                self.shared
-                    .try_get_with(key.clone(), load())
-                    .await
-                    .map_err(|e| AuthFailure::StoreUnavailable(e.to_string()))?
+                self.load(key, now, generation, load).await?
             }
         };
         if let Lookup::Found(record) = &outcome {
@@ -114,16 +129,74 @@ where
         Ok(outcome)
     }
 
+    /// The miss path: wait for a load of `key` already under way, or load
+    /// it. `now` is when the lookup began, `generation` the front's then.
+    async fn load<F>(
+        &self,
+        key: &K,
+        now: Instant,
+        generation: u64,
+        load: impl FnOnce() -> F,
+    ) -> Result<Lookup<T>, AuthFailure>
+    where
+        F: Future<Output = Result<Lookup<T>, StoreError>>,
+    {
+        let entry = self
+            .shared
+            .entry_async(key, |_, entry| match entry {
+                Entry::Loaded(hit, until) if now < *until => EntryAction::Retain(Ok(hit.clone())),
+                // the load this lookup waited for failed
+                Entry::Failed(e, at) if *at >= now => EntryAction::Retain(Err(e.clone())),
+                _ => EntryAction::ReplaceWithGuard,
+            })
+            .await;
+        let guard = match entry {
+            EntryResult::Retained(Ok(hit)) => return Ok(hit),
+            EntryResult::Retained(Err(e)) => {
+                return Err(AuthFailure::StoreUnavailable(e.to_string()))
+            }
+            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => Some(guard),
+            // neither is asked for: load without sharing
+            EntryResult::Removed(..) | EntryResult::Timeout => None,
+        };
+        let loaded = load().await;
+        let at = Instant::now();
+        let entry = match &loaded {
+            Ok(lookup) => {
+                let ttl = match lookup {
+                    Lookup::Found(_) => self.ttl,
+                    Lookup::Unknown => self.negative_ttl,
+                };
+                Entry::Loaded(lookup.clone(), at + ttl)
+            }
+            Err(e) => Entry::Failed(e.to_string().into(), at),
+        };
+        if let Some(guard) = guard {
+            let _ = guard.insert(entry);
+            // an invalidation since this load began may have missed what it
+            // put in: take it out again (the waiters had it, as requests
+            // under way while a change lands)
+            if self.front.generation() != generation {
+                self.shared.remove(key);
+            }
+        }
+        loaded.map_err(|e| AuthFailure::StoreUnavailable(e.to_string()))
+    }
+
     /// Drop every cached outcome.
     pub fn invalidate_all(&self) {
-        self.shared.invalidate_all();
+        self.front.invalidate();
+        self.shared.clear();
         self.front.invalidate();
     }
 
     /// Drop every cached outcome `which` picks.
     pub fn invalidate_if(&self, which: impl Fn(&K, &Lookup<T>) -> bool + Send + Sync + 'static) {
-        // cannot fail: the cache is built with invalidation closures
-        let _ = self.shared.invalidate_entries_if(which);
+        self.front.invalidate();
+        self.shared.retain(|k, entry| match entry {
+            Entry::Loaded(lookup, _) => !which(k, lookup),
+            Entry::Failed(..) => true,
+        });
         self.front.invalidate();
     }
 }
@@ -213,5 +286,136 @@ mod tests {
             None
         );
         assert_eq!(loads.load(Ordering::SeqCst), 4);
+    }
+
+    fn cache(ttl: Duration, negative_ttl: Duration) -> CredentialCache<u32, &'static str> {
+        let metrics = Metrics::new().unwrap();
+        let settings = CacheSettings {
+            ttl,
+            negative_ttl,
+            max_entries: 100,
+        };
+        CredentialCache::new(&settings, metrics.cache_counters("api_key"))
+    }
+
+    type Held =
+        std::pin::Pin<Box<dyn Future<Output = Result<Lookup<&'static str>, StoreError>> + Send>>;
+
+    /// A loader that waits for `release`, then answers `answer`.
+    fn held(
+        loads: &Loads,
+        release: tokio::sync::oneshot::Receiver<()>,
+        answer: Result<Option<&'static str>, &'static str>,
+    ) -> impl FnOnce() -> Held {
+        let loads = loads.clone();
+        move || {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                let _ = release.await;
+                match answer {
+                    Ok(Some(v)) => Ok(Lookup::Found(Arc::new(v))),
+                    Ok(None) => Ok(Lookup::Unknown),
+                    Err(e) => Err(StoreError::Unavailable(e.into())),
+                }
+            })
+        }
+    }
+
+    /// Lets the spawned lookups run until they wait.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_answers_its_waiters_and_is_not_kept() {
+        let cache = Arc::new(cache(Duration::from_secs(60), Duration::from_secs(60)));
+        let loads = Loads::default();
+        let (release, wait) = tokio::sync::oneshot::channel();
+        let first = {
+            let (cache, loader) = (cache.clone(), held(&loads, wait, Err("down")));
+            tokio::spawn(async move { cache.lookup(&1, loader).await })
+        };
+        settle().await;
+        let waiter = {
+            let (cache, loads) = (cache.clone(), loads.clone());
+            tokio::spawn(async move { cache.lookup(&1, found(&loads, Some("w"))).await })
+        };
+        settle().await;
+        release.send(()).unwrap();
+        for task in [first, waiter] {
+            assert!(matches!(
+                task.await.unwrap(),
+                Err(AuthFailure::StoreUnavailable(_))
+            ));
+        }
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1,
+            "the waiter shares the load"
+        );
+
+        // a lookup after the failure asks the store again
+        let later = cache.lookup(&1, found(&loads, Some("up"))).await.unwrap();
+        assert_eq!(value(later), Some("up"));
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_during_a_load_is_not_undone_by_it() {
+        let cache = Arc::new(cache(Duration::from_secs(60), Duration::from_secs(60)));
+        let loads = Loads::default();
+        let (release, wait) = tokio::sync::oneshot::channel();
+        let before = {
+            let (cache, loader) = (cache.clone(), held(&loads, wait, Ok(Some("old"))));
+            tokio::spawn(async move { cache.lookup(&1, loader).await })
+        };
+        settle().await;
+        // the change lands while the store's answer is on its way
+        cache.invalidate_if(|k, _| *k == 1);
+        release.send(()).unwrap();
+        assert_eq!(value(before.await.unwrap().unwrap()), Some("old"));
+
+        let after = cache.lookup(&1, found(&loads, Some("new"))).await.unwrap();
+        assert_eq!(
+            value(after),
+            Some("new"),
+            "the old answer outlived the change"
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_outcome_is_served_until_its_lifetime_ends() {
+        // found: a minute; unknown: a few milliseconds
+        let cache = cache(Duration::from_secs(60), Duration::from_millis(5));
+        let loads = Loads::default();
+        assert_eq!(
+            value(cache.lookup(&1, found(&loads, None)).await.unwrap()),
+            None
+        );
+        assert_eq!(
+            value(cache.lookup(&1, found(&loads, Some("a"))).await.unwrap()),
+            None
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            value(cache.lookup(&1, found(&loads, Some("a"))).await.unwrap()),
+            Some("a"),
+            "an unknown key stayed unknown past negative_ttl"
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_shared_layer_holds_no_more_than_max_entries() {
+        let cache = cache(Duration::from_secs(60), Duration::from_secs(60));
+        let loads = Loads::default();
+        for k in 0..1_000 {
+            cache.lookup(&k, found(&loads, Some("v"))).await.unwrap();
+        }
+        let held = cache.shared.len();
+        assert!(held <= 110, "{held} entries for a capacity of 100");
     }
 }

@@ -49,19 +49,24 @@ impl std::ops::Deref for ClientId {
 
 /// The client behind a credential, with what authorization needs and the
 /// identity headers for the upstream, built once per cached principal.
-/// A cache holds one per client, so it is kept compact: text is boxed,
-/// and the header values are slices of one shared buffer.
+/// A cache holds one per client, so it is kept compact: the identity
+/// headers' text (client id, name, subscription ids) is one shared buffer
+/// that each request's header values slice, and what few clients have is
+/// boxed.
 #[derive(Debug)]
 pub struct Principal {
     pub client_id: ClientId,
     pub active: bool,
     pub scopes: Arc<[String]>,
     pub subscriptions: Subscriptions,
-    /// `X-Consumer-Id`, `X-Consumer-Name` values.
-    pub id_header: HeaderValue,
-    pub name_header: HeaderValue,
     /// Where the client's credentials may be used from; None: anywhere.
-    pub restrictions: Option<Restrictions>,
+    pub restrictions: Option<Box<Restrictions>>,
+    /// The header values' text, back to back: id, name, then each
+    /// subscription's id in the order of `subscriptions`.
+    headers: Bytes,
+    /// Where the name ends in `headers` (it begins where the id ends).
+    name_end: u32,
+    id_end: u32,
 }
 
 /// A principal's active subscriptions, by service name. A client has a
@@ -93,15 +98,24 @@ impl Subscriptions {
     }
 }
 
+/// What a subscription's rate-limit counter is named by: this, then its id.
+const LIMIT_PREFIX: &str = "sub:";
+
 /// One subscription of a principal.
 #[derive(Debug)]
 pub struct Subscribed {
-    pub id: Box<str>,
     pub plan: Option<Box<str>>,
-    /// `X-Subscription-Id` value.
-    pub header: HeaderValue,
-    /// The rate-limit counter of this subscription.
+    /// The rate-limit counter of this subscription: [`LIMIT_PREFIX`] and
+    /// the id, which [`Subscribed::id`] reads back.
     pub limit_key: Box<str>,
+    /// Where the `X-Subscription-Id` text is in the principal's buffer.
+    header: (u32, u32),
+}
+
+impl Subscribed {
+    pub fn id(&self) -> &str {
+        self.limit_key.get(LIMIT_PREFIX.len()..).unwrap_or_default()
+    }
 }
 
 /// A client's `allowed_cidrs` and `allowed_referers`, parsed once per
@@ -112,11 +126,16 @@ pub struct Restrictions {
     pub referers: Vec<String>,
 }
 
-/// A header value of stored text, a slice of a principal's shared
-/// buffer: names may hold any UTF-8 but control characters (the admin API
-/// refuses those), sent as opaque octets.
-fn header_value(text: Bytes) -> HeaderValue {
-    HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+/// Stored text as a header value: names may hold any UTF-8 but control
+/// characters (the admin API refuses those), sent as opaque octets; text
+/// that is not a header value's is sent empty.
+fn header_text(text: &str) -> &str {
+    let fits = text.bytes().all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t');
+    if fits {
+        text
+    } else {
+        ""
+    }
 }
 
 impl Principal {
@@ -127,43 +146,37 @@ impl Principal {
             .filter(|s| s.status == SubscriptionStatus::Active)
             .collect();
         // The header values' text in one buffer: one allocation the values
-        // share (a clone per request only counts a reference).
+        // share (a value per request only counts a reference).
         let texts = || {
             [client.id.as_str(), client.name.as_str()]
                 .into_iter()
                 .chain(subscriptions.iter().map(|s| s.id.as_str()))
+                .map(header_text)
         };
         let mut buffer = Vec::with_capacity(texts().map(str::len).sum());
         let mut ends = Vec::with_capacity(subscriptions.len() + 2);
         for text in texts() {
             buffer.extend_from_slice(text.as_bytes());
-            ends.push(buffer.len());
+            ends.push(u32::try_from(buffer.len()).unwrap_or(u32::MAX));
         }
-        let buffer = Bytes::from(buffer);
-        let value = |i: usize| {
-            let start = if i == 0 { 0 } else { ends[i - 1] };
-            header_value(buffer.slice(start..ends[i]))
-        };
-        let restrictions = (!client.allowed_cidrs.is_empty()
-            || !client.allowed_referers.is_empty())
-        .then(|| Restrictions {
-            cidrs: client
-                .allowed_cidrs
-                .iter()
-                .filter_map(|c| crate::config::IpNet::parse(c))
-                .collect(),
-            referers: client.allowed_referers,
-        });
-        let id_header = value(0);
-        let name_header = value(1);
+        let restrictions =
+            (!client.allowed_cidrs.is_empty() || !client.allowed_referers.is_empty()).then(|| {
+                Box::new(Restrictions {
+                    cidrs: client
+                        .allowed_cidrs
+                        .iter()
+                        .filter_map(|c| crate::config::IpNet::parse(c))
+                        .collect(),
+                    referers: client.allowed_referers,
+                })
+            });
         let subscriptions = subscriptions
             .into_iter()
             .enumerate()
             .map(|(i, s)| {
                 let sub = Subscribed {
-                    header: value(i + 2),
-                    limit_key: format!("sub:{}", s.id).into(),
-                    id: s.id.into(),
+                    header: (ends[i + 1], ends[i + 2]),
+                    limit_key: format!("{LIMIT_PREFIX}{}", s.id).into(),
                     plan: s.plan.map(Into::into),
                 };
                 (s.service.into(), sub)
@@ -174,10 +187,37 @@ impl Principal {
             active: client.status == Status::Active,
             scopes: client.scopes.into(),
             subscriptions: Subscriptions(subscriptions),
-            id_header,
-            name_header,
             restrictions,
+            headers: Bytes::from(buffer),
+            id_end: ends[0],
+            name_end: ends[1],
         }
+    }
+
+    /// The `headers` text from `start` to `end` as a header value, sharing
+    /// the buffer.
+    fn header(&self, start: u32, end: u32) -> HeaderValue {
+        let (start, end) = (start as usize, end as usize);
+        self.headers
+            .get(start..end)
+            .and_then(|_| HeaderValue::from_maybe_shared(self.headers.slice(start..end)).ok())
+            .unwrap_or_else(|| HeaderValue::from_static(""))
+    }
+
+    /// The `X-Consumer-Id` value.
+    pub fn id_header(&self) -> HeaderValue {
+        self.header(0, self.id_end)
+    }
+
+    /// The `X-Consumer-Name` value.
+    pub fn name_header(&self) -> HeaderValue {
+        self.header(self.id_end, self.name_end)
+    }
+
+    /// The `X-Subscription-Id` value of one of this principal's
+    /// subscriptions.
+    pub fn subscription_header(&self, sub: &Subscribed) -> HeaderValue {
+        self.header(sub.header.0, sub.header.1)
     }
 }
 

@@ -220,7 +220,7 @@ impl Gateway {
             PlanChoice::Unknown(name) => {
                 // a plan removed from the configuration while subscriptions
                 // still name it: refuse rather than lift every limit
-                tracing::error!(plan = %name, subscription = %sub.id, "subscription names a plan the configuration lacks; refusing");
+                tracing::error!(plan = %name, subscription = %sub.id(), "subscription names a plan the configuration lacks; refusing");
                 self.metrics
                     .rate_limited
                     .with_label_values(&[service, name.as_str()])
