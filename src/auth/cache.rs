@@ -5,10 +5,10 @@
 //! [`super::front`]), which serves repeat hits for less.
 //!
 //! The shared layer is a `quick_cache` table: its entries live inline in
-//! one slab per shard, about 90 bytes each with the key, where a moka
-//! entry takes about 340 bytes in several allocations. With 100,000 keys
-//! cached that is the larger part of the gateway's memory. Entries carry
-//! their own deadline, checked on every read.
+//! one slab per shard, about 100 bytes each with the key, where a moka
+//! entry takes about 340 bytes in several allocations, and a node may
+//! cache a hundred thousand keys. Entries carry their own deadline,
+//! checked on every read.
 
 use std::future::Future;
 use std::hash::Hash;
