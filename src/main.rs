@@ -10,7 +10,10 @@ use tollgate::config::{self, LogFormat};
 
 /// mimalloc instead of the system allocator: a proxied request allocates
 /// and frees dozens of small buffers, and its thread-local free lists
-/// serve them without a lock.
+/// serve them without a lock. The `system-allocator` feature leaves it out,
+/// for heap profilers that watch the C library's allocator
+/// (`benches/heap.sh`).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
