@@ -56,6 +56,13 @@ fn health_readiness_and_metrics() {
     let text = gw.metrics_text();
     assert!(text.contains("process_resident_memory_bytes"), "{text}");
     assert!(!text.contains("/api/x"), "labels never hold raw paths");
+
+    // transparent huge pages are off for the gateway (kernels since 6.x
+    // show it in /proc; older ones do not, and then there is nothing to see)
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
 }
 
 #[test]
