@@ -165,9 +165,9 @@ fn main() -> ExitCode {
 /// Transparent huge pages off for this process, where the kernel gives
 /// them to every large mapping (`/sys/kernel/mm/transparent_hugepage/enabled`
 /// set to `always`): the allocator's regions would then be resident 2 MiB
-/// at a time however little of them is used, about 13 MiB more at start
-/// and with 100,000 clients cached, for no CPU saved that a benchmark
-/// shows. Set first thing, before the allocator touches most of its
+/// at a time however little of them is used: about 14 MiB more at start
+/// and 23 MiB more with 100,000 clients cached, for no CPU saved that a
+/// benchmark shows. Set first thing, before the allocator touches most of its
 /// memory; a kernel that refuses it changes nothing else.
 fn without_huge_pages() {
     #[cfg(target_os = "linux")]
