@@ -232,6 +232,16 @@ mod tests {
         }
     }
 
+    /// What `cache` answers for `key`, where a load would find `stored`.
+    async fn look(
+        cache: &CredentialCache<u32, &'static str>,
+        key: u32,
+        loads: &Loads,
+        stored: Option<&'static str>,
+    ) -> Option<&'static str> {
+        value(cache.lookup(&key, found(loads, stored)).await.unwrap())
+    }
+
     #[tokio::test]
     async fn every_invalidation_reaches_the_hits_a_thread_serves() {
         let metrics = Metrics::new().unwrap();
@@ -245,13 +255,13 @@ mod tests {
         let cache: CredentialCache<u32, &'static str> = CredentialCache::new(&settings, counters);
         let loads = Loads::default();
 
-        assert_eq!(
-            value(cache.lookup(&1, found(&loads, Some("a"))).await.unwrap()),
-            Some("a")
-        );
+        assert_eq!(look(&cache, 1, &loads, Some("a")).await, Some("a"));
         for _ in 0..3 {
-            let again = cache.lookup(&1, found(&loads, Some("b"))).await.unwrap();
-            assert_eq!(value(again), Some("a"), "a hit, not a second load");
+            assert_eq!(
+                look(&cache, 1, &loads, Some("b")).await,
+                Some("a"),
+                "a hit, not a second load"
+            );
         }
         assert_eq!(
             (loads.load(Ordering::SeqCst), hits.get(), misses.get()),
@@ -259,26 +269,22 @@ mod tests {
         );
 
         cache.invalidate_if(|k, _| *k == 1);
-        let after = cache.lookup(&1, found(&loads, Some("b"))).await.unwrap();
         assert_eq!(
-            value(after),
+            look(&cache, 1, &loads, Some("b")).await,
             Some("b"),
             "served from before the invalidation"
         );
 
         cache.invalidate_all();
-        let after = cache.lookup(&1, found(&loads, Some("c"))).await.unwrap();
-        assert_eq!(value(after), Some("c"), "served from before invalidate_all");
+        assert_eq!(
+            look(&cache, 1, &loads, Some("c")).await,
+            Some("c"),
+            "served from before invalidate_all"
+        );
 
         // an unknown key is cached (negative_ttl) but found again only there
-        assert_eq!(
-            value(cache.lookup(&2, found(&loads, None)).await.unwrap()),
-            None
-        );
-        assert_eq!(
-            value(cache.lookup(&2, found(&loads, Some("x"))).await.unwrap()),
-            None
-        );
+        assert_eq!(look(&cache, 2, &loads, None).await, None);
+        assert_eq!(look(&cache, 2, &loads, Some("x")).await, None);
         assert_eq!(
             cache
                 .front
@@ -357,8 +363,7 @@ mod tests {
         );
 
         // a lookup after the failure asks the store again
-        let later = cache.lookup(&1, found(&loads, Some("up"))).await.unwrap();
-        assert_eq!(value(later), Some("up"));
+        assert_eq!(look(&cache, 1, &loads, Some("up")).await, Some("up"));
         assert_eq!(loads.load(Ordering::SeqCst), 2);
     }
 
@@ -377,9 +382,8 @@ mod tests {
         release.send(()).unwrap();
         assert_eq!(value(before.await.unwrap().unwrap()), Some("old"));
 
-        let after = cache.lookup(&1, found(&loads, Some("new"))).await.unwrap();
         assert_eq!(
-            value(after),
+            look(&cache, 1, &loads, Some("new")).await,
             Some("new"),
             "the old answer outlived the change"
         );
@@ -391,17 +395,11 @@ mod tests {
         // found: a minute; unknown: a few milliseconds
         let cache = cache(Duration::from_secs(60), Duration::from_millis(5));
         let loads = Loads::default();
-        assert_eq!(
-            value(cache.lookup(&1, found(&loads, None)).await.unwrap()),
-            None
-        );
-        assert_eq!(
-            value(cache.lookup(&1, found(&loads, Some("a"))).await.unwrap()),
-            None
-        );
+        assert_eq!(look(&cache, 1, &loads, None).await, None);
+        assert_eq!(look(&cache, 1, &loads, Some("a")).await, None);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(
-            value(cache.lookup(&1, found(&loads, Some("a"))).await.unwrap()),
+            look(&cache, 1, &loads, Some("a")).await,
             Some("a"),
             "an unknown key stayed unknown past negative_ttl"
         );
