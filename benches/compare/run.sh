@@ -516,13 +516,14 @@ PY
     # in every round, each variant fresh: one round moves by about 10 MiB
     keyed_count() { curl -fsS --max-time 2 "http://127.0.0.1:$METRICS/metrics" 2>/dev/null \
         | awk '/^tollgate_requests_total\{route="keyed"/ {n += $2} END {print n + 0}'; }
+    proxy_kb() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$PROXY_PID/status"; }
     first_key=$(head -1 "$work/seed-keys")
     for round in $(seq 1 "$ROUNDS"); do
         for v in "${store_variants[@]}"; do
             wait_quiet
             name=${v%%=*}
             start_tollgate "${v#*=}" "$work/seed.yaml"
-            rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$PROXY_PID/status")
+            rss_before=$(proxy_kb VmRSS)
             # every key once, then all again (the second pass is served from
             # the cache): wrk cycles through the keys, and is stopped once the
             # gateway has counted that many answers on the route (wrk itself
@@ -535,15 +536,15 @@ PY
             kill "$wrkpid" 2>/dev/null || true; wait "$wrkpid" 2>/dev/null || true
             out1="$(keyed_count) $secs"
             out2=$(curl -fsS "http://127.0.0.1:$METRICS/metrics" | awk '/^tollgate_cache_lookups_total\{cache="api_key",result="miss"\}/ {print $2}')
-            rss=$(awk '/VmRSS/ {print $2}' "/proc/$PROXY_PID/status")
-            hwm=$(awk '/VmHWM/ {print $2}' "/proc/$PROXY_PID/status")
+            rss=$(proxy_kb VmRSS)
+            hwm=$(proxy_kb VmHWM)
             # then 10 s of a trickle (one cached request every half second),
             # in which the allocator hands back what the burst freed
             for _ in $(seq 1 20); do
                 curl -fsS -o /dev/null --max-time 1 -H "X-API-Key: $first_key" "http://127.0.0.1:$GW/key/" || true
                 sleep 0.5
             done
-            settled=$(awk '/VmRSS/ {print $2}' "/proc/$PROXY_PID/status")
+            settled=$(proxy_kb VmRSS)
             record rss "$name" "$rss_before $rss $hwm $out1 $out2 $settled"
             stop_proxy
         done

@@ -82,7 +82,8 @@ where
     pub fn new(settings: &CacheSettings, counters: CacheCounters) -> Self {
         let capacity = settings.max_entries.max(1);
         CredentialCache {
-            // the slabs grow with what is cached, up to the capacity
+            // the estimate sizes the shards and the ghost list; the slabs
+            // themselves grow with what is cached, up to the capacity
             shared: Cache::with(
                 usize::try_from(capacity.min(4096)).unwrap_or(4096),
                 capacity,
@@ -183,14 +184,18 @@ where
         loaded.map_err(|e| AuthFailure::StoreUnavailable(e.to_string()))
     }
 
-    /// Drop every cached outcome.
+    /// Drop every cached outcome. The front's generation moves before the
+    /// shared layer is cleared (a load under way then takes out what it
+    /// puts in, see [`Self::load`]) and after (a front entry put in from
+    /// the shared layer in between is not served).
     pub fn invalidate_all(&self) {
         self.front.invalidate();
         self.shared.clear();
         self.front.invalidate();
     }
 
-    /// Drop every cached outcome `which` picks.
+    /// Drop every cached outcome `which` picks, with the generation moved
+    /// as in [`Self::invalidate_all`].
     pub fn invalidate_if(&self, which: impl Fn(&K, &Lookup<T>) -> bool + Send + Sync + 'static) {
         self.front.invalidate();
         self.shared.retain(|k, entry| match entry {

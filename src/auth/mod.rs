@@ -130,8 +130,7 @@ pub struct Restrictions {
 /// characters (the admin API refuses those), sent as opaque octets; text
 /// that is not a header value's is sent empty.
 fn header_text(text: &str) -> &str {
-    let fits = text.bytes().all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t');
-    if fits {
+    if HeaderValue::from_bytes(text.as_bytes()).is_ok() {
         text
     } else {
         ""
