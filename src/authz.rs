@@ -42,13 +42,13 @@ pub struct Identity {
 /// for a service route, the subscription (its plan limits the request).
 pub struct Authorized<'a> {
     pub identity: Identity,
-    pub subscription: Option<&'a Subscribed>,
+    pub subscription: Option<Subscribed<'a>>,
 }
 
 pub fn authorize<'a>(auth: &'a Authenticated, route: &Route) -> Result<Authorized<'a>, Denial> {
     let p = &auth.principal;
     let subscription = match &route.target {
-        RouteTarget::Service(s) => match p.subscriptions.get(&s.name) {
+        RouteTarget::Service(s) => match p.subscription(&s.name) {
             Some(sub) => Some(sub),
             None => return Err(Denial::NotSubscribed),
         },
@@ -64,7 +64,7 @@ pub fn authorize<'a>(auth: &'a Authenticated, route: &Route) -> Result<Authorize
             consumer_name: p.name_header(),
             subscription_id: subscription.map_or_else(
                 || http::HeaderValue::from_static(""),
-                |sub| p.subscription_header(sub),
+                |sub| p.subscription_header(&sub),
             ),
         },
         subscription,
@@ -135,27 +135,15 @@ pub fn check_restrictions(
 mod tests {
     use super::*;
     use crate::auth::Principal;
-    use crate::store::{AuthType, Client, Status};
+    use crate::store::Client;
 
     fn principal(cidrs: &[&str], referers: &[&str]) -> Principal {
-        let mut p = Principal::new(
-            Client {
-                id: "c".into(),
-                name: "n".into(),
-                description: String::new(),
-                auth_type: AuthType::ApiKey,
-                scopes: vec![],
-                issuer: None,
-                external_id: None,
-                status: Status::Active,
-                created_at: 0,
-                revoked_at: None,
-                account_id: None,
-                allowed_cidrs: cidrs.iter().map(|c| c.to_string()).collect(),
-                allowed_referers: referers.iter().map(|c| c.to_string()).collect(),
-            },
-            vec![],
-        );
+        let client = Client {
+            allowed_cidrs: cidrs.iter().map(|c| c.to_string()).collect(),
+            allowed_referers: referers.iter().map(|c| c.to_string()).collect(),
+            ..crate::auth::testing::client("c")
+        };
+        let mut p = Principal::new(client, None, vec![]);
         if cidrs.is_empty() && referers.is_empty() {
             assert!(p.restrictions.is_none());
             p.restrictions = Some(Box::default());

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::usage::{UsageCell, UsageRecorder};
+use super::usage::{Counted, UsageCell, UsageRecorder};
 use super::{AuthFailure, Principal};
 use crate::config::CacheSettings;
 use crate::secrets::{self, Pepper};
@@ -16,13 +16,24 @@ use crate::telemetry::Metrics;
 /// subscriptions, cached together and dropped together when any changes.
 #[derive(Debug)]
 pub struct KeyRecord {
-    /// shared with the usage recorder's map
-    pub key_id: Arc<str>,
-    /// where this key's uses are counted
-    pub usage: Arc<UsageCell>,
+    /// this key's uses since the last flush
+    usage: UsageCell,
     pub key_active: bool,
     pub expires_at: Option<i64>,
     pub principal: Arc<Principal>,
+}
+
+impl KeyRecord {
+    /// The key's id, which its principal holds.
+    pub fn key_id(&self) -> &str {
+        self.principal.key_id().unwrap_or_default()
+    }
+}
+
+impl Counted for KeyRecord {
+    fn usage(&self) -> (&str, &UsageCell) {
+        (self.key_id(), &self.usage)
+    }
 }
 
 type Lookup = super::cache::Lookup<KeyRecord>;
@@ -63,8 +74,8 @@ impl ApiKeyAuth {
         let lookup = self
             .cache
             .lookup(&digest, || {
-                let (store, usage) = (self.store.clone(), self.usage.clone());
-                async move { load(store.as_ref(), &usage, &secrets::to_hex(&digest)).await }
+                let store = self.store.clone();
+                async move { load(store.as_ref(), &secrets::to_hex(&digest)).await }
             })
             .await?;
         match lookup {
@@ -83,6 +94,11 @@ impl ApiKeyAuth {
         }
     }
 
+    /// Count one use of an authenticated key.
+    pub fn record_use(&self, rec: &Arc<KeyRecord>) {
+        self.usage.record(rec, now());
+    }
+
     /// Drop every cached record.
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
@@ -92,24 +108,22 @@ impl ApiKeyAuth {
     pub fn invalidate_client(&self, client_id: &str) {
         let id = client_id.to_string();
         self.cache.invalidate_if(move |_, v| match v {
-            Lookup::Found(r) => r.principal.client_id.as_str() == id,
+            Lookup::Found(r) => r.principal.client_id() == id,
             Lookup::Unknown => false,
         });
     }
 }
 
-async fn load(store: &dyn Store, usage: &UsageRecorder, hash: &str) -> Result<Lookup, StoreError> {
+async fn load(store: &dyn Store, hash: &str) -> Result<Lookup, StoreError> {
     let Some((key, client)) = store.find_api_key(hash).await? else {
         return Ok(Lookup::Unknown);
     };
     let subs = store.list_subscriptions(Some(&client.id)).await?;
-    let (key_id, usage) = usage.key_cell(&key.id);
     Ok(Lookup::Found(Arc::new(KeyRecord {
-        key_id,
-        usage,
+        usage: UsageCell::default(),
         key_active: key.status != "revoked",
         expires_at: key.expires_at,
-        principal: Arc::new(Principal::new(client, subs)),
+        principal: Arc::new(Principal::new(client, Some(&key.id), subs)),
     })))
 }
 

@@ -48,7 +48,7 @@ impl ClientDirectory {
     pub fn invalidate_client(&self, client_id: &str) {
         let id = client_id.to_string();
         self.cache.invalidate_if(move |k, v| match (k, v) {
-            (_, Lookup::Found(p)) => p.client_id.as_str() == id,
+            (_, Lookup::Found(p)) => p.client_id() == id,
             (ClientRef::Id(k), Lookup::Unknown) => *k == id,
             // a new external client may now exist for a cached miss
             (ClientRef::External(..), Lookup::Unknown) => true,
@@ -71,6 +71,7 @@ async fn load(store: &dyn Store, r: &ClientRef) -> Result<Lookup, StoreError> {
     let subscriptions = store.list_subscriptions(Some(&client.id)).await?;
     Ok(Lookup::Found(Arc::new(Principal::new(
         client,
+        None,
         subscriptions,
     ))))
 }

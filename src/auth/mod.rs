@@ -18,103 +18,89 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 use crate::config::{AuthPolicy, CredentialKind};
-use crate::store::{now, ChangeListener, Client, Status, Subscription, SubscriptionStatus};
+use crate::store::{ChangeListener, Client, Status, Subscription, SubscriptionStatus};
 use crate::telemetry::Metrics;
 use api_key::ApiKeyAuth;
 use clients::ClientDirectory;
 use jwt::{JwtAuth, TokenError};
 
-/// A client's id, shared by its cached principal, the usage counted for
-/// it and the log span of its requests.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClientId(Arc<str>);
-
-impl ClientId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The id's one allocation, to share: what usage counts by.
-    pub fn shared(&self) -> &Arc<str> {
-        &self.0
-    }
-}
-
-impl std::ops::Deref for ClientId {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
 /// The client behind a credential, with what authorization needs and the
 /// identity headers for the upstream, built once per cached principal.
-/// A cache holds one per client, so it is kept compact: the identity
-/// headers' text (client id, name, subscription ids) is one shared buffer
-/// that each request's header values slice, and what few clients have is
-/// boxed.
+/// A cache holds one per client, so it is kept compact: its text (client
+/// id and name, each subscription's counter name, service and plan) is one
+/// shared buffer that the header values of each request slice, and what
+/// few clients have is boxed.
 #[derive(Debug)]
 pub struct Principal {
-    pub client_id: ClientId,
     pub active: bool,
     pub scopes: Arc<[String]>,
-    pub subscriptions: Subscriptions,
+    /// The active subscriptions (one per service at most, the store's
+    /// constraint): a slice searched in order is a fraction of a hash
+    /// table's size and as quick to search for the few a client has.
+    subscriptions: Box<[SubText]>,
     /// Where the client's credentials may be used from; None: anywhere.
     pub restrictions: Option<Box<Restrictions>>,
-    /// The header values' text, back to back: id, name, then each
-    /// subscription's id in the order of `subscriptions`.
-    headers: Bytes,
-    /// Where the name ends in `headers` (it begins where the id ends).
-    name_end: u32,
+    /// The text, back to back: the client's id, the name header's text,
+    /// the id of the API key the principal was loaded by (if it was), then
+    /// for each subscription [`LIMIT_PREFIX`] and its id, its service, its
+    /// plan.
+    text: Bytes,
+    /// Where the id ends in `text` and the name begins, where the name
+    /// ends and the key id begins, where that ends.
     id_end: u32,
-}
-
-/// A principal's active subscriptions, by service name. A client has a
-/// few (one per service at most, the store's constraint): a slice searched
-/// in order is a fraction of a hash table's size and as quick to search.
-#[derive(Debug, Default)]
-pub struct Subscriptions(Box<[(Box<str>, Subscribed)]>);
-
-impl Subscriptions {
-    /// The subscription to `service`.
-    pub fn get(&self, service: &str) -> Option<&Subscribed> {
-        self.0
-            .iter()
-            .find(|(s, _)| &**s == service)
-            .map(|(_, sub)| sub)
-    }
-
-    /// (service, subscription) pairs.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Subscribed)> {
-        self.0.iter().map(|(s, sub)| (&**s, sub))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
+    name_end: u32,
+    key_end: u32,
+    /// whether the id is a header value's text (else the header is empty)
+    id_is_header: bool,
 }
 
 /// What a subscription's rate-limit counter is named by: this, then its id.
 const LIMIT_PREFIX: &str = "sub:";
 
-/// One subscription of a principal.
+/// Where one subscription's text is in its principal's buffer: the
+/// counter name from `start` to `id_end`, the service to `service_end`,
+/// the plan to `plan_end`.
 #[derive(Debug)]
-pub struct Subscribed {
-    pub plan: Option<Box<str>>,
-    /// The rate-limit counter of this subscription: [`LIMIT_PREFIX`] and
-    /// the id, which [`Subscribed::id`] reads back.
-    pub limit_key: Box<str>,
-    /// Where the `X-Subscription-Id` text is in the principal's buffer.
-    header: (u32, u32),
+struct SubText {
+    start: u32,
+    id_end: u32,
+    service_end: u32,
+    plan_end: u32,
+    has_plan: bool,
+    /// whether the id is a header value's text (else the header is empty)
+    id_is_header: bool,
 }
 
-impl Subscribed {
-    pub fn id(&self) -> &str {
-        self.limit_key.get(LIMIT_PREFIX.len()..).unwrap_or_default()
+/// One active subscription of a principal, read from its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Subscribed<'a> {
+    text: &'a Bytes,
+    at: &'a SubText,
+}
+
+impl<'a> Subscribed<'a> {
+    fn text(&self, start: u32, end: u32) -> &'a str {
+        text_at(self.text, start, end)
+    }
+
+    /// The rate-limit counter of this subscription: [`LIMIT_PREFIX`] and
+    /// the id.
+    pub fn limit_key(&self) -> &'a str {
+        self.text(self.at.start, self.at.id_end)
+    }
+
+    pub fn id(&self) -> &'a str {
+        self.text(self.at.start + LIMIT_PREFIX.len() as u32, self.at.id_end)
+    }
+
+    pub fn service(&self) -> &'a str {
+        self.text(self.at.id_end, self.at.service_end)
+    }
+
+    pub fn plan(&self) -> Option<&'a str> {
+        self.at
+            .has_plan
+            .then(|| self.text(self.at.service_end, self.at.plan_end))
     }
 }
 
@@ -137,26 +123,81 @@ fn header_text(text: &str) -> &str {
     }
 }
 
+/// The scopes of a client without any, one allocation for them all.
+fn no_scopes() -> Arc<[String]> {
+    static NONE: std::sync::OnceLock<Arc<[String]>> = std::sync::OnceLock::new();
+    NONE.get_or_init(|| Arc::from(Vec::new())).clone()
+}
+
+/// A principal's text from `start` to `end` (written from `str`s, so
+/// always text where the offsets are its own).
+fn text_at(text: &[u8], start: u32, end: u32) -> &str {
+    text.get(start as usize..end as usize)
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or_default()
+}
+
+/// An offset into a principal's text (which a client's stored fields, each
+/// bounded by the store, keep far below 4 GiB).
+fn offset(text: &[u8]) -> u32 {
+    u32::try_from(text.len()).unwrap_or(u32::MAX)
+}
+
 impl Principal {
-    pub fn new(client: Client, subscriptions: Vec<Subscription>) -> Principal {
-        let subscriptions: Vec<Subscription> = subscriptions
-            .into_iter()
-            // a subscription waiting for approval grants nothing
-            .filter(|s| s.status == SubscriptionStatus::Active)
-            .collect();
-        // The header values' text in one buffer: one allocation the values
-        // share (a value per request only counts a reference).
-        let texts = || {
-            [client.id.as_str(), client.name.as_str()]
-                .into_iter()
-                .chain(subscriptions.iter().map(|s| s.id.as_str()))
-                .map(header_text)
+    /// The principal of `client`, loaded by its API key `key_id` (None for
+    /// a token's client).
+    pub fn new(
+        client: Client,
+        key_id: Option<&str>,
+        subscriptions: Vec<Subscription>,
+    ) -> Principal {
+        // a subscription waiting for approval grants nothing
+        let active = || {
+            subscriptions
+                .iter()
+                .filter(|s| s.status == SubscriptionStatus::Active)
         };
-        let mut buffer = Vec::with_capacity(texts().map(str::len).sum());
-        let mut ends = Vec::with_capacity(subscriptions.len() + 2);
-        for text in texts() {
-            buffer.extend_from_slice(text.as_bytes());
-            ends.push(u32::try_from(buffer.len()).unwrap_or(u32::MAX));
+        let name = header_text(&client.name);
+        let key_id = key_id.unwrap_or_default();
+        let size = client.id.len()
+            + name.len()
+            + key_id.len()
+            + active()
+                .map(|s| {
+                    LIMIT_PREFIX.len()
+                        + s.id.len()
+                        + s.service.len()
+                        + s.plan.as_ref().map_or(0, String::len)
+                })
+                .sum::<usize>();
+        // One buffer for all the text: one allocation the header values
+        // share (a value per request only counts a reference).
+        let mut text = Vec::with_capacity(size);
+        text.extend_from_slice(client.id.as_bytes());
+        let id_end = offset(&text);
+        text.extend_from_slice(name.as_bytes());
+        let name_end = offset(&text);
+        text.extend_from_slice(key_id.as_bytes());
+        let key_end = offset(&text);
+        let mut subs = Vec::with_capacity(active().count());
+        for s in active() {
+            let start = offset(&text);
+            text.extend_from_slice(LIMIT_PREFIX.as_bytes());
+            text.extend_from_slice(s.id.as_bytes());
+            let id_end = offset(&text);
+            text.extend_from_slice(s.service.as_bytes());
+            let service_end = offset(&text);
+            if let Some(plan) = &s.plan {
+                text.extend_from_slice(plan.as_bytes());
+            }
+            subs.push(SubText {
+                start,
+                id_end,
+                service_end,
+                plan_end: offset(&text),
+                has_plan: s.plan.is_some(),
+                id_is_header: HeaderValue::from_bytes(s.id.as_bytes()).is_ok(),
+            });
         }
         let restrictions =
             (!client.allowed_cidrs.is_empty() || !client.allowed_referers.is_empty()).then(|| {
@@ -169,42 +210,60 @@ impl Principal {
                     referers: client.allowed_referers,
                 })
             });
-        let subscriptions = subscriptions
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let sub = Subscribed {
-                    header: (ends[i + 1], ends[i + 2]),
-                    limit_key: format!("{LIMIT_PREFIX}{}", s.id).into(),
-                    plan: s.plan.map(Into::into),
-                };
-                (s.service.into(), sub)
-            })
-            .collect();
         Principal {
-            client_id: ClientId(client.id.into()),
+            id_is_header: HeaderValue::from_bytes(client.id.as_bytes()).is_ok(),
             active: client.status == Status::Active,
-            scopes: client.scopes.into(),
-            subscriptions: Subscriptions(subscriptions),
+            scopes: if client.scopes.is_empty() {
+                no_scopes()
+            } else {
+                client.scopes.into()
+            },
+            subscriptions: subs.into(),
             restrictions,
-            headers: Bytes::from(buffer),
-            id_end: ends[0],
-            name_end: ends[1],
+            text: Bytes::from(text),
+            id_end,
+            name_end,
+            key_end,
         }
     }
 
-    /// The `headers` text from `start` to `end` as a header value, sharing
-    /// the buffer.
+    pub fn client_id(&self) -> &str {
+        text_at(&self.text, 0, self.id_end)
+    }
+
+    /// The id of the API key this principal was loaded by, if it was.
+    pub fn key_id(&self) -> Option<&str> {
+        (self.key_end > self.name_end).then(|| text_at(&self.text, self.name_end, self.key_end))
+    }
+
+    /// The subscription to `service`.
+    pub fn subscription(&self, service: &str) -> Option<Subscribed<'_>> {
+        self.subscriptions().find(|s| s.service() == service)
+    }
+
+    /// The active subscriptions.
+    pub fn subscriptions(&self) -> impl Iterator<Item = Subscribed<'_>> {
+        self.subscriptions.iter().map(|at| Subscribed {
+            text: &self.text,
+            at,
+        })
+    }
+
+    /// The text from `start` to `end` as a header value, sharing the
+    /// buffer.
     fn header(&self, start: u32, end: u32) -> HeaderValue {
         let (start, end) = (start as usize, end as usize);
-        self.headers
+        self.text
             .get(start..end)
-            .and_then(|_| HeaderValue::from_maybe_shared(self.headers.slice(start..end)).ok())
+            .and_then(|_| HeaderValue::from_maybe_shared(self.text.slice(start..end)).ok())
             .unwrap_or_else(|| HeaderValue::from_static(""))
     }
 
     /// The `X-Consumer-Id` value.
     pub fn id_header(&self) -> HeaderValue {
+        if !self.id_is_header {
+            return HeaderValue::from_static("");
+        }
         self.header(0, self.id_end)
     }
 
@@ -216,7 +275,10 @@ impl Principal {
     /// The `X-Subscription-Id` value of one of this principal's
     /// subscriptions.
     pub fn subscription_header(&self, sub: &Subscribed) -> HeaderValue {
-        self.header(sub.header.0, sub.header.1)
+        if !sub.at.id_is_header {
+            return HeaderValue::from_static("");
+        }
+        self.header(sub.at.start + LIMIT_PREFIX.len() as u32, sub.at.id_end)
     }
 }
 
@@ -227,8 +289,6 @@ pub struct Authenticated {
     /// The scopes the credential carries (for an API key: its client's);
     /// shared with the cached principal or token, not copied per request.
     pub scopes: Arc<[String]>,
-    /// The API key's id, when the credential was one (usage by key).
-    pub key_id: Option<Arc<str>>,
     /// The verified token, when the credential was one (claims to headers).
     pub token: Option<Arc<jwt::VerifiedToken>>,
 }
@@ -342,11 +402,10 @@ impl Authenticator {
                 .api_keys
                 .authenticate(key.as_bytes().trim_ascii())
                 .await?;
-            rec.usage.record(now());
+            self.api_keys.record_use(&rec);
             return Ok(Authenticated {
                 scopes: rec.principal.scopes.clone(),
                 principal: rec.principal.clone(),
-                key_id: Some(rec.key_id.clone()),
                 token: None,
             });
         }
@@ -367,7 +426,6 @@ impl Authenticator {
             return Ok(Authenticated {
                 scopes: verified.scopes.clone(),
                 principal,
-                key_id: None,
                 token: Some(verified),
             });
         }
@@ -388,5 +446,110 @@ impl ChangeListener for Authenticator {
     fn client_changed(&self, client_id: &str) {
         self.api_keys.invalidate_client(client_id);
         self.clients.invalidate_client(client_id);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Principal;
+    use crate::store::{AuthType, Client, Status, Subscription, SubscriptionStatus};
+
+    /// An active client `id` without scopes.
+    pub fn client(id: &str) -> Client {
+        Client {
+            id: id.into(),
+            name: format!("{id} name"),
+            description: String::new(),
+            auth_type: AuthType::ApiKey,
+            scopes: Vec::new(),
+            issuer: None,
+            external_id: None,
+            status: Status::Active,
+            created_at: 0,
+            revoked_at: None,
+            account_id: None,
+            allowed_cidrs: Vec::new(),
+            allowed_referers: Vec::new(),
+        }
+    }
+
+    /// An active subscription `id` to `service` on the `gold` plan.
+    pub fn subscription(service: &str, id: &str) -> Subscription {
+        Subscription {
+            id: id.into(),
+            client_id: String::new(),
+            service: service.into(),
+            plan: Some("gold".into()),
+            status: SubscriptionStatus::Active,
+            created_at: 0,
+        }
+    }
+
+    /// Client `id` (loaded by its key `key_id`, if given) subscribed to
+    /// `orders`.
+    pub fn principal(id: &str, key_id: Option<&str>) -> Principal {
+        Principal::new(
+            client(id),
+            key_id,
+            vec![subscription("orders", &format!("sub_{id}"))],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_principal_reads_its_text_back() {
+        let p = testing::principal("cli_1", Some("key_1"));
+        assert_eq!((p.client_id(), p.key_id()), ("cli_1", Some("key_1")));
+        assert_eq!(p.id_header(), "cli_1");
+        assert_eq!(p.name_header(), "cli_1 name");
+        let sub = p.subscription("orders").expect("subscribed");
+        assert_eq!(
+            (sub.id(), sub.limit_key(), sub.service(), sub.plan()),
+            ("sub_cli_1", "sub:sub_cli_1", "orders", Some("gold"))
+        );
+        assert_eq!(p.subscription_header(&sub), "sub_cli_1");
+        assert!(p.subscription("order").is_none() && p.subscription("ordersx").is_none());
+        assert_eq!(testing::principal("cli_2", None).key_id(), None);
+    }
+
+    #[test]
+    fn text_that_is_no_header_value_is_kept_but_sent_empty() {
+        let client = Client {
+            name: "line\nbreak".into(),
+            id: "cli\u{7f}".into(),
+            ..testing::client("x")
+        };
+        let subs = vec![
+            Subscription {
+                plan: None,
+                ..testing::subscription("a", "s\u{1}1")
+            },
+            Subscription {
+                status: SubscriptionStatus::Pending,
+                ..testing::subscription("b", "s2")
+            },
+        ];
+        let p = Principal::new(client, None, subs);
+        assert_eq!(p.client_id(), "cli\u{7f}");
+        assert_eq!(
+            (p.id_header(), p.name_header()),
+            (HeaderValue::from_static(""), HeaderValue::from_static(""))
+        );
+        let sub = p.subscription("a").expect("active subscription");
+        assert_eq!((sub.id(), sub.plan()), ("s\u{1}1", None));
+        assert_eq!(p.subscription_header(&sub), "");
+        assert!(
+            p.subscription("b").is_none(),
+            "a pending subscription grants nothing"
+        );
+        assert_eq!(p.subscriptions().count(), 1);
+        assert!(Arc::ptr_eq(
+            &p.scopes,
+            &testing::principal("y", None).scopes
+        ));
     }
 }

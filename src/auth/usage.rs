@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::Principal;
 use crate::store::{KeyUsage, Store, Timestamp};
 
-/// One key's uses since the last flush. A cached key record holds its
-/// cell, so a request counts itself with one atomic add and a read (a
-/// second atomic operation when the second has changed): no lock, no map
-/// lookup.
+/// One key's uses since the last flush, kept in the key's cached record:
+/// a request counts itself with one atomic add and a read (a second atomic
+/// operation when the second has changed), no lock and no map lookup. A
+/// record is handed to the recorder once, by its first use after a flush.
 #[derive(Debug, Default)]
 pub struct UsageCell {
     count: AtomicI64,
@@ -20,22 +21,56 @@ pub struct UsageCell {
 }
 
 impl UsageCell {
-    pub fn record(&self, at: Timestamp) {
-        self.count.fetch_add(1, Ordering::Relaxed);
+    /// Count one use at `at`; true when it is the first since the last
+    /// take.
+    fn add(&self, at: Timestamp) -> bool {
+        let first = self.count.fetch_add(1, Ordering::Relaxed) == 0;
         // at most once a second does the time move on: a plain read spares
         // the other requests of that second a locked compare-and-swap loop
         if self.last_used_at.load(Ordering::Relaxed) < at {
             self.last_used_at.fetch_max(at, Ordering::Relaxed);
         }
+        first
     }
+
+    /// The uses since the last take, if any.
+    fn take(&self) -> Option<KeyUsage> {
+        let count = self.count.swap(0, Ordering::Relaxed);
+        (count > 0).then(|| KeyUsage {
+            last_used_at: self.last_used_at.load(Ordering::Relaxed),
+            count,
+        })
+    }
+}
+
+/// What counts its uses in a cell of its own: a cached key record.
+pub trait Counted: Send + Sync {
+    /// The key's id and its cell.
+    fn usage(&self) -> (&str, &UsageCell);
 }
 
 #[derive(Default)]
 pub struct UsageRecorder {
-    /// by key id (or secret id; a cached key record shares the id)
-    cells: Mutex<HashMap<Arc<str>, Arc<UsageCell>>>,
+    /// Records counted in since the last flush, each once (twice only when
+    /// a flush took the list between a first use and its hand-over).
+    fresh: Mutex<Vec<Arc<dyn Counted>>>,
+    /// Counts by id that no record holds: uses recorded by id, and what a
+    /// failed flush gave back.
+    loose: Mutex<HashMap<String, KeyUsage>>,
     /// Counts uses of client secrets rather than API keys.
     secrets: bool,
+}
+
+fn merge(into: &mut HashMap<String, KeyUsage>, id: &str, u: KeyUsage) {
+    match into.get_mut(id) {
+        Some(e) => {
+            e.count += u.count;
+            e.last_used_at = e.last_used_at.max(u.last_used_at);
+        }
+        None => {
+            into.insert(id.to_string(), u);
+        }
+    }
 }
 
 impl UsageRecorder {
@@ -47,56 +82,46 @@ impl UsageRecorder {
         }
     }
 
-    /// The cell of a key, the same one for as long as anything counts in
-    /// it or holds it.
-    pub fn cell(&self, key_id: &str) -> Arc<UsageCell> {
-        self.key_cell(key_id).1
-    }
-
-    /// The cell of a key and the id as the recorder keeps it, to share.
-    pub fn key_cell(&self, key_id: &str) -> (Arc<str>, Arc<UsageCell>) {
-        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-        match cells.get_key_value(key_id) {
-            Some((id, c)) => (id.clone(), c.clone()),
-            None => {
-                let (id, c): (Arc<str>, _) = (key_id.into(), Arc::new(UsageCell::default()));
-                cells.insert(id.clone(), c.clone());
-                (id, c)
-            }
+    /// Count one use of a cached record at `at`.
+    pub fn record(&self, counted: &Arc<impl Counted + 'static>, at: Timestamp) {
+        if counted.usage().1.add(at) {
+            let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+            fresh.push(counted.clone());
         }
     }
 
-    /// The counts since the last take; cells nobody holds and nothing
-    /// counted in are dropped.
+    /// Count one use of the key (or secret) `id` at `at`, where no record
+    /// is kept.
+    pub fn record_id(&self, id: &str, at: Timestamp) {
+        let mut loose = self.loose.lock().unwrap_or_else(|e| e.into_inner());
+        merge(
+            &mut loose,
+            id,
+            KeyUsage {
+                last_used_at: at,
+                count: 1,
+            },
+        );
+    }
+
+    /// The counts since the last take, by id.
     fn take(&self) -> HashMap<String, KeyUsage> {
-        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-        let mut batch = HashMap::new();
-        cells.retain(|id, cell| {
-            let count = cell.count.swap(0, Ordering::Relaxed);
-            if count > 0 {
-                let last_used_at = cell.last_used_at.load(Ordering::Relaxed);
-                batch.insert(
-                    id.to_string(),
-                    KeyUsage {
-                        last_used_at,
-                        count,
-                    },
-                );
-                return true;
+        let fresh = std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut batch = std::mem::take(&mut *self.loose.lock().unwrap_or_else(|e| e.into_inner()));
+        for counted in fresh {
+            let (id, cell) = counted.usage();
+            if let Some(u) = cell.take() {
+                merge(&mut batch, id, u);
             }
-            // only the map holds it: no cached record can count in it
-            Arc::strong_count(cell) > 1
-        });
+        }
         batch
     }
 
     /// Give back the counts of a flush that failed.
     fn restore(&self, batch: HashMap<String, KeyUsage>) {
+        let mut loose = self.loose.lock().unwrap_or_else(|e| e.into_inner());
         for (id, u) in batch {
-            let cell = self.cell(&id);
-            cell.count.fetch_add(u.count, Ordering::Relaxed);
-            cell.last_used_at
-                .fetch_max(u.last_used_at, Ordering::Relaxed);
+            merge(&mut loose, &id, u);
         }
     }
 
@@ -131,12 +156,27 @@ impl UsageRecorder {
 mod tests {
     use super::*;
 
+    struct Key(&'static str, UsageCell);
+
+    impl Counted for Key {
+        fn usage(&self) -> (&str, &UsageCell) {
+            (self.0, &self.1)
+        }
+    }
+
+    fn key(id: &'static str) -> Arc<Key> {
+        Arc::new(Key(id, UsageCell::default()))
+    }
+
     #[test]
     fn counts_merge_and_restore() {
         let r = UsageRecorder::default();
-        r.cell("k1").record(10);
-        r.cell("k1").record(12);
-        r.cell("k2").record(11);
+        let (k1, k2) = (key("k1"), key("k2"));
+        r.record(&k1, 10);
+        r.record(&k1, 12);
+        r.record(&k2, 11);
+        // a record handed over once, however often it counts
+        assert_eq!(r.fresh.lock().unwrap().len(), 2);
         let batch = r.take();
         assert_eq!(
             batch["k1"],
@@ -145,7 +185,7 @@ mod tests {
                 count: 2
             }
         );
-        r.cell("k1").record(20);
+        r.record(&k1, 20);
         r.restore(batch);
         let again = r.take();
         assert_eq!(
@@ -157,29 +197,33 @@ mod tests {
         );
         assert_eq!(again["k2"].count, 1);
         assert!(r.take().is_empty());
+        assert!(
+            r.fresh.lock().unwrap().is_empty(),
+            "nothing held once flushed"
+        );
     }
 
     #[test]
-    fn a_held_cell_counts_across_flushes_and_an_idle_one_is_dropped() {
-        let r = UsageRecorder::default();
-        let held = r.cell("k1");
-        held.record(5);
-        held.record(3);
-        r.cell("k2").record(4);
+    fn two_records_of_one_key_and_uses_by_id_add_up() {
+        // a key reloaded into the cache while the old record still counts
+        let r = UsageRecorder::for_secrets();
+        let (old, new) = (key("k1"), key("k1"));
+        r.record(&old, 5);
+        r.record(&new, 7);
+        r.record(&new, 6);
+        r.record_id("k1", 4);
+        r.record_id("s1", 9);
         let batch = r.take();
         assert_eq!(
             batch["k1"],
             KeyUsage {
-                last_used_at: 5,
-                count: 2
+                last_used_at: 7,
+                count: 4
             }
         );
-        assert_eq!(batch["k2"].count, 1);
-        // k2 counted nothing since and nobody holds it: gone; k1 is held
-        assert!(r.take().is_empty());
-        assert_eq!(r.cells.lock().unwrap().len(), 1);
-        held.record(9);
-        assert!(Arc::ptr_eq(&held, &r.cell("k1")));
+        assert_eq!(batch["s1"].count, 1);
+        // counted again after the flush: handed over again
+        r.record(&old, 8);
         assert_eq!(r.take()["k1"].count, 1);
     }
 }
@@ -205,11 +249,11 @@ struct UsageTable {
 }
 
 /// (client, key, service, hour)
-type BucketKey = (Arc<str>, Option<Arc<str>>, Box<str>, i64);
+type BucketKey = (String, String, Box<str>, i64);
 
 struct UsageRow {
-    client: Arc<str>,
-    key: Option<Arc<str>>,
+    /// the client and, when that was the credential, its key
+    principal: Arc<Principal>,
     service: Box<str>,
     hour: i64,
     counts: [i64; 5],
@@ -228,23 +272,17 @@ fn outcome(status: u16) -> Option<usize> {
 }
 
 impl RequestUsage {
-    /// Count one request of `client` (with its API key, if that was the
-    /// credential) to `service` at `at`, answered with `status`.
-    pub fn record(
-        &self,
-        client: &Arc<str>,
-        key: Option<&Arc<str>>,
-        service: &str,
-        status: u16,
-        at: Timestamp,
-    ) {
+    /// Count one request of `principal` (its client, and its API key if
+    /// that was the credential) to `service` at `at`, answered with
+    /// `status`.
+    pub fn record(&self, principal: &Arc<Principal>, service: &str, status: u16, at: Timestamp) {
         let Some(col) = outcome(status) else { return };
         let hour = at - at.rem_euclid(3600);
         let hash = {
             use std::hash::{BuildHasher, Hash, Hasher};
             let mut h = foldhash::fast::FixedState::with_seed(0x7011_6a7e).build_hasher();
-            client.hash(&mut h);
-            key.map(|k| &**k).hash(&mut h);
+            principal.client_id().hash(&mut h);
+            principal.key_id().hash(&mut h);
             service.hash(&mut h);
             hour.hash(&mut h);
             h.finish()
@@ -254,9 +292,10 @@ impl RequestUsage {
         let rows = t.rows.entry(hash).or_default();
         let found = rows.iter_mut().find(|r| {
             r.hour == hour
-                && *r.client == **client
-                && r.key.as_deref() == key.map(|k| &**k)
                 && &*r.service == service
+                && (Arc::ptr_eq(&r.principal, principal)
+                    || (r.principal.client_id() == principal.client_id()
+                        && r.principal.key_id() == principal.key_id()))
         });
         match found {
             Some(r) => r.counts[col] += 1,
@@ -266,8 +305,7 @@ impl RequestUsage {
                 // most hashes hold one row: no room for four
                 rows.reserve_exact(1);
                 rows.push(UsageRow {
-                    client: client.clone(),
-                    key: key.cloned(),
+                    principal: principal.clone(),
                     service: service.into(),
                     hour,
                     counts,
@@ -282,8 +320,10 @@ impl RequestUsage {
         for table in self.tables.iter() {
             let rows = std::mem::take(&mut table.lock().unwrap_or_else(|e| e.into_inner()).rows);
             for r in rows.into_values().flatten() {
+                let p = &r.principal;
+                let (client, key) = (p.client_id().to_string(), p.key_id().unwrap_or_default());
                 let e = merged
-                    .entry((r.client, r.key, r.service, r.hour))
+                    .entry((client, key.to_string(), r.service, r.hour))
                     .or_default();
                 for (a, b) in e.iter_mut().zip(r.counts) {
                     *a += b;
@@ -295,8 +335,8 @@ impl RequestUsage {
             crate::store::UsageBucket {
                 start: hour,
                 service: service.into(),
-                key_id: key.map(|k| k.to_string()).unwrap_or_default(),
-                client_id: client.to_string(),
+                key_id: key,
+                client_id: client,
                 c2xx: c[0],
                 c3xx: c[1],
                 c4xx: c[2],
@@ -338,16 +378,20 @@ mod request_usage_tests {
     #[test]
     fn requests_are_counted_by_bucket_and_outcome_across_threads() {
         let u = Arc::new(RequestUsage::default());
-        let client: Arc<str> = "cli_a".into();
-        let key: Arc<str> = "key_a".into();
+        let by_key = Arc::new(super::super::testing::principal("cli_a", Some("key_a")));
+        // the same key loaded again: counted as one
+        let again = Arc::new(super::super::testing::principal("cli_a", Some("key_a")));
+        let by_token = Arc::new(super::super::testing::principal("cli_a", None));
         let mut threads = Vec::new();
         for t in 0..4 {
-            let (u, client, key) = (u.clone(), client.clone(), key.clone());
+            let (u, by_key, again, by_token) =
+                (u.clone(), by_key.clone(), again.clone(), by_token.clone());
             threads.push(std::thread::spawn(move || {
                 for i in 0..1000 {
                     let status = [200, 301, 404, 429, 503][(i + t) % 5];
-                    u.record(&client, Some(&key), "orders", status, 7200 + 5);
-                    u.record(&client, None, "orders", 200, 3600 + 59);
+                    let key = if i % 2 == 0 { &by_key } else { &again };
+                    u.record(key, "orders", status, 7200 + 5);
+                    u.record(&by_token, "orders", 200, 3600 + 59);
                 }
             }));
         }
@@ -365,7 +409,11 @@ mod request_usage_tests {
         assert_eq!((b.start, b.key_id.as_str()), (7200, "key_a"));
         assert_eq!([b.c2xx, b.c3xx, b.c4xx, b.c429, b.c5xx], [800; 5]);
         assert!(u.take().is_empty(), "taken once");
-        u.record(&client, None, "orders", 101, 0);
+        assert_eq!(
+            (b.client_id.as_str(), batch[0].client_id.as_str()),
+            ("cli_a", "cli_a")
+        );
+        u.record(&by_token, "orders", 101, 0);
         assert!(u.take().is_empty(), "1xx is no outcome");
     }
 }

@@ -591,7 +591,7 @@ impl TokenService {
             .find(|(_, h)| self.pepper.verify(&creds.secret, h))
         {
             Some((id, _)) => {
-                self.secret_usage.cell(id).record(now());
+                self.secret_usage.record_id(id, now());
                 Ok(client)
             }
             None => Err(refuse()),

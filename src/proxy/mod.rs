@@ -85,10 +85,10 @@ pub struct RequestCtx {
     /// Normalized path plus the raw query, what the upstream receives.
     path_and_query: String,
     identity: Option<Identity>,
-    /// The authenticated client, its API key and its token: what usage
-    /// counts by and what claims are forwarded from.
+    /// The authenticated client (with its API key's id, when that was the
+    /// credential) and its token: what usage counts by and what claims are
+    /// forwarded from.
     principal: Option<Arc<crate::auth::Principal>>,
-    key_id: Option<Arc<str>>,
     token: Option<Arc<crate::auth::jwt::VerifiedToken>>,
     /// The plan's decision, reported in `RateLimit-*` headers.
     rate_limit: Option<Decision>,
@@ -175,9 +175,8 @@ impl Gateway {
             return Ok(());
         };
         ctx.span
-            .record("client", authenticated.principal.client_id.as_str());
+            .record("client", authenticated.principal.client_id());
         ctx.principal = Some(authenticated.principal.clone());
-        ctx.key_id = authenticated.key_id.clone();
         ctx.token = authenticated.token.clone();
         let authorized = crate::authz::authorize(&authenticated, route).inspect_err(|d| {
             self.metrics.auth_failure(d.reason());
@@ -212,9 +211,9 @@ impl Gateway {
         &self,
         plans: &Plans,
         service: &str,
-        sub: &crate::auth::Subscribed,
+        sub: crate::auth::Subscribed<'_>,
     ) -> Result<Option<Decision>, Rejection> {
-        let (name, policy) = match plans.choose(sub.plan.as_deref()) {
+        let (name, policy) = match plans.choose(sub.plan()) {
             PlanChoice::Unlimited => return Ok(None),
             PlanChoice::Limited(name, policy) => (name, policy),
             PlanChoice::Unknown(name) => {
@@ -234,7 +233,7 @@ impl Gateway {
                 }));
             }
         };
-        let decision = self.limiter.check(&sub.limit_key, &policy, 1).await;
+        let decision = self.limiter.check(sub.limit_key(), &policy, 1).await;
         if !decision.allowed {
             self.metrics
                 .rate_limited
@@ -341,7 +340,6 @@ impl ProxyHttp for Gateway {
             path_and_query: String::new(),
             identity: None,
             principal: None,
-            key_id: None,
             token: None,
             rate_limit: None,
             tried: Vec::new(),
@@ -673,13 +671,7 @@ impl ProxyHttp for Gateway {
         };
         let elapsed = ctx.start.elapsed();
         if let (Some(p), true) = (&ctx.principal, ctx.snapshot.config.usage.enabled) {
-            self.usage.record(
-                p.client_id.shared(),
-                ctx.key_id.as_ref(),
-                service,
-                status,
-                crate::store::now(),
-            );
+            self.usage.record(p, service, status, crate::store::now());
         }
         let status_label = status.to_string();
         self.metrics
