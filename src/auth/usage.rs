@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hashbrown::hash_table::{Entry, HashTable};
+
 use super::Principal;
 use crate::store::{KeyUsage, Store, Timestamp};
 
@@ -244,8 +246,11 @@ pub struct RequestUsage {
 
 #[derive(Default)]
 struct UsageTable {
-    /// by a hash of (client, key, service, hour); a collision keeps a list
-    rows: HashMap<u64, Vec<UsageRow>, foldhash::fast::RandomState>,
+    /// one row per (client, key, service, hour), inline: a bucket costs
+    /// its row and a control byte, no allocation of its own
+    rows: HashTable<UsageRow>,
+    /// the services counted, each once; rows name them by index
+    services: Vec<Box<str>>,
 }
 
 /// (client, key, service, hour)
@@ -254,9 +259,11 @@ type BucketKey = (String, String, Box<str>, i64);
 struct UsageRow {
     /// the client and, when that was the credential, its key
     principal: Arc<Principal>,
-    service: Box<str>,
+    /// index into the table's services
+    service: u32,
     hour: i64,
-    counts: [i64; 5],
+    /// 2xx, 3xx, 4xx, 429, 5xx: a table is emptied every flush interval
+    counts: [u32; 5],
 }
 
 /// The outcome column of a status: 2xx, 3xx, 4xx (429 apart), 429, 5xx.
@@ -271,6 +278,18 @@ fn outcome(status: u16) -> Option<usize> {
     }
 }
 
+/// A bucket's hash: of the ids and the service's text, so that a
+/// principal loaded again lands in the same row.
+fn bucket_hash(p: &Principal, service: &str, hour: i64) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0x7011_6a7e).build_hasher();
+    p.client_id().hash(&mut h);
+    p.key_id().hash(&mut h);
+    service.hash(&mut h);
+    hour.hash(&mut h);
+    h.finish()
+}
+
 impl RequestUsage {
     /// Count one request of `principal` (its client, and its API key if
     /// that was the credential) to `service` at `at`, answered with
@@ -278,35 +297,37 @@ impl RequestUsage {
     pub fn record(&self, principal: &Arc<Principal>, service: &str, status: u16, at: Timestamp) {
         let Some(col) = outcome(status) else { return };
         let hour = at - at.rem_euclid(3600);
-        let hash = {
-            use std::hash::{BuildHasher, Hash, Hasher};
-            let mut h = foldhash::fast::FixedState::with_seed(0x7011_6a7e).build_hasher();
-            principal.client_id().hash(&mut h);
-            principal.key_id().hash(&mut h);
-            service.hash(&mut h);
-            hour.hash(&mut h);
-            h.finish()
-        };
+        let hash = bucket_hash(principal, service, hour);
         let table = self.tables.get_or_default();
         let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
-        let rows = t.rows.entry(hash).or_default();
-        let found = rows.iter_mut().find(|r| {
+        let UsageTable { rows, services } = &mut *t;
+        let service = match services.iter().position(|s| &**s == service) {
+            Some(i) => i as u32,
+            None => {
+                services.push(service.into());
+                (services.len() - 1) as u32
+            }
+        };
+        let same = |r: &UsageRow| {
             r.hour == hour
-                && &*r.service == service
+                && r.service == service
                 && (Arc::ptr_eq(&r.principal, principal)
                     || (r.principal.client_id() == principal.client_id()
                         && r.principal.key_id() == principal.key_id()))
-        });
-        match found {
-            Some(r) => r.counts[col] += 1,
-            None => {
+        };
+        let rehash =
+            |r: &UsageRow| bucket_hash(&r.principal, &services[r.service as usize], r.hour);
+        match rows.entry(hash, same, rehash) {
+            Entry::Occupied(mut e) => {
+                let c = &mut e.get_mut().counts[col];
+                *c = c.saturating_add(1);
+            }
+            Entry::Vacant(e) => {
                 let mut counts = [0; 5];
                 counts[col] = 1;
-                // most hashes hold one row: no room for four
-                rows.reserve_exact(1);
-                rows.push(UsageRow {
+                e.insert(UsageRow {
                     principal: principal.clone(),
-                    service: service.into(),
+                    service,
                     hour,
                     counts,
                 });
@@ -318,15 +339,16 @@ impl RequestUsage {
     fn take(&self) -> Vec<crate::store::UsageBucket> {
         let mut merged: HashMap<BucketKey, [i64; 5]> = HashMap::new();
         for table in self.tables.iter() {
-            let rows = std::mem::take(&mut table.lock().unwrap_or_else(|e| e.into_inner()).rows);
-            for r in rows.into_values().flatten() {
+            let t = std::mem::take(&mut *table.lock().unwrap_or_else(|e| e.into_inner()));
+            for r in t.rows {
                 let p = &r.principal;
                 let (client, key) = (p.client_id().to_string(), p.key_id().unwrap_or_default());
+                let service = t.services[r.service as usize].clone();
                 let e = merged
-                    .entry((client, key.to_string(), r.service, r.hour))
+                    .entry((client, key.to_string(), service, r.hour))
                     .or_default();
                 for (a, b) in e.iter_mut().zip(r.counts) {
-                    *a += b;
+                    *a += i64::from(b);
                 }
             }
         }
@@ -415,5 +437,43 @@ mod request_usage_tests {
         );
         u.record(&by_token, "orders", 101, 0);
         assert!(u.take().is_empty(), "1xx is no outcome");
+    }
+
+    #[test]
+    fn many_buckets_across_services_keep_their_counts_as_the_table_grows() {
+        let u = RequestUsage::default();
+        let principals: Vec<_> = (0..3000)
+            .map(|i| {
+                Arc::new(super::super::testing::principal(
+                    &format!("cli_{i}"),
+                    Some(&format!("key_{i}")),
+                ))
+            })
+            .collect();
+        for round in 0..3 {
+            for (i, p) in principals.iter().enumerate() {
+                let service = ["orders", "billing"][i % 2];
+                u.record(p, service, 200 + round, 3600);
+                if i % 3 == 0 {
+                    u.record(p, "search", 500, 7200);
+                }
+            }
+        }
+        // one row a bucket: a row the grown table lost would be counted again
+        let rows: usize = u.tables.iter().map(|t| t.lock().unwrap().rows.len()).sum();
+        assert_eq!(rows, 4000);
+        let batch = u.take();
+        assert_eq!(batch.len(), 4000);
+        for b in &batch {
+            let i: usize = b.client_id["cli_".len()..].parse().unwrap();
+            assert_eq!(b.key_id, format!("key_{i}"));
+            match &*b.service {
+                "search" => assert_eq!((b.start, b.c5xx, b.c2xx), (7200, 3, 0), "{i}"),
+                s => {
+                    assert_eq!(s, ["orders", "billing"][i % 2]);
+                    assert_eq!((b.start, b.c2xx, b.c5xx), (3600, 3, 0), "{i}");
+                }
+            }
+        }
     }
 }
