@@ -63,6 +63,17 @@ fn health_readiness_and_metrics() {
     if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
         assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
     }
+    // and where the kernel gives them only on request, the allocator never
+    // asked: it holds none (where it gives them to every large mapping, it
+    // has before the gateway's first instruction)
+    let mode =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    let rollup =
+        std::fs::read_to_string(format!("/proc/{}/smaps_rollup", gw.pid())).unwrap_or_default();
+    let huge = rollup.lines().find(|l| l.starts_with("AnonHugePages:"));
+    if let (false, Some(line)) = (mode.contains("[always]"), huge) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
 }
 
 #[test]
