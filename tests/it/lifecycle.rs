@@ -60,8 +60,8 @@ fn health_readiness_and_metrics() {
     // transparent huge pages are off for the gateway (kernels since 6.x
     // show it in /proc; older ones do not, and then there is nothing to see)
     let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
-    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
-        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    if let Some(value) = proc_field(&status, "THP_enabled:") {
+        assert_eq!(value, "0", "THP_enabled");
     }
     // and where the kernel gives them only on request, the allocator never
     // asked: it holds none (where it gives them to every large mapping, it
@@ -70,10 +70,20 @@ fn health_readiness_and_metrics() {
         std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     let rollup =
         std::fs::read_to_string(format!("/proc/{}/smaps_rollup", gw.pid())).unwrap_or_default();
-    let huge = rollup.lines().find(|l| l.starts_with("AnonHugePages:"));
-    if let (false, Some(line)) = (mode.contains("[always]"), huge) {
-        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    if let (false, Some(kb)) = (
+        mode.contains("[always]"),
+        proc_field(&rollup, "AnonHugePages:"),
+    ) {
+        assert_eq!(kb, "0", "AnonHugePages (kB)");
     }
+}
+
+/// The value of a `/proc` file's `name` line (`name` with its colon), if it
+/// has one.
+fn proc_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
 }
 
 #[test]
