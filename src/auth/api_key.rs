@@ -1,5 +1,5 @@
 //! API keys at the proxy: shape and checksum first (a malformed key never
-//! reaches the cache or the store), then a moka cache keyed by the key's
+//! reaches the cache or the store), then a cache keyed by the key's
 //! peppered hash, then the store. Unknown keys are cached briefly too;
 //! concurrent misses for one key are merged into one store query.
 
@@ -12,32 +12,17 @@ use crate::secrets::{self, Pepper};
 use crate::store::{now, Store, StoreError};
 use crate::telemetry::Metrics;
 
-/// What authentication needs of a key, its client and the client's
-/// subscriptions, cached together and dropped together when any changes.
-#[derive(Debug)]
-pub struct KeyRecord {
-    /// this key's uses since the last flush
-    usage: UsageCell,
-    pub key_active: bool,
-    pub expires_at: Option<i64>,
-    pub principal: Arc<Principal>,
-}
-
-impl KeyRecord {
-    /// The key's id, which its principal holds.
-    pub fn key_id(&self) -> &str {
-        self.principal.key_id().unwrap_or_default()
-    }
-}
-
-impl Counted for KeyRecord {
+/// A cached key is the principal it was loaded with: the key's state and
+/// use count are held there (see [`Principal::key_active`]), so a key, its
+/// client and the client's subscriptions are cached, and dropped, together.
+impl Counted for Principal {
     fn usage(&self) -> (&str, &UsageCell) {
-        (self.key_id(), &self.usage)
+        (self.key_id().unwrap_or_default(), self.key_usage())
     }
 }
 
-type Lookup = super::cache::Lookup<KeyRecord>;
-type CredentialCache = super::cache::CredentialCache<[u8; 32], KeyRecord>;
+type Lookup = super::cache::Lookup<Principal>;
+type CredentialCache = super::cache::CredentialCache<[u8; 32], Principal>;
 
 pub struct ApiKeyAuth {
     store: Arc<dyn Store>,
@@ -63,10 +48,10 @@ impl ApiKeyAuth {
         }
     }
 
-    /// The key's record, or why it is refused. `presented` is the header
+    /// The key's principal, or why it is refused. `presented` is the header
     /// value's octets: [`secrets::well_formed`] refuses anything that is not
     /// a key's shape before it is hashed.
-    pub async fn authenticate(&self, presented: &[u8]) -> Result<Arc<KeyRecord>, AuthFailure> {
+    pub async fn authenticate(&self, presented: &[u8]) -> Result<Arc<Principal>, AuthFailure> {
         if !secrets::well_formed(presented, secrets::API_KEY_PREFIX) {
             return Err(AuthFailure::MalformedKey);
         }
@@ -81,11 +66,11 @@ impl ApiKeyAuth {
         match lookup {
             Lookup::Unknown => Err(AuthFailure::UnknownKey),
             Lookup::Found(rec) => {
-                if !rec.key_active {
+                if !rec.key_active() {
                     Err(AuthFailure::RevokedKey)
-                } else if rec.expires_at.is_some_and(|e| e <= now()) {
+                } else if rec.key_expires_at().is_some_and(|e| e <= now()) {
                     Err(AuthFailure::ExpiredKey)
-                } else if !rec.principal.active {
+                } else if !rec.active {
                     Err(AuthFailure::RevokedClient)
                 } else {
                     Ok(rec)
@@ -95,7 +80,7 @@ impl ApiKeyAuth {
     }
 
     /// Count one use of an authenticated key.
-    pub fn record_use(&self, rec: &Arc<KeyRecord>) {
+    pub fn record_use(&self, rec: &Arc<Principal>) {
         self.usage.record(rec, now());
     }
 
@@ -108,7 +93,7 @@ impl ApiKeyAuth {
     pub fn invalidate_client(&self, client_id: &str) {
         let id = client_id.to_string();
         self.cache.invalidate_if(move |_, v| match v {
-            Lookup::Found(r) => r.principal.client_id() == id,
+            Lookup::Found(r) => r.client_id() == id,
             Lookup::Unknown => false,
         });
     }
@@ -119,12 +104,11 @@ async fn load(store: &dyn Store, hash: &str) -> Result<Lookup, StoreError> {
         return Ok(Lookup::Unknown);
     };
     let subs = store.list_subscriptions(Some(&client.id)).await?;
-    Ok(Lookup::Found(Arc::new(KeyRecord {
-        usage: UsageCell::default(),
-        key_active: key.status != "revoked",
-        expires_at: key.expires_at,
-        principal: Arc::new(Principal::new(client, Some(&key.id), subs)),
-    })))
+    Ok(Lookup::Found(Arc::new(Principal::new(
+        client,
+        Some(&key),
+        subs,
+    ))))
 }
 
 #[cfg(test)]

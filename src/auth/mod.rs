@@ -13,23 +13,28 @@ pub mod usage;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 use crate::config::{AuthPolicy, CredentialKind};
-use crate::store::{ChangeListener, Client, Status, Subscription, SubscriptionStatus};
+use crate::store::{
+    ApiKey, ChangeListener, Client, Status, Subscription, SubscriptionStatus, Timestamp,
+};
 use crate::telemetry::Metrics;
 use api_key::ApiKeyAuth;
 use clients::ClientDirectory;
 use jwt::{JwtAuth, TokenError};
+use usage::UsageCell;
 
 /// The client behind a credential, with what authorization needs and the
 /// identity headers for the upstream, built once per cached principal.
 /// A cache holds one per client, so it is kept compact: its text (client
 /// id and name, each subscription's counter name, service and plan) is one
-/// shared buffer that the header values of each request slice, and what
-/// few clients have is boxed.
+/// buffer, and what few clients have is boxed. A request's header values
+/// are copied from the buffer rather than share it: sharing would give
+/// every cached principal a second allocation (the shared buffer's count)
+/// and a larger handle, about 40 bytes a key, to save a request three
+/// copies of a few dozen bytes.
 #[derive(Debug)]
 pub struct Principal {
     pub active: bool,
@@ -44,7 +49,7 @@ pub struct Principal {
     /// the id of the API key the principal was loaded by (if it was), then
     /// for each subscription [`LIMIT_PREFIX`] and its id, its service, its
     /// plan.
-    text: Bytes,
+    text: Box<str>,
     /// Where the id ends in `text` and the name begins, where the name
     /// ends and the key id begins, where that ends.
     id_end: u32,
@@ -52,6 +57,13 @@ pub struct Principal {
     key_end: u32,
     /// whether the id is a header value's text (else the header is empty)
     id_is_header: bool,
+    /// Of the API key the principal was loaded by (none: false, never,
+    /// and unused): whether it is not revoked, when it expires (`i64::MAX`
+    /// for never) and its uses since the last flush. A cached key is its
+    /// principal: one block, not a record of its own pointing here.
+    key_active: bool,
+    key_expires_at: Timestamp,
+    key_usage: UsageCell,
 }
 
 /// What a subscription's rate-limit counter is named by: this, then its id.
@@ -74,7 +86,7 @@ struct SubText {
 /// One active subscription of a principal, read from its text.
 #[derive(Debug, Clone, Copy)]
 pub struct Subscribed<'a> {
-    text: &'a Bytes,
+    text: &'a str,
     at: &'a SubText,
 }
 
@@ -129,26 +141,24 @@ fn no_scopes() -> Arc<[String]> {
     NONE.get_or_init(|| Arc::from(Vec::new())).clone()
 }
 
-/// A principal's text from `start` to `end` (written from `str`s, so
-/// always text where the offsets are its own).
-fn text_at(text: &[u8], start: u32, end: u32) -> &str {
-    text.get(start as usize..end as usize)
-        .and_then(|t| std::str::from_utf8(t).ok())
-        .unwrap_or_default()
+/// A principal's text from `start` to `end` (offsets it wrote, at the
+/// ends of `str`s, so always on character boundaries).
+fn text_at(text: &str, start: u32, end: u32) -> &str {
+    text.get(start as usize..end as usize).unwrap_or_default()
 }
 
 /// An offset into a principal's text (which a client's stored fields, each
 /// bounded by the store, keep far below 4 GiB).
-fn offset(text: &[u8]) -> u32 {
+fn offset(text: &str) -> u32 {
     u32::try_from(text.len()).unwrap_or(u32::MAX)
 }
 
 impl Principal {
-    /// The principal of `client`, loaded by its API key `key_id` (None for
-    /// a token's client).
+    /// The principal of `client`, loaded by its API key `key` (None for a
+    /// token's client).
     pub fn new(
         client: Client,
-        key_id: Option<&str>,
+        key: Option<&ApiKey>,
         subscriptions: Vec<Subscription>,
     ) -> Principal {
         // a subscription waiting for approval grants nothing
@@ -158,7 +168,7 @@ impl Principal {
                 .filter(|s| s.status == SubscriptionStatus::Active)
         };
         let name = header_text(&client.name);
-        let key_id = key_id.unwrap_or_default();
+        let key_id = key.map_or("", |k| k.id.as_str());
         let size = client.id.len()
             + name.len()
             + key_id.len()
@@ -170,25 +180,24 @@ impl Principal {
                         + s.plan.as_ref().map_or(0, String::len)
                 })
                 .sum::<usize>();
-        // One buffer for all the text: one allocation the header values
-        // share (a value per request only counts a reference).
-        let mut text = Vec::with_capacity(size);
-        text.extend_from_slice(client.id.as_bytes());
+        // one allocation for all the text
+        let mut text = String::with_capacity(size);
+        text.push_str(&client.id);
         let id_end = offset(&text);
-        text.extend_from_slice(name.as_bytes());
+        text.push_str(name);
         let name_end = offset(&text);
-        text.extend_from_slice(key_id.as_bytes());
+        text.push_str(key_id);
         let key_end = offset(&text);
         let mut subs = Vec::with_capacity(active().count());
         for s in active() {
             let start = offset(&text);
-            text.extend_from_slice(LIMIT_PREFIX.as_bytes());
-            text.extend_from_slice(s.id.as_bytes());
+            text.push_str(LIMIT_PREFIX);
+            text.push_str(&s.id);
             let id_end = offset(&text);
-            text.extend_from_slice(s.service.as_bytes());
+            text.push_str(&s.service);
             let service_end = offset(&text);
             if let Some(plan) = &s.plan {
-                text.extend_from_slice(plan.as_bytes());
+                text.push_str(plan);
             }
             subs.push(SubText {
                 start,
@@ -220,10 +229,13 @@ impl Principal {
             },
             subscriptions: subs.into(),
             restrictions,
-            text: Bytes::from(text),
+            text: text.into_boxed_str(),
             id_end,
             name_end,
             key_end,
+            key_active: key.is_some_and(|k| k.status != "revoked"),
+            key_expires_at: key.and_then(|k| k.expires_at).unwrap_or(Timestamp::MAX),
+            key_usage: UsageCell::default(),
         }
     }
 
@@ -234,6 +246,23 @@ impl Principal {
     /// The id of the API key this principal was loaded by, if it was.
     pub fn key_id(&self) -> Option<&str> {
         (self.key_end > self.name_end).then(|| text_at(&self.text, self.name_end, self.key_end))
+    }
+
+    /// Whether the API key this principal was loaded by is not revoked
+    /// (false for a token's client).
+    pub fn key_active(&self) -> bool {
+        self.key_active
+    }
+
+    /// When the API key this principal was loaded by expires, if it does.
+    pub fn key_expires_at(&self) -> Option<Timestamp> {
+        (self.key_expires_at != Timestamp::MAX).then_some(self.key_expires_at)
+    }
+
+    /// The uses of the API key this principal was loaded by since the last
+    /// flush.
+    pub(crate) fn key_usage(&self) -> &UsageCell {
+        &self.key_usage
     }
 
     /// The subscription to `service`.
@@ -249,14 +278,10 @@ impl Principal {
         })
     }
 
-    /// The text from `start` to `end` as a header value, sharing the
-    /// buffer.
+    /// The text from `start` to `end` as a header value (a copy).
     fn header(&self, start: u32, end: u32) -> HeaderValue {
-        let (start, end) = (start as usize, end as usize);
-        self.text
-            .get(start..end)
-            .and_then(|_| HeaderValue::from_maybe_shared(self.text.slice(start..end)).ok())
-            .unwrap_or_else(|| HeaderValue::from_static(""))
+        HeaderValue::from_bytes(text_at(&self.text, start, end).as_bytes())
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
     /// The `X-Consumer-Id` value.
@@ -404,8 +429,8 @@ impl Authenticator {
                 .await?;
             self.api_keys.record_use(&rec);
             return Ok(Authenticated {
-                scopes: rec.principal.scopes.clone(),
-                principal: rec.principal.clone(),
+                scopes: rec.scopes.clone(),
+                principal: rec,
                 token: None,
             });
         }
@@ -452,7 +477,7 @@ impl ChangeListener for Authenticator {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::Principal;
-    use crate::store::{AuthType, Client, Status, Subscription, SubscriptionStatus};
+    use crate::store::{ApiKey, AuthType, Client, Status, Subscription, SubscriptionStatus};
 
     /// An active client `id` without scopes.
     pub fn client(id: &str) -> Client {
@@ -485,12 +510,28 @@ pub(crate) mod testing {
         }
     }
 
+    /// An active key `id` of client `client_id` that never expires.
+    pub fn key(id: &str, client_id: &str) -> ApiKey {
+        ApiKey {
+            id: id.into(),
+            client_id: client_id.into(),
+            name: String::new(),
+            prefix: String::new(),
+            status: "active".into(),
+            created_at: 0,
+            expires_at: None,
+            last_used_at: None,
+            use_count: 0,
+            replaced_by: None,
+        }
+    }
+
     /// Client `id` (loaded by its key `key_id`, if given) subscribed to
     /// `orders`.
     pub fn principal(id: &str, key_id: Option<&str>) -> Principal {
         Principal::new(
             client(id),
-            key_id,
+            key_id.map(|k| key(k, id)).as_ref(),
             vec![subscription("orders", &format!("sub_{id}"))],
         )
     }
@@ -514,6 +555,36 @@ mod tests {
         assert_eq!(p.subscription_header(&sub), "sub_cli_1");
         assert!(p.subscription("order").is_none() && p.subscription("ordersx").is_none());
         assert_eq!(testing::principal("cli_2", None).key_id(), None);
+    }
+
+    #[test]
+    fn a_principal_keeps_the_state_of_the_key_it_was_loaded_by() {
+        let active = testing::principal("cli_1", Some("key_1"));
+        assert!(active.key_active());
+        assert_eq!(active.key_expires_at(), None);
+        let rolled = crate::store::ApiKey {
+            status: "expiring".into(),
+            expires_at: Some(1_700_000_000),
+            ..testing::key("key_2", "cli_1")
+        };
+        let p = Principal::new(testing::client("cli_1"), Some(&rolled), vec![]);
+        assert!(p.key_active());
+        assert_eq!(p.key_expires_at(), Some(1_700_000_000));
+        let revoked = crate::store::ApiKey {
+            status: "revoked".into(),
+            ..testing::key("key_3", "cli_1")
+        };
+        let p = Principal::new(testing::client("cli_1"), Some(&revoked), vec![]);
+        assert!(!p.key_active());
+        assert!(!testing::principal("cli_1", None).key_active());
+        // a cached key is one allocation of 112 bytes with the Arc's two
+        // counts, and its text: what a node with many keys cached holds
+        // per key
+        assert!(
+            std::mem::size_of::<Principal>() + 2 * std::mem::size_of::<usize>() <= 112,
+            "the principal grew to {} bytes",
+            std::mem::size_of::<Principal>()
+        );
     }
 
     #[test]
