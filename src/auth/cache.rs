@@ -43,21 +43,32 @@ impl<T> Clone for Lookup<T> {
 enum Entry<T> {
     /// The store's answer, served until the deadline.
     Loaded(Lookup<T>, Instant),
-    /// The store failed at this instant. Only lookups that were waiting
-    /// for that load take the failure; a later one asks the store again.
-    Failed(Arc<str>, Instant),
+    /// The store failed. Only lookups that were waiting for that load
+    /// take the failure; a later one asks the store again. Behind one
+    /// pointer, so that an entry is no larger than a loaded one.
+    Failed(Arc<LoadFailure>),
+}
+
+/// A load that failed: when, and why.
+struct LoadFailure {
+    at: Instant,
+    error: String,
 }
 
 impl<T> Clone for Entry<T> {
     fn clone(&self) -> Self {
         match self {
             Entry::Loaded(l, until) => Entry::Loaded(l.clone(), *until),
-            Entry::Failed(e, at) => Entry::Failed(e.clone(), *at),
+            Entry::Failed(f) => Entry::Failed(f.clone()),
         }
     }
 }
 
 type Shared<K, T> = Cache<K, Entry<T>, UnitWeighter, foldhash::fast::RandomState>;
+
+/// The most entries a cache reserves room for at start (about 100 MB of
+/// address space); a larger `max_entries` grows its slabs as it fills.
+const RESERVED_ENTRIES: u64 = 1_000_000;
 
 /// Found records a front map holds per thread.
 const FRONT_ENTRIES: usize = 1024;
@@ -81,16 +92,21 @@ where
     /// `counters` count every lookup, hits of either layer and misses.
     pub fn new(settings: &CacheSettings, counters: CacheCounters) -> Self {
         let capacity = settings.max_entries.max(1);
+        // the estimate sizes the shards and the ghost list
+        let shared = Cache::with(
+            usize::try_from(capacity.min(4096)).unwrap_or(4096),
+            capacity,
+            UnitWeighter,
+            foldhash::fast::RandomState::default(),
+            DefaultLifecycle::default(),
+        );
+        // Each shard's slab is sized for its share of the capacity at once:
+        // grown by doubling, it would copy itself at every step and leave
+        // the smaller slabs behind as freed pages the allocator keeps. The
+        // reserved pages become resident only as entries are written.
+        shared.reserve(usize::try_from(capacity.min(RESERVED_ENTRIES)).unwrap_or(0));
         CredentialCache {
-            // the estimate sizes the shards and the ghost list; the slabs
-            // themselves grow with what is cached, up to the capacity
-            shared: Cache::with(
-                usize::try_from(capacity.min(4096)).unwrap_or(4096),
-                capacity,
-                UnitWeighter,
-                foldhash::fast::RandomState::default(),
-                DefaultLifecycle::default(),
-            ),
+            shared,
             front: Front::new(FRONT_ENTRIES, settings.ttl),
             ttl: settings.ttl,
             negative_ttl: settings.negative_ttl,
@@ -147,14 +163,14 @@ where
             .entry_async(key, |_, entry| match entry {
                 Entry::Loaded(hit, until) if now < *until => EntryAction::Retain(Ok(hit.clone())),
                 // the load this lookup waited for failed
-                Entry::Failed(e, at) if *at >= now => EntryAction::Retain(Err(e.clone())),
+                Entry::Failed(f) if f.at >= now => EntryAction::Retain(Err(f.clone())),
                 _ => EntryAction::ReplaceWithGuard,
             })
             .await;
         let guard = match entry {
             EntryResult::Retained(Ok(hit)) => return Ok(hit),
-            EntryResult::Retained(Err(e)) => {
-                return Err(AuthFailure::StoreUnavailable(e.to_string()))
+            EntryResult::Retained(Err(f)) => {
+                return Err(AuthFailure::StoreUnavailable(f.error.clone()))
             }
             EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => Some(guard),
             // neither is asked for: load without sharing
@@ -170,7 +186,10 @@ where
                 };
                 Entry::Loaded(lookup.clone(), at + ttl)
             }
-            Err(e) => Entry::Failed(e.to_string().into(), at),
+            Err(e) => Entry::Failed(Arc::new(LoadFailure {
+                at,
+                error: e.to_string(),
+            })),
         };
         if let Some(guard) = guard {
             let _ = guard.insert(entry);
@@ -409,6 +428,12 @@ mod tests {
             "an unknown key stayed unknown past negative_ttl"
         );
         assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn an_entry_is_an_arc_and_a_deadline() {
+        // a node may cache a hundred thousand keys: each slab slot holds one
+        assert!(std::mem::size_of::<Entry<()>>() <= 24);
     }
 
     #[tokio::test]
