@@ -16,12 +16,19 @@
 # Before each measurement the script waits (at most QUIET_WAIT seconds)
 # until no compiler or linker runs on the machine.
 #
+# PERF=DIR samples each proxy's CPU with `perf record` (software clock,
+# kernel call chains) during every closed-loop measurement and ends the
+# report with where a request's CPU time goes, in microseconds: the
+# kernel (by system call) against the proxy's own code and its libraries.
+# Sampling costs the proxies a little: take ratios from runs without it.
+#
 # TOLLGATE_BINS names one or more Tollgate binaries (NAME=PATH ...): every
 # Tollgate case runs for each, in the same rounds, and the report gives
 # each one's ratio to the first. The aims are judged on the first.
 # COMPARE (default: every group) limits that to some groups; elsewhere
 # only the first binary runs.
 set -euo pipefail
+if [ -n "${PERF:-}" ]; then mkdir -p "$PERF" && PERF="$(cd "$PERF" && pwd)"; fi
 cd "$(dirname "$0")/../.."
 here=benches/compare
 
@@ -55,6 +62,7 @@ command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v taskset >/dev/null || need_apt+=(util-linux)
+if [ -n "${PERF:-}" ] && ! command -v perf >/dev/null; then need_apt+=(linux-perf); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     say "installing ${need_apt[*]}"
     [ "$(id -u)" = 0 ] || { echo "need root to install ${need_apt[*]} (or install them yourself)" >&2; exit 1; }
@@ -70,7 +78,7 @@ versions() {
     echo "nginx: $(nginx -v 2>&1 | sed 's/.*nginx\///')"
     echo "haproxy: $(haproxy -v | head -1 | awk '{print $3}')"
     echo "wrk: $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
-    echo "oha: $("$OHA" --version | awk '{print $2}')"
+    echo "oha: $("$OHA" --version 2>&1 | head -1 | awk '{print $2}')"
     echo "h2load: $(h2load --version | awk '{print $2}')"
     echo "openssl: $(openssl version | awk '{print $2}')"
     echo "kernel: $(uname -r), cpus: $(nproc), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
@@ -185,8 +193,16 @@ wrk_run() { # url duration [wrk args...]
     while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     [ $# -gt 0 ] && shift && sargs=("$@")
     before=$(cpu_ticks "$PROXY_PID")
+    local sampler=
+    if [ -n "${PERF:-}" ] && [ "$dur" = "$DURATION" ]; then
+        # the proxy and its children (nginx's worker), for the whole run
+        perf record -q -e cpu-clock -F 1999 -g -o "$PERF/$PERF_TAG.data" \
+            -p "$(echo "$PROXY_PID" $(pgrep -P "$PROXY_PID") | tr ' ' ,)" -- sleep "${dur%s}" >/dev/null 2>&1 &
+        sampler=$!
+    fi
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$dur" --latency "${opts[@]}" "$url" "${sargs[@]}" > "$work/wrk.out" 2>&1 || true
     after=$(cpu_ticks "$PROXY_PID")
+    [ -n "$sampler" ] && wait "$sampler" 2>/dev/null || true
     python3 - "$work/wrk.out" "$((after - before))" "$TICK" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -355,6 +371,7 @@ done
 cycle=(-s "$here/cycle.lua")
 run_case() { # case variant
     local c=$1 v=$2 bin=${2#*=} name=${2%%=*}
+    PERF_TAG="$c.$name.$round"
     wait_quiet
     case "$c" in
         plain_nginx) start_nginx; wrk_run "http://127.0.0.1:$NG/pub/" "$WARMUP" >/dev/null
@@ -684,3 +701,4 @@ jn = data.get(("jwtnew_tollgate", first), {})
 if jn and max(v[4] for v in jn.values()) > int(tokens):
     print(f"NOTE: a JWT-new run sent more requests than the {tokens} distinct tokens; raise TOKENS")
 PY
+if [ -n "${PERF:-}" ]; then python3 "$here/where.py" "$PERF" "$work/results"; fi
