@@ -7,6 +7,8 @@
 #   TOLLGATE_BINS="before=/tmp/a after=target/release/tollgate" NO_BUILD=1 benches/compare/run.sh
 #
 # Groups (CASES, default all): plain, key, jwt, flood, latency, paced, tls, store.
+# The plain group also runs the floor under the gateway: a Pingora proxy
+# with nothing of Tollgate in it (examples/bench_pingora.rs), when built.
 # Pinning: the upstream (nginx, `return 200`) and the load generators on
 # CPU 0, the proxy under test alone on CPU 1 (taskset). Every case starts
 # its proxy afresh, warms it for WARMUP, measures, and stops it; each round
@@ -87,7 +89,7 @@ versions() {
 if [ -z "${NO_BUILD:-}" ]; then
     source scripts/bootstrap
     say "building (release)"
-    cargo build --release --quiet --bin tollgate --example bench_token --example bench_seed
+    cargo build --release --quiet --bin tollgate --example bench_token --example bench_seed --example bench_pingora
 fi
 for v in "${variants[@]}"; do
     [ -x "${v#*=}" ] || { echo "no Tollgate binary at ${v#*=} (TOLLGATE_BINS)" >&2; exit 1; }
@@ -105,7 +107,8 @@ cleanup() {
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port); NG=$(port); NGTLS=$(port); HA=$(port); HAKEY=$(port); HAJWT=$(port)
+UP=$(port); NG=$(port); NGTLS=$(port); HA=$(port); HAKEY=$(port); HAJWT=$(port); PG=$(port)
+pingora_bin=target/release/examples/bench_pingora
 GW=$(port); GWTLS=$(port); ADMIN=$(port); METRICS=$(port)
 ISS="http://127.0.0.1:$GW"
 AUD=tollgate
@@ -156,9 +159,11 @@ wait_http() { # url [curl args...]: any HTTP answer within 10 s
 }
 
 PROXY_PID=
+PROXY_STOP=TERM  # the signal that stops the running proxy at once
 stop_proxy() {
     [ -n "$PROXY_PID" ] || return 0
-    kill "$PROXY_PID" 2>/dev/null || true
+    kill -"$PROXY_STOP" "$PROXY_PID" 2>/dev/null || true
+    PROXY_STOP=TERM
     for _ in $(seq 1 100); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.05; done
     kill -9 "$PROXY_PID" 2>/dev/null || true
     wait "$PROXY_PID" 2>/dev/null || true
@@ -168,6 +173,12 @@ start_nginx() {
     taskset -c "$PROXY_CPU" nginx -p "$work" -c "$work/proxy.nginx.conf" >"$work/nginx.out" 2>&1 &
     PROXY_PID=$!; pids+=("$PROXY_PID")
     wait_http "http://127.0.0.1:$NG/" || { echo "nginx did not start: $(cat "$work/nginx.out" "$work/proxy.error.log" 2>/dev/null)" >&2; exit 1; }
+}
+start_pingora() {
+    # SIGTERM would start Pingora's graceful shutdown; SIGINT ends it now
+    taskset -c "$PROXY_CPU" "$pingora_bin" "127.0.0.1:$PG" "127.0.0.1:$UP" >"$work/pingora.out" 2>&1 &
+    PROXY_PID=$!; PROXY_STOP=INT; pids+=("$PROXY_PID")
+    wait_http "http://127.0.0.1:$PG/" || { echo "bench_pingora did not start: $(cat "$work/pingora.out")" >&2; exit 1; }
 }
 start_haproxy() {
     taskset -c "$PROXY_CPU" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.out" 2>&1 &
@@ -355,6 +366,11 @@ check "haproxy no key" 401 "http://127.0.0.1:$HAKEY/key/"
 check "haproxy jwt" 200 "http://127.0.0.1:$HAJWT/jwt/" -H "Authorization: Bearer $TOKEN"
 check "haproxy bad jwt" 401 "http://127.0.0.1:$HAJWT/jwt/" -H "Authorization: Bearer $BAD"
 stop_proxy
+if [ -x "$pingora_bin" ]; then
+    start_pingora
+    check "bare Pingora plain" 200 "http://127.0.0.1:$PG/pub/"
+    stop_proxy
+fi
 for v in "${variants[@]}"; do
     start_tollgate "${v#*=}" "$work/tollgate.yaml"
     check "${v%%=*} public" 200 "http://127.0.0.1:$GW/pub/"
@@ -378,6 +394,8 @@ run_case() { # case variant
             record "$c" - "$(wrk_run "http://127.0.0.1:$NG/pub/" "$DURATION")" ;;
         plain_haproxy) start_haproxy; wrk_run "http://127.0.0.1:$HA/pub/" "$WARMUP" >/dev/null
             record "$c" - "$(wrk_run "http://127.0.0.1:$HA/pub/" "$DURATION")" ;;
+        plain_pingora) start_pingora; wrk_run "http://127.0.0.1:$PG/pub/" "$WARMUP" >/dev/null
+            record "$c" - "$(wrk_run "http://127.0.0.1:$PG/pub/" "$DURATION")" ;;
         key_haproxy) start_haproxy; wrk_run "http://127.0.0.1:$HAKEY/key/" "$WARMUP" -H "X-API-Key: $KEY" >/dev/null
             record "$c" - "$(wrk_run "http://127.0.0.1:$HAKEY/key/" "$DURATION" -H "X-API-Key: $KEY")" ;;
         jwtnew_haproxy) start_haproxy; wrk_run "http://127.0.0.1:$HA/pub/" "$WARMUP" >/dev/null
@@ -448,7 +466,11 @@ run_case() { # case variant
 }
 
 cases=()
-want plain && cases+=(plain_nginx plain_haproxy plain_tollgate)
+if want plain; then
+    cases+=(plain_nginx plain_haproxy plain_tollgate)
+    if [ -x "$pingora_bin" ]; then cases+=(plain_pingora)
+    else say "examples/bench_pingora is not built: no bare Pingora case (cargo build --release --example bench_pingora)"; fi
+fi
 want key && cases+=(key_haproxy key_tollgate)
 want jwt && cases+=(jwtwarm_tollgate jwtnew_haproxy jwtnew_tollgate)
 want flood && cases+=(badflood_tollgate cachedalone_tollgate cachedflood_tollgate cacheddistinct_tollgate cachedpublic_tollgate)
@@ -602,7 +624,8 @@ if int(warnings):
     print(f"WARNING: {warnings} measurement(s) ran beside a compiler (see above)")
 print()
 rows = [
-    ("plain proxy: nginx", "plain_nginx"), ("plain proxy: HAProxy", "plain_haproxy"), ("plain proxy: Tollgate public", "plain_tollgate"),
+    ("plain proxy: nginx", "plain_nginx"), ("plain proxy: HAProxy", "plain_haproxy"),
+    ("plain proxy: bare Pingora (the floor)", "plain_pingora"), ("plain proxy: Tollgate public", "plain_tollgate"),
     ("API key: HAProxy map", "key_haproxy"), ("API key: Tollgate", "key_tollgate"),
     ("JWT warm: Tollgate", "jwtwarm_tollgate"),
     ("JWT every token new: HAProxy jwt_verify", "jwtnew_haproxy"), ("JWT every token new: Tollgate", "jwtnew_tollgate"),
@@ -671,6 +694,10 @@ def aim(text, value, ok, fmt):
         print(f"{text:<58}{fmt.format(value):>22}  {'PASS' if ok(value) else 'MISS'}")
 r = ratio("plain_tollgate", "plain_nginx", 0, first, "-")
 aim("Tollgate public >= 0.75x nginx plain", r and r[0], lambda x: x >= 0.75, "{:.3f}x")
+r = ratio("plain_pingora", "plain_nginx")
+aim("(no aim) bare Pingora / nginx plain", r and r[0], lambda x: True, "{:.3f}x")
+r = ratio("plain_tollgate", "plain_pingora", 0, first, "-")
+aim("(no aim) Tollgate public / bare Pingora", r and r[0], lambda x: True, "{:.3f}x")
 r = ratio("key_tollgate", "plain_tollgate", 0, first, first)
 aim("API key >= 0.95x Tollgate public", r and r[0], lambda x: x >= 0.95, "{:.3f}x")
 r = ratio("jwtwarm_tollgate", "plain_tollgate", 0, first, first)
