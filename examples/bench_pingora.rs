@@ -48,6 +48,10 @@ fn main() {
     let conf = ServerConf {
         threads: 1,
         work_stealing: false,
+        // SIGTERM ends it at once, as it ends the gateway: a benchmark
+        // stops it between cases with nothing left in flight
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(0),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -138,10 +138,12 @@ wait_quiet() {
 }
 
 # ------------------------------------------------------------ processes
-# CPU ticks (user + system) of a process and its children (nginx's worker)
+# a process and its children (nginx's worker)
+family() { echo "$1" $(pgrep -P "$1" || true); }
+# CPU ticks (user + system) of a process and its children
 cpu_ticks() {
     local total=0 p
-    for p in "$1" $(pgrep -P "$1" || true); do
+    for p in $(family "$1"); do
         [ -r "/proc/$p/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
     done
     echo "$total"
@@ -159,11 +161,9 @@ wait_http() { # url [curl args...]: any HTTP answer within 10 s
 }
 
 PROXY_PID=
-PROXY_STOP=TERM  # the signal that stops the running proxy at once
 stop_proxy() {
     [ -n "$PROXY_PID" ] || return 0
-    kill -"$PROXY_STOP" "$PROXY_PID" 2>/dev/null || true
-    PROXY_STOP=TERM
+    kill "$PROXY_PID" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.05; done
     kill -9 "$PROXY_PID" 2>/dev/null || true
     wait "$PROXY_PID" 2>/dev/null || true
@@ -175,9 +175,8 @@ start_nginx() {
     wait_http "http://127.0.0.1:$NG/" || { echo "nginx did not start: $(cat "$work/nginx.out" "$work/proxy.error.log" 2>/dev/null)" >&2; exit 1; }
 }
 start_pingora() {
-    # SIGTERM would start Pingora's graceful shutdown; SIGINT ends it now
     taskset -c "$PROXY_CPU" "$pingora_bin" "127.0.0.1:$PG" "127.0.0.1:$UP" >"$work/pingora.out" 2>&1 &
-    PROXY_PID=$!; PROXY_STOP=INT; pids+=("$PROXY_PID")
+    PROXY_PID=$!; pids+=("$PROXY_PID")
     wait_http "http://127.0.0.1:$PG/" || { echo "bench_pingora did not start: $(cat "$work/pingora.out")" >&2; exit 1; }
 }
 start_haproxy() {
@@ -208,7 +207,7 @@ wrk_run() { # url duration [wrk args...]
     if [ -n "${PERF:-}" ] && [ "$dur" = "$DURATION" ]; then
         # the proxy and its children (nginx's worker), for the whole run
         perf record -q -e cpu-clock -F 1999 -g -o "$PERF/$PERF_TAG.data" \
-            -p "$(echo "$PROXY_PID" $(pgrep -P "$PROXY_PID") | tr ' ' ,)" -- sleep "${dur%s}" >/dev/null 2>&1 &
+            -p "$(family "$PROXY_PID" | tr ' ' ,)" -- sleep "${dur%s}" >/dev/null 2>&1 &
         sampler=$!
     fi
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$dur" --latency "${opts[@]}" "$url" "${sargs[@]}" > "$work/wrk.out" 2>&1 || true
