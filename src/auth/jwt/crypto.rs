@@ -2,14 +2,13 @@
 //! algorithm. What a token seen for the first time costs, and what each
 //! forged token of a flood costs, is mostly its signature check:
 //!
-//! | algorithm | checked with | instead of RustCrypto's |
-//! | --- | --- | --- |
-//! | ES256, ES384 | graviola (formally verified assembly) where the CPU has what it needs, ring elsewhere | 7× (ES256), 3× (ES384) slower |
-//! | RS256..RS512, PS256..PS512, modulus of 2,048 to 8,192 bits | ring | 6× slower |
-//! | EdDSA, RSA keys outside those sizes | RustCrypto | |
+//! - ES256, ES384: graviola (formally verified assembly) where the CPU has
+//!   what it needs, ring elsewhere;
+//! - RS256..RS512, PS256..PS512 with a modulus of 2,048 to 8,192 bits: ring;
+//! - EdDSA, and RSA keys outside those sizes: RustCrypto.
 //!
 //! This is jsonwebtoken's process-wide crypto provider; all signing stays
-//! with the RustCrypto backend.
+//! with the RustCrypto backend. Figures: docs/performance.md.
 
 use std::sync::OnceLock;
 
