@@ -7,7 +7,7 @@
 #   TOLLGATE_BINS="before=/tmp/a after=target/release/tollgate" NO_BUILD=1 benches/compare/run.sh
 #
 # Groups (CASES, default all): plain, key, jwt, flood, latency, paced, tls, store.
-# The plain group also runs the floor under the gateway: a Pingora proxy
+# The plain and latency groups also run the floor under the gateway: a Pingora proxy
 # with nothing of Tollgate in it (examples/bench_pingora.rs), when built.
 # Pinning: the upstream (nginx, `return 200`) and the load generators on
 # CPU 0, the proxy under test alone on CPU 1 (taskset). Every case starts
@@ -441,6 +441,8 @@ run_case() { # case variant
             record "$c" - "$(oha_run "http://127.0.0.1:$NG/pub/" "$RATE" "$DURATION")" ;;
         lat_haproxy) start_haproxy; wrk_run "http://127.0.0.1:$HA/pub/" "$WARMUP" >/dev/null
             record "$c" - "$(oha_run "http://127.0.0.1:$HA/pub/" "$RATE" "$DURATION")" ;;
+        lat_pingora) start_pingora; wrk_run "http://127.0.0.1:$PG/pub/" "$WARMUP" >/dev/null
+            record "$c" - "$(oha_run "http://127.0.0.1:$PG/pub/" "$RATE" "$DURATION")" ;;
         latkey_haproxy) start_haproxy; wrk_run "http://127.0.0.1:$HAKEY/key/" "$WARMUP" -H "X-API-Key: $KEY" >/dev/null
             record "$c" - "$(oha_run "http://127.0.0.1:$HAKEY/key/" "$RATE" "$DURATION" -H "X-API-Key: $KEY")" ;;
         lat_tollgate) start_tollgate "$bin" "$work/tollgate.yaml"; wrk_run "http://127.0.0.1:$GW/pub/" "$WARMUP" >/dev/null
@@ -474,6 +476,7 @@ want key && cases+=(key_haproxy key_tollgate)
 want jwt && cases+=(jwtwarm_tollgate jwtnew_haproxy jwtnew_tollgate)
 want flood && cases+=(badflood_tollgate cachedalone_tollgate cachedflood_tollgate cacheddistinct_tollgate cachedpublic_tollgate)
 want latency && cases+=(lat_nginx lat_haproxy lat_tollgate latkey_haproxy latkey_tollgate latjwt_tollgate)
+want latency && [ -x "$pingora_bin" ] && cases+=(lat_pingora)
 want paced && cases+=(pace_nginx pace_tollgate)
 want tls && cases+=(tls_nginx tls_tollgate hs_nginx hs_tollgate h2_nginx h2_tollgate)
 # each Tollgate case once per binary (only the first outside COMPARE)
@@ -646,7 +649,8 @@ for label, case in [("HTTP/2 over TLS: nginx", "h2_nginx"), ("HTTP/2 over TLS: T
     for var in (names if case.endswith("tollgate") else ["-"]):
         if data.get((case, var)):
             print(f"{label:<50}{var:<10}{med(case, var, 0):>9.0f}{'':>18}{med(case, var, 1):>8.0f}  (h2load -c{conns} -m10)")
-lat = [("nginx public", "lat_nginx"), ("HAProxy public", "lat_haproxy"), ("Tollgate public", "lat_tollgate"),
+lat = [("nginx public", "lat_nginx"), ("HAProxy public", "lat_haproxy"), ("bare Pingora (the floor)", "lat_pingora"),
+       ("Tollgate public", "lat_tollgate"),
        ("HAProxy API key", "latkey_haproxy"), ("Tollgate API key", "latkey_tollgate"), ("Tollgate JWT warm", "latjwt_tollgate"),
        (f"nginx public at {pace_rate} req/s", "pace_nginx"), (f"Tollgate public at {pace_rate} req/s", "pace_tollgate")]
 if any(data.get((c, v)) for _, c in lat for v in names + ["-"]):
