@@ -474,10 +474,21 @@ if want plain; then
 fi
 want key && cases+=(key_haproxy key_tollgate)
 want jwt && cases+=(jwtwarm_tollgate jwtnew_haproxy jwtnew_tollgate)
-want flood && cases+=(badflood_tollgate cachedalone_tollgate cachedflood_tollgate cacheddistinct_tollgate cachedpublic_tollgate)
-want latency && cases+=(lat_nginx lat_haproxy lat_tollgate latkey_haproxy latkey_tollgate latjwt_tollgate)
-want latency && [ -x "$pingora_bin" ] && cases+=(lat_pingora)
-want paced && cases+=(pace_nginx pace_tollgate)
+# OHA=/bin/true (to save installing oha) leaves out what needs oha, and says so
+have_oha() { "$OHA" --version 2>/dev/null | grep -q '^oha'; }
+if want flood; then
+    cases+=(badflood_tollgate cachedalone_tollgate cacheddistinct_tollgate)
+    if have_oha; then cases+=(cachedflood_tollgate cachedpublic_tollgate)
+    else say "OHA=$OHA is not oha: no flood of one bad token, and no control flood"; fi
+fi
+if want latency || want paced; then
+    if ! have_oha; then say "OHA=$OHA is not oha: no latency or paced cases"
+    else
+        want latency && cases+=(lat_nginx lat_haproxy lat_tollgate latkey_haproxy latkey_tollgate latjwt_tollgate)
+        want latency && [ -x "$pingora_bin" ] && cases+=(lat_pingora)
+        want paced && cases+=(pace_nginx pace_tollgate)
+    fi
+fi
 want tls && cases+=(tls_nginx tls_tollgate hs_nginx hs_tollgate h2_nginx h2_tollgate)
 # each Tollgate case once per binary (only the first outside COMPARE)
 group_of() {
