@@ -11,6 +11,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate::auth::api_key::ApiKeyAuth;
 use tollgate::config::CacheSettings;
@@ -174,6 +176,22 @@ fn bench_jwt(c: &mut Criterion) {
         g.bench_function(format!("verify_cold_{}", key.algorithm), |b| {
             b.to_async(&rt)
                 .iter(|| async { jwt.verify_uncached(&token).await.expect("valid") })
+        });
+        // the signature check alone, to read the rest of a cold verification
+        let jwk =
+            serde_json::from_value::<jsonwebtoken::jwk::Jwk>(key.public_jwk.clone()).expect("jwk");
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).expect("decoding key");
+        let (signed, sig) = token.rsplit_once('.').expect("compact token");
+        let sig = URL_SAFE_NO_PAD.decode(sig).expect("base64url");
+        g.bench_function(format!("signature_{}", key.algorithm), |b| {
+            b.iter(|| {
+                assert!(tollgate::auth::jwt::verify_signature(
+                    alg,
+                    &decoding,
+                    signed.as_bytes(),
+                    &sig
+                ))
+            })
         });
         if key.algorithm == "ES256" {
             rt.block_on(jwt.verify(token.as_bytes())).expect("valid");

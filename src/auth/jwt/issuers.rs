@@ -44,7 +44,6 @@ pub(super) enum Source {
 
 #[derive(Debug)]
 pub struct Issuer {
-    pub(super) iss: String,
     pub(super) source: Source,
     pub(super) audiences: Vec<String>,
     pub(super) algorithms: Vec<Algorithm>,
@@ -138,7 +137,6 @@ impl JwtAuth {
         let mut issuers = HashMap::new();
         let t = &config.auth.tokens;
         let builtin = Arc::new(Issuer {
-            iss: t.issuer.clone(),
             source: Source::BuiltIn,
             audiences: vec![t.audience.clone()],
             algorithms: vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
@@ -160,7 +158,6 @@ impl JwtAuth {
             issuers.insert(
                 e.issuer.clone(),
                 Arc::new(Issuer {
-                    iss: e.issuer.clone(),
                     source: Source::External {
                         name: e.name.clone(),
                         jwks_url: e.jwks_url.clone(),

