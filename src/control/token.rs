@@ -525,7 +525,8 @@ impl TokenService {
             if let (true, Some(jti)) = (own, &v.jti) {
                 self.jwt.revoke_jti(jti).await;
                 // the store tells every other node through the change feed
-                let expires_at = i64::try_from(v.exp).unwrap_or(i64::MAX);
+                // as long as the token could still pass, leeway included
+                let expires_at = i64::try_from(v.valid_until).unwrap_or(i64::MAX);
                 if let Err(e) = self.store.revoke_token(jti, expires_at).await {
                     tracing::warn!(error = %e, "cannot record a token revocation; refused on this node only");
                     return OAuthAnswer::json(

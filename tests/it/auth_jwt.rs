@@ -689,6 +689,13 @@ fn hostile_tokens_are_401_and_reach_nothing() {
     let mut c = ext_claims();
     c["aud"] = json!(["billing-api", "orders-api"]);
     assert_eq!(bearer(&w, &sign(&w.ec, json!({"kid": kid}), c)), 200);
+    // expired 10 s ago, within the issuer's 30 s leeway: it passes, from
+    // the verified-token cache too
+    let mut c = ext_claims();
+    c["exp"] = json!(now() - 10);
+    let late = sign(&w.ec, json!({"kid": kid}), c);
+    assert_eq!(bearer(&w, &late), 200, "within the leeway");
+    assert_eq!(bearer(&w, &late), 200, "within the leeway, cached");
     let logs = w.gw.logs();
     assert!(
         !logs.contains("Injected: yes"),

@@ -156,6 +156,9 @@ pub struct VerifiedToken {
     pub claims: Option<serde_json::Map<String, serde_json::Value>>,
     pub scopes: Arc<[String]>,
     pub exp: u64,
+    /// `exp` with the issuer's leeway: the token is refused as expired
+    /// from this second on.
+    pub valid_until: u64,
     pub jti: Option<String>,
 }
 
@@ -179,7 +182,7 @@ impl Expiry<[u8; 32], Arc<VerifiedToken>> for TokenTtl {
         v: &Arc<VerifiedToken>,
         _now: Instant,
     ) -> Option<Duration> {
-        let left = v.exp.saturating_sub(now().max(0) as u64);
+        let left = v.valid_until.saturating_sub(now().max(0) as u64);
         Some(Duration::from_secs(left))
     }
 }
@@ -278,7 +281,7 @@ impl JwtAuth {
                 v
             }
         };
-        if verified.exp <= now().max(0) as u64 {
+        if verified.valid_until <= now().max(0) as u64 {
             return Err(TokenError::Expired);
         }
         if let (true, Some(jti)) = (self.any_revoked.load(Ordering::Acquire), &verified.jti) {
@@ -421,6 +424,7 @@ impl JwtAuth {
             claims: all_claims,
             scopes: checked.scopes.into(),
             exp: checked.exp,
+            valid_until: checked.exp.saturating_add(issuer.leeway),
             jti: checked.jti,
         })
     }

@@ -240,7 +240,7 @@ impl Claims {
         if self.iss.is_none() || matches!(self.aud, None | Some(Value::Null)) {
             return Err(TokenError::BadClaims);
         }
-        if exp.saturating_add(expect.leeway) < expect.now {
+        if exp.saturating_add(expect.leeway) <= expect.now {
             return Err(TokenError::Expired);
         }
         match &self.nbf {
@@ -496,8 +496,16 @@ mod tests {
         for (what, want, edit) in cases {
             assert_eq!(check(edit).unwrap_err(), *want, "{what}");
         }
-        // within the leeway, and the edges of it
-        for (claim, at) in [("exp", NOW - 30), ("nbf", NOW + 30), ("iat", NOW + 30)] {
+        // within the leeway, and the edges of it: `exp` is the first second
+        // a token is expired (RFC 7519 4.1.4)
+        assert_eq!(
+            check(|c| {
+                c.insert("exp".into(), json!(NOW - 30));
+            })
+            .unwrap_err(),
+            TokenError::Expired
+        );
+        for (claim, at) in [("exp", NOW - 29), ("nbf", NOW + 30), ("iat", NOW + 30)] {
             check(|c| {
                 c.insert(claim.into(), json!(at));
             })
