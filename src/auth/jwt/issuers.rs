@@ -60,6 +60,24 @@ impl Issuer {
             Source::External { name, .. } => name,
         }
     }
+
+    /// The claim that names the client, for an external issuer (the
+    /// built-in issuer's is `sub`, the client id).
+    pub(super) fn client_claim(&self) -> Option<&str> {
+        match &self.source {
+            Source::BuiltIn => None,
+            Source::External { client_claim, .. } => Some(client_claim),
+        }
+    }
+}
+
+/// The issuers of a configuration, by `iss`, with the client claims of the
+/// external ones (each name once): a token's claims are read before its
+/// issuer is known, keeping every one of them.
+#[derive(Default)]
+pub(super) struct Issuers {
+    pub(super) by_iss: HashMap<String, Arc<Issuer>>,
+    pub(super) client_claims: Vec<String>,
 }
 
 /// Key families; a JWK of one family never verifies another's algorithm.
@@ -133,7 +151,7 @@ impl JwtAuth {
     /// (Re)build the issuers of a configuration; keys of issuers that stay
     /// are kept.
     pub fn configure(&self, config: &Config) {
-        let old = self.issuers.load_full();
+        let old = &self.issuers.load_full().by_iss;
         let mut issuers = HashMap::new();
         let t = &config.auth.tokens;
         let builtin = Arc::new(Issuer {
@@ -175,8 +193,17 @@ impl JwtAuth {
                 }),
             );
         }
+        let mut client_claims: Vec<String> = issuers
+            .values()
+            .filter_map(|i| i.client_claim().map(str::to_string))
+            .collect();
+        client_claims.sort_unstable();
+        client_claims.dedup();
         self.builtin.store(Arc::new(Some(builtin)));
-        self.issuers.store(Arc::new(issuers));
+        self.issuers.store(Arc::new(Issuers {
+            by_iss: issuers,
+            client_claims,
+        }));
         self.keys_changed();
         self.keep_claims(config.routes.iter().any(|r| !r.forward_claims.is_empty()));
     }
@@ -235,7 +262,7 @@ impl JwtAuth {
 
     /// Refresh every external issuer (the periodic task).
     pub async fn refresh_all(&self) {
-        let issuers: Vec<Arc<Issuer>> = self.issuers.load().values().cloned().collect();
+        let issuers: Vec<Arc<Issuer>> = self.issuers.load().by_iss.values().cloned().collect();
         for i in issuers {
             if matches!(i.source, Source::External { .. }) {
                 self.refresh(&i).await;

@@ -15,7 +15,6 @@
 //! depend on the clock or on a key still to be fetched are never
 //! remembered.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +32,7 @@ mod token;
 
 pub use crypto::install_crypto_provider;
 pub use issuers::Issuer;
-use issuers::Source;
+use issuers::{Issuers, Source};
 use refused::RefusedTokens;
 
 use super::front::Front;
@@ -188,7 +187,7 @@ impl Expiry<[u8; 32], Arc<VerifiedToken>> for TokenTtl {
 }
 
 pub struct JwtAuth {
-    issuers: ArcSwap<HashMap<String, Arc<Issuer>>>,
+    issuers: ArcSwap<Issuers>,
     builtin: ArcSwap<Option<Arc<Issuer>>>,
     verified: Cache<[u8; 32], Arc<VerifiedToken>>,
     /// Repeat hits of `verified` on this thread (never invalidated: what
@@ -223,7 +222,7 @@ impl JwtAuth {
             .build()
             .unwrap_or_default();
         let auth = JwtAuth {
-            issuers: ArcSwap::from_pointee(HashMap::new()),
+            issuers: ArcSwap::from_pointee(Issuers::default()),
             builtin: ArcSwap::from_pointee(None),
             verified: Cache::builder()
                 .max_capacity(config.store.cache.max_entries)
@@ -360,22 +359,17 @@ impl JwtAuth {
         let issuers = self.issuers.load();
         // every issuer's client claim is kept while the claims are read:
         // which issuer it is, `iss` says, wherever it stands among them
-        let mut clients: Vec<&str> = issuers
-            .values()
-            .filter_map(|i| match &i.source {
-                Source::BuiltIn => None,
-                Source::External { client_claim, .. } => Some(client_claim.as_str()),
-            })
-            .collect();
-        clients.sort_unstable();
-        clients.dedup();
-        let (claims, payload) = token::claims(p, &clients)?;
+        let (claims, payload) = token::claims(p, &issuers.client_claims)?;
         let iss = claims
             .iss
             .as_ref()
             .and_then(|v| v.as_str())
             .ok_or(TokenError::BadClaims)?;
-        let issuer = issuers.get(iss).cloned().ok_or(TokenError::UnknownIssuer)?;
+        let issuer = issuers
+            .by_iss
+            .get(iss)
+            .cloned()
+            .ok_or(TokenError::UnknownIssuer)?;
         drop(issuers);
         if !issuer.algorithms.contains(&alg) {
             return Err(TokenError::AlgorithmNotAllowed);
@@ -400,10 +394,7 @@ impl JwtAuth {
         }
         let checked = claims.check(&token::Expect {
             audiences: &issuer.audiences,
-            client: match &issuer.source {
-                Source::BuiltIn => None,
-                Source::External { client_claim, .. } => Some(client_claim),
-            },
+            client: issuer.client_claim(),
             leeway: issuer.leeway,
             now: now().max(0) as u64,
         })?;

@@ -118,7 +118,13 @@ pub(super) struct Claims {
 
 /// Reads [`Claims`], keeping the members named in `clients` too.
 struct ClaimsSeed<'a> {
-    clients: &'a [&'a str],
+    clients: &'a [String],
+}
+
+impl ClaimsSeed<'_> {
+    fn keeps(&self, name: &str) -> bool {
+        self.clients.iter().any(|c| c == name)
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
@@ -149,7 +155,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 "jti" => &mut c.jti,
                 "scope" => &mut c.scope,
                 "scp" => &mut c.scp,
-                _ if self.clients.contains(&name) => {
+                _ if self.keeps(name) => {
                     let value = map.next_value::<Value>()?;
                     c.clients.push((name.to_string(), value));
                     return Ok(());
@@ -160,7 +166,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 }
             };
             let value = map.next_value::<Value>()?;
-            if self.clients.contains(&name) {
+            if self.keeps(name) {
                 c.clients.push((name.to_string(), value.clone()));
             }
             *slot = Some(value);
@@ -183,7 +189,7 @@ pub(super) fn header(segment: &str) -> Result<Header, TokenError> {
 
 /// The claims of a token, with the raw JSON they came from; `clients` names
 /// the client claims to keep.
-pub(super) fn claims(segment: &str, clients: &[&str]) -> Result<(Claims, Vec<u8>), TokenError> {
+pub(super) fn claims(segment: &str, clients: &[String]) -> Result<(Claims, Vec<u8>), TokenError> {
     let bytes = decode(segment).ok_or(TokenError::BadClaims)?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let claims = ClaimsSeed { clients }
@@ -257,7 +263,7 @@ impl Claims {
                 .is_some_and(|a| expect.audiences.iter().any(|x| x == a))
         };
         match &self.aud {
-            Some(Value::String(_)) if ours(self.aud.as_ref().unwrap_or(&Value::Null)) => {}
+            Some(one @ Value::String(_)) if ours(one) => {}
             Some(Value::String(_)) => return Err(TokenError::WrongAudience),
             Some(Value::Array(list)) => {
                 if !list.iter().all(Value::is_string) {
@@ -323,7 +329,8 @@ mod tests {
     }
 
     fn read(claims: &Value, clients: &[&str]) -> Result<Claims, TokenError> {
-        self::claims(&seg(&claims.to_string()), clients).map(|(c, _)| c)
+        let clients: Vec<String> = clients.iter().map(|c| c.to_string()).collect();
+        self::claims(&seg(&claims.to_string()), &clients).map(|(c, _)| c)
     }
 
     const NOW: u64 = 1_800_000_000;
