@@ -4,10 +4,15 @@
 //! runtime settings (one worker thread, no work stealing) and allocator,
 //! built with the same release profile.
 //!
-//! Usage: `bench_pingora LISTEN UPSTREAM`, e.g.
-//! `bench_pingora 127.0.0.1:8080 127.0.0.1:9001`.
+//! With a TLS address, a certificate and its key, it also listens for TLS
+//! (HTTP/1.1 and HTTP/2 by ALPN) with Pingora's own rustls listener: the
+//! floor of the TLS cases.
+//!
+//! Usage: `bench_pingora LISTEN UPSTREAM [TLS_LISTEN CERT KEY]`, e.g.
+//! `bench_pingora 127.0.0.1:8080 127.0.0.1:9001 127.0.0.1:8443 cert.pem key.pem`.
 
 use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
 use pingora::proxy::{http_proxy_service, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -42,8 +47,16 @@ impl ProxyHttp for Floor {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {
-        eprintln!("usage: bench_pingora LISTEN UPSTREAM");
+        eprintln!("usage: bench_pingora LISTEN UPSTREAM [TLS_LISTEN CERT KEY]");
         std::process::exit(2);
+    };
+    let tls = match (args.next(), args.next(), args.next()) {
+        (Some(addr), Some(cert), Some(key)) => Some((addr, cert, key)),
+        (None, None, None) => None,
+        _ => {
+            eprintln!("usage: bench_pingora LISTEN UPSTREAM [TLS_LISTEN CERT KEY]");
+            std::process::exit(2);
+        }
     };
     let conf = ServerConf {
         threads: 1,
@@ -58,6 +71,17 @@ fn main() {
     server.bootstrap();
     let mut proxy = http_proxy_service(&server.configuration, Floor { upstream });
     proxy.add_tcp(&listen);
+    if let Some((addr, cert, key)) = tls {
+        let mut settings = match TlsSettings::intermediate(&cert, &key) {
+            Ok(settings) => settings,
+            Err(e) => {
+                eprintln!("bench_pingora: TLS settings: {e}");
+                std::process::exit(1);
+            }
+        };
+        settings.enable_h2();
+        proxy.add_tls_with_settings(&addr, None, settings);
+    }
     server.add_service(proxy);
     server.run_forever();
 }

@@ -7,8 +7,9 @@
 #   TOLLGATE_BINS="before=/tmp/a after=target/release/tollgate" NO_BUILD=1 benches/compare/run.sh
 #
 # Groups (CASES, default all): plain, key, jwt, flood, latency, paced, tls, store.
-# The plain and latency groups also run the floor under the gateway: a Pingora proxy
-# with nothing of Tollgate in it (examples/bench_pingora.rs), when built.
+# The plain, latency and TLS groups also run the floor under the gateway: a Pingora
+# proxy with nothing of Tollgate in it (examples/bench_pingora.rs, over TLS with
+# Pingora's own rustls listener), when built.
 # Pinning: the upstream (nginx, `return 200`) and the load generators on
 # CPU 0, the proxy under test alone on CPU 1 (taskset). Every case starts
 # its proxy afresh, warms it for WARMUP, measures, and stops it; each round
@@ -107,7 +108,7 @@ cleanup() {
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port); NG=$(port); NGTLS=$(port); HA=$(port); HAKEY=$(port); HAJWT=$(port); PG=$(port)
+UP=$(port); NG=$(port); NGTLS=$(port); HA=$(port); HAKEY=$(port); HAJWT=$(port); PG=$(port); PGTLS=$(port)
 pingora_bin=target/release/examples/bench_pingora
 GW=$(port); GWTLS=$(port); ADMIN=$(port); METRICS=$(port)
 ISS="http://127.0.0.1:$GW"
@@ -175,7 +176,8 @@ start_nginx() {
     wait_http "http://127.0.0.1:$NG/" || { echo "nginx did not start: $(cat "$work/nginx.out" "$work/proxy.error.log" 2>/dev/null)" >&2; exit 1; }
 }
 start_pingora() {
-    taskset -c "$PROXY_CPU" "$pingora_bin" "127.0.0.1:$PG" "127.0.0.1:$UP" >"$work/pingora.out" 2>&1 &
+    taskset -c "$PROXY_CPU" "$pingora_bin" "127.0.0.1:$PG" "127.0.0.1:$UP" \
+        "127.0.0.1:$PGTLS" "$work/cert.pem" "$work/key.pem" >"$work/pingora.out" 2>&1 &
     PROXY_PID=$!; pids+=("$PROXY_PID")
     wait_http "http://127.0.0.1:$PG/" || { echo "bench_pingora did not start: $(cat "$work/pingora.out")" >&2; exit 1; }
 }
@@ -368,6 +370,8 @@ stop_proxy
 if [ -x "$pingora_bin" ]; then
     start_pingora
     check "bare Pingora plain" 200 "http://127.0.0.1:$PG/pub/"
+    check "bare Pingora TLS" 200 "https://127.0.0.1:$PGTLS/pub/" --http1.1
+    check "bare Pingora HTTP/2" 200 "https://127.0.0.1:$PGTLS/pub/" --http2
     stop_proxy
 fi
 for v in "${variants[@]}"; do
@@ -451,10 +455,13 @@ run_case() { # case variant
             record "$c" "$name" "$(oha_run "http://127.0.0.1:$GW/key/" "$RATE" "$DURATION" -H "X-API-Key: $KEY")" ;;
         latjwt_tollgate) start_tollgate "$bin" "$work/tollgate.yaml"; wrk_run "http://127.0.0.1:$GW/jwt/" "$WARMUP" -H "Authorization: Bearer $TOKEN" >/dev/null
             record "$c" "$name" "$(oha_run "http://127.0.0.1:$GW/jwt/" "$RATE" "$DURATION" -H "Authorization: Bearer $TOKEN")" ;;
-        tls_nginx|tls_tollgate|hs_nginx|hs_tollgate|h2_nginx|h2_tollgate)
+        tls_*|hs_*|h2_*)
             local url
-            if [ "${c#*_}" = nginx ]; then start_nginx; url="https://127.0.0.1:$NGTLS/pub/"
-            else start_tollgate "$bin" "$work/tollgate.yaml"; url="https://127.0.0.1:$GWTLS/pub/"; fi
+            case "${c#*_}" in
+                nginx) start_nginx; url="https://127.0.0.1:$NGTLS/pub/" ;;
+                pingora) start_pingora; url="https://127.0.0.1:$PGTLS/pub/" ;;
+                *) start_tollgate "$bin" "$work/tollgate.yaml"; url="https://127.0.0.1:$GWTLS/pub/" ;;
+            esac
             case "${c%_*}" in
                 tls) wrk_run "$url" "$WARMUP" >/dev/null; record "$c" "$name" "$(wrk_run "$url" "$DURATION")" ;;
                 hs) wrk_run "$url" "$WARMUP" -H "Connection: close" >/dev/null
@@ -490,6 +497,7 @@ if want latency || want paced; then
     fi
 fi
 want tls && cases+=(tls_nginx tls_tollgate hs_nginx hs_tollgate h2_nginx h2_tollgate)
+want tls && [ -x "$pingora_bin" ] && cases+=(tls_pingora hs_pingora h2_pingora)
 # each Tollgate case once per binary (only the first outside COMPARE)
 group_of() {
     case "$1" in
@@ -646,8 +654,10 @@ rows = [
     ("cached JWT alone: Tollgate", "cachedalone_tollgate"), (f"cached JWT beside {flood_rate}/s bad: Tollgate", "cachedflood_tollgate"),
     (f"cached JWT beside {flood_rate}/s distinct bad: Tollgate", "cacheddistinct_tollgate"),
     (f"cached JWT beside {flood_rate}/s public: Tollgate", "cachedpublic_tollgate"),
-    ("TLS keep-alive: nginx", "tls_nginx"), ("TLS keep-alive: Tollgate", "tls_tollgate"),
-    ("TLS full handshakes: nginx", "hs_nginx"), ("TLS full handshakes: Tollgate", "hs_tollgate"),
+    ("TLS keep-alive: nginx", "tls_nginx"), ("TLS keep-alive: bare Pingora (the floor)", "tls_pingora"),
+    ("TLS keep-alive: Tollgate", "tls_tollgate"),
+    ("TLS full handshakes: nginx", "hs_nginx"), ("TLS full handshakes: bare Pingora (the floor)", "hs_pingora"),
+    ("TLS full handshakes: Tollgate", "hs_tollgate"),
 ]
 print(f"{'case':<50}{'variant':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU us/req':>12}")
 for label, case in rows:
@@ -656,7 +666,8 @@ for label, case in rows:
             continue
         m = [med(case, var, i) for i in range(6)]
         print(f"{label:<50}{var:<10}{m[0]:>9.0f}{m[1]:>9.3f}{m[2]:>9.3f}{m[3]:>8.0f}{m[5]:>12.1f}")
-for label, case in [("HTTP/2 over TLS: nginx", "h2_nginx"), ("HTTP/2 over TLS: Tollgate", "h2_tollgate")]:
+for label, case in [("HTTP/2 over TLS: nginx", "h2_nginx"), ("HTTP/2 over TLS: bare Pingora (the floor)", "h2_pingora"),
+                    ("HTTP/2 over TLS: Tollgate", "h2_tollgate")]:
     for var in (names if case.endswith("tollgate") else ["-"]):
         if data.get((case, var)):
             print(f"{label:<50}{var:<10}{med(case, var, 0):>9.0f}{'':>18}{med(case, var, 1):>8.0f}  (h2load -c{conns} -m10)")
@@ -734,10 +745,16 @@ aim(f"RSS <= 64 MiB with {clients} clients cached", rss and rss / 1024, lambda x
 aim(f"start-up to ready < 1 s with {clients} clients", med("startup", first), lambda x: 0 < x < 1000, "{:.0f} ms")
 r = ratio("tls_tollgate", "tls_nginx", 0, first, "-")
 aim("TLS keep-alive >= 0.75x nginx", r and r[0], lambda x: x >= 0.75, "{:.3f}x")
+r = ratio("tls_pingora", "tls_nginx")
+aim("(no aim) bare Pingora / nginx, TLS keep-alive", r and r[0], lambda x: True, "{:.3f}x")
+r = ratio("tls_tollgate", "tls_pingora", 0, first, "-")
+aim("(no aim) Tollgate / bare Pingora, TLS keep-alive", r and r[0], lambda x: True, "{:.3f}x")
 r = ratio("hs_tollgate", "hs_nginx", 0, first, "-")
 aim("TLS full handshakes/s >= nginx", r and r[0], lambda x: x >= 1.0, "{:.3f}x")
 r = ratio("h2_tollgate", "h2_nginx", 0, first, "-")
 aim("(no aim) HTTP/2 over TLS, Tollgate/nginx", r and r[0], lambda x: True, "{:.3f}x")
+r = ratio("h2_pingora", "h2_nginx")
+aim("(no aim) HTTP/2 over TLS, bare Pingora/nginx", r and r[0], lambda x: True, "{:.3f}x")
 jn = data.get(("jwtnew_tollgate", first), {})
 if jn and max(v[4] for v in jn.values()) > int(tokens):
     print(f"NOTE: a JWT-new run sent more requests than the {tokens} distinct tokens; raise TOKENS")
