@@ -424,6 +424,8 @@ pub struct Route {
     pub keep_underscore_headers: Option<bool>,
     /// Claims of a bearer token sent upstream: (claim path, header).
     pub forward_claims: Vec<(Vec<String>, http::HeaderName)>,
+    /// The route's metric series, resolved on its first request.
+    pub meters: crate::telemetry::RouteMeters,
 }
 
 impl Route {

@@ -123,6 +123,7 @@ mod tests {
             strip_prefix: None,
             keep_underscore_headers: None,
             forward_claims: vec![],
+            meters: Default::default(),
         })
     }
 

@@ -23,6 +23,85 @@ impl CacheCounters {
     }
 }
 
+/// A route's series of `tollgate_requests_total`,
+/// `tollgate_request_duration_seconds` and
+/// `tollgate_upstream_duration_seconds`, resolved once per route:
+/// `with_label_values` hashes every label and takes a lock on each call.
+/// The statuses a route answers with are few; the first [`STATUS_SLOTS`]
+/// seen are kept, any further one is looked up by its labels each time.
+#[derive(Default)]
+pub struct RouteMeters(std::sync::OnceLock<RouteSeries>);
+
+const STATUS_SLOTS: usize = 8;
+
+pub struct RouteSeries {
+    /// The address of the registry's `Metrics` the series belong to: a
+    /// route compiled once and served by two gateways counts into each
+    /// one's own.
+    owner: usize,
+    route: String,
+    service: String,
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+    statuses: [std::sync::OnceLock<(u16, IntCounter)>; STATUS_SLOTS],
+}
+
+impl std::fmt::Debug for RouteMeters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMeters")
+            .field("resolved", &self.0.get().is_some())
+            .finish()
+    }
+}
+
+impl Clone for RouteMeters {
+    /// A copy resolves its own series (the same ones, by their labels).
+    fn clone(&self) -> Self {
+        RouteMeters::default()
+    }
+}
+
+impl RouteMeters {
+    /// The route's series in `metrics`; `None` when this route was first
+    /// served by another registry.
+    pub fn get(&self, metrics: &Metrics, route: &str, service: &str) -> Option<&RouteSeries> {
+        let series = self.0.get_or_init(|| RouteSeries {
+            owner: metrics as *const Metrics as usize,
+            route: route.to_owned(),
+            service: service.to_owned(),
+            request_duration: metrics.request_duration.with_label_values(&[route]),
+            upstream_duration: metrics.upstream_duration.with_label_values(&[service]),
+            statuses: Default::default(),
+        });
+        (series.owner == metrics as *const Metrics as usize).then_some(series)
+    }
+}
+
+impl RouteSeries {
+    /// Counts one answer of this route with `status`.
+    pub fn count_request(&self, metrics: &Metrics, status: u16) {
+        for slot in &self.statuses {
+            // a slot another thread fills at the same moment holds its
+            // status, not ours: then the next slot is tried
+            let (seen, counter) = slot.get_or_init(|| (status, self.counter(metrics, status)));
+            if *seen == status {
+                counter.inc();
+                return;
+            }
+        }
+        self.counter(metrics, status).inc();
+    }
+
+    fn counter(&self, metrics: &Metrics, status: u16) -> IntCounter {
+        let status = status.to_string();
+        metrics.requests.with_label_values(&[
+            self.route.as_str(),
+            self.service.as_str(),
+            status.as_str(),
+        ])
+    }
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub requests: IntCounterVec,
@@ -265,5 +344,67 @@ impl Metrics {
                 .with_label_values(&[listener, &c.cert_path.display().to_string()])
                 .set(c.not_after);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requests(m: &Metrics, route: &str, status: &str) -> u64 {
+        m.requests.with_label_values(&[route, "svc", status]).get()
+    }
+
+    #[test]
+    fn a_route_counts_every_status_into_its_own_series() {
+        let m = Metrics::new().unwrap();
+        let meters = RouteMeters::default();
+        let series = meters.get(&m, "r", "svc").unwrap();
+        // more statuses than slots: the rest are counted by their labels
+        let statuses: Vec<u16> = (0..STATUS_SLOTS as u16 + 4).map(|i| 200 + i).collect();
+        for (n, status) in statuses.iter().enumerate() {
+            for _ in 0..=n {
+                series.count_request(&m, *status);
+            }
+        }
+        for (n, status) in statuses.iter().enumerate() {
+            assert_eq!(
+                requests(&m, "r", &status.to_string()),
+                n as u64 + 1,
+                "{status}"
+            );
+        }
+        series.request_duration.observe(0.5);
+        series.upstream_duration.observe(0.25);
+        assert_eq!(
+            m.request_duration
+                .with_label_values(&["r"])
+                .get_sample_count(),
+            1
+        );
+        assert_eq!(
+            m.upstream_duration
+                .with_label_values(&["svc"])
+                .get_sample_count(),
+            1
+        );
+        assert!(m
+            .render()
+            .contains(r#"tollgate_requests_total{route="r",service="svc",status="211"} 12"#));
+    }
+
+    #[test]
+    fn a_route_served_by_another_registry_resolves_nothing() {
+        let (first, second) = (Metrics::new().unwrap(), Metrics::new().unwrap());
+        let meters = RouteMeters::default();
+        meters
+            .get(&first, "r", "svc")
+            .unwrap()
+            .count_request(&first, 200);
+        assert!(meters.get(&second, "r", "svc").is_none());
+        assert_eq!(requests(&first, "r", "200"), 1);
+        assert_eq!(requests(&second, "r", "200"), 0);
+        // a copy of the route resolves afresh
+        assert!(meters.clone().get(&second, "r", "svc").is_some());
     }
 }

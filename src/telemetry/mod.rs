@@ -3,4 +3,4 @@
 pub mod logging;
 pub mod metrics;
 
-pub use metrics::{CacheCounters, Metrics};
+pub use metrics::{CacheCounters, Metrics, RouteMeters};

@@ -241,6 +241,7 @@ impl Compiler {
             strip_prefix,
             keep_underscore_headers: raw.keep_underscore_headers,
             forward_claims: self.forward_claims(&raw.forward_claims, &rp.key("forward_claims")),
+            meters: Default::default(),
         })
     }
 
