@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -217,11 +217,23 @@ enum Phase {
 /// Pingora's read timeout applies per read, so a client sending one byte at
 /// a time could hold a connection forever. The proxy tells the guard when a
 /// head was parsed (`head_received`) and when the next one is expected
-/// (`expect_head`); in between, bytes pass untouched.
+/// (`expect_head`); in between, bytes pass untouched. While it waits for
+/// the next head, the guard also ends a connection idle for longer than
+/// `keepalive_timeout`.
 pub struct HeadGuard {
     inner: Stream,
     limits: HeadLimits,
     phase: Phase,
+    /// How long a kept-alive connection may wait for its next request, in
+    /// milliseconds: set with `expect_head`, applied with it.
+    idle_ms: AtomicU64,
+    /// When the connection waiting for its next head is idle for too long.
+    idle_deadline: Option<Instant>,
+    /// One timer for all the idle waits of the connection. It is armed at
+    /// some deadline no later than the current one, and moved on only when
+    /// it fires early: a request ends the idle wait without touching the
+    /// timer, so a busy connection does not register a timer per request.
+    idle_timer: Option<Pin<Box<Sleep>>>,
     /// The proxy's latest word (it holds only a shared reference), applied
     /// by the next read or write: the latest wins, since a head pipelined
     /// behind an answer is received without a read in between.
@@ -256,6 +268,9 @@ impl HeadGuard {
                 timer: None,
             },
             signal: AtomicU8::new(NO_SIGNAL),
+            idle_ms: AtomicU64::new(0),
+            idle_deadline: None,
+            idle_timer: None,
             client_errors,
             h2c: false,
             frames: None,
@@ -304,8 +319,11 @@ impl HeadGuard {
         self.signal.store(HEAD_RECEIVED, Ordering::Release);
     }
 
-    /// The connection is kept for another request: guard its head.
-    pub fn expect_head(&self) {
+    /// The connection is kept for another request: guard its head, and end
+    /// the connection if none starts within `idle`.
+    pub fn expect_head(&self, idle: Duration) {
+        let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.idle_ms.store(ms, Ordering::Relaxed);
         self.signal.store(EXPECT_HEAD, Ordering::Release);
     }
 
@@ -321,6 +339,8 @@ impl HeadGuard {
                     started: None,
                     timer: None,
                 };
+                let idle = Duration::from_millis(self.idle_ms.load(Ordering::Relaxed));
+                self.idle_deadline = Instant::now().checked_add(idle);
             }
             _ => {}
         }
@@ -484,6 +504,11 @@ impl AsyncRead for HeadGuard {
             Poll::Ready(Err(_)) => return res,
             Poll::Pending => {}
         }
+        if res.is_pending() && this.idle_expired(cx) {
+            // no request came in time: the connection ends as if the
+            // client had closed it, with nothing counted against the client
+            return Poll::Ready(Ok(()));
+        }
         // still within a head: has its time run out?
         let timeout = this.limits.timeout;
         let expired = match &mut this.phase {
@@ -517,6 +542,26 @@ impl AsyncRead for HeadGuard {
 }
 
 impl HeadGuard {
+    /// Waiting for the next head and none of its bytes here yet: has the
+    /// connection been idle for longer than it may?
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let (Phase::Head { started: None, .. }, Some(deadline)) = (&self.phase, self.idle_deadline)
+        else {
+            return false;
+        };
+        let timer = self
+            .idle_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= deadline {
+                return true;
+            }
+            // armed for an earlier wait: on to this one's deadline
+            timer.as_mut().reset(deadline.into());
+        }
+        false
+    }
+
     fn poll_read_refused(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.poll_refusal(cx).is_pending() {
             return Poll::Pending;

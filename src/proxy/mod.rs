@@ -280,9 +280,11 @@ impl Gateway {
         }
         // the snapshot the request started with, already at hand
         let idle = ctx.snapshot.config.server.keepalive_timeout;
-        session.set_keepalive(Some(idle.as_secs().max(1)));
-        if let Some(guard) = HeadGuard::of(session.as_downstream()) {
-            guard.expect_head();
+        match HeadGuard::of(session.as_downstream()) {
+            // the guard ends the connection when idle too long; Pingora's
+            // own limit would register a timer for every request
+            Some(guard) => guard.expect_head(idle),
+            None => session.set_keepalive(Some(idle.as_secs().max(1))),
         }
     }
 }

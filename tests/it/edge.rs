@@ -168,6 +168,39 @@ fn an_idle_kept_alive_connection_is_closed_after_keepalive_timeout() {
 }
 
 #[test]
+fn a_kept_alive_connection_in_use_outlives_keepalive_timeout() {
+    // requests 1.2 s apart: each wait is shorter than keepalive_timeout
+    // (2s), all of them together longer
+    let up = Upstream::start("u");
+    let gw = gateway(&up);
+    let mut s = connect(&gw);
+    for i in 0..3 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(1200));
+        }
+        s.write_all(format!("GET /busy/{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        let (answers, closed) = read_answers(&mut s, 1, Duration::from_secs(5));
+        assert_eq!(answers.len(), 1, "request {i} on the kept-alive connection");
+        assert_eq!(answers[0].status, 200, "request {i}");
+        assert!(!closed, "the connection closed after request {i}");
+    }
+    // then idle: closed once keepalive_timeout has passed, not before
+    let idle = Instant::now();
+    assert!(
+        until_closed(&mut s, None, Duration::from_secs(10)).is_some(),
+        "an idle connection stays open past keepalive_timeout (2s)"
+    );
+    let after = idle.elapsed();
+    assert!(
+        after >= Duration::from_millis(1500),
+        "closed {after:?} after its last answer, before keepalive_timeout (2s)"
+    );
+    let uris: Vec<String> = up.requests().into_iter().map(|r| r.uri).collect();
+    assert_eq!(uris, ["/busy/0", "/busy/1", "/busy/2"]);
+}
+
+#[test]
 fn hundreds_of_slow_heads_do_not_stop_fresh_requests() {
     let up = Upstream::start("u");
     let gw = gateway(&up);
