@@ -552,13 +552,19 @@ impl HeadGuard {
         let timer = self
             .idle_timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
-        while timer.as_mut().poll(cx).is_ready() {
+        // armed for an earlier wait, it fires early once: then on to this
+        // wait's deadline (the timer rounds deadlines up, so it never fires
+        // before one; should it, the read is simply polled again)
+        for _ in 0..2 {
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
             if Instant::now() >= deadline {
                 return true;
             }
-            // armed for an earlier wait: on to this one's deadline
             timer.as_mut().reset(deadline.into());
         }
+        cx.waker().wake_by_ref();
         false
     }
 
