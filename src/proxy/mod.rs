@@ -575,18 +575,12 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let (Some(start), Some(route)) = (ctx.upstream_start, ctx.route.as_ref()) {
-            let elapsed = start.elapsed().as_secs_f64();
-            match route
-                .meters
-                .get(&self.metrics, &route.name, route.service_name())
-            {
-                Some(series) => series.upstream_duration.observe(elapsed),
-                None => self
-                    .metrics
-                    .upstream_duration
-                    .with_label_values(&[route.service_name()])
-                    .observe(elapsed),
-            }
+            self.metrics.observe_upstream(
+                &route.meters,
+                &route.name,
+                route.service_name(),
+                start.elapsed().as_secs_f64(),
+            );
         }
         Ok(())
     }
@@ -683,27 +677,13 @@ impl ProxyHttp for Gateway {
         if let (Some(p), true) = (&ctx.principal, ctx.snapshot.config.usage.enabled) {
             self.usage.record(p, service, status, crate::store::now());
         }
-        let series = ctx
-            .route
-            .as_ref()
-            .and_then(|r| r.meters.get(&self.metrics, route, service));
-        match series {
-            Some(series) => {
-                series.count_request(&self.metrics, status);
-                series.request_duration.observe(elapsed.as_secs_f64());
-            }
-            None => {
-                let status_label = status.to_string();
-                self.metrics
-                    .requests
-                    .with_label_values(&[route, service, status_label.as_str()])
-                    .inc();
-                self.metrics
-                    .request_duration
-                    .with_label_values(&[route])
-                    .observe(elapsed.as_secs_f64());
-            }
-        }
+        self.metrics.count_answer(
+            ctx.route.as_ref().map(|r| &r.meters),
+            route,
+            service,
+            status,
+            elapsed.as_secs_f64(),
+        );
         // request id, route and client are fields of the request's span
         if ctx.route.is_none() {
             ctx.span.record("route", route);

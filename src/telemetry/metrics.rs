@@ -29,20 +29,20 @@ impl CacheCounters {
 /// `with_label_values` hashes every label and takes a lock on each call.
 /// The statuses a route answers with are few; the first [`STATUS_SLOTS`]
 /// seen are kept, any further one is looked up by its labels each time.
+/// Counted through [`Metrics::count_answer`] and
+/// [`Metrics::observe_upstream`].
 #[derive(Default)]
 pub struct RouteMeters(std::sync::OnceLock<RouteSeries>);
 
 const STATUS_SLOTS: usize = 8;
 
-pub struct RouteSeries {
+struct RouteSeries {
     /// The address of the registry's `Metrics` the series belong to: a
     /// route compiled once and served by two gateways counts into each
     /// one's own.
     owner: usize,
-    route: String,
-    service: String,
-    pub request_duration: Histogram,
-    pub upstream_duration: Histogram,
+    request_duration: Histogram,
+    upstream_duration: Histogram,
     statuses: [std::sync::OnceLock<(u16, IntCounter)>; STATUS_SLOTS],
 }
 
@@ -64,11 +64,9 @@ impl Clone for RouteMeters {
 impl RouteMeters {
     /// The route's series in `metrics`; `None` when this route was first
     /// served by another registry.
-    pub fn get(&self, metrics: &Metrics, route: &str, service: &str) -> Option<&RouteSeries> {
+    fn get(&self, metrics: &Metrics, route: &str, service: &str) -> Option<&RouteSeries> {
         let series = self.0.get_or_init(|| RouteSeries {
             owner: metrics as *const Metrics as usize,
-            route: route.to_owned(),
-            service: service.to_owned(),
             request_duration: metrics.request_duration.with_label_values(&[route]),
             upstream_duration: metrics.upstream_duration.with_label_values(&[service]),
             statuses: Default::default(),
@@ -78,27 +76,19 @@ impl RouteMeters {
 }
 
 impl RouteSeries {
-    /// Counts one answer of this route with `status`.
-    pub fn count_request(&self, metrics: &Metrics, status: u16) {
+    /// Counts one answer of the route with `status`.
+    fn count_request(&self, metrics: &Metrics, route: &str, service: &str, status: u16) {
         for slot in &self.statuses {
             // a slot another thread fills at the same moment holds its
             // status, not ours: then the next slot is tried
-            let (seen, counter) = slot.get_or_init(|| (status, self.counter(metrics, status)));
+            let (seen, counter) =
+                slot.get_or_init(|| (status, metrics.requests_of(route, service, status)));
             if *seen == status {
                 counter.inc();
                 return;
             }
         }
-        self.counter(metrics, status).inc();
-    }
-
-    fn counter(&self, metrics: &Metrics, status: u16) -> IntCounter {
-        let status = status.to_string();
-        metrics.requests.with_label_values(&[
-            self.route.as_str(),
-            self.service.as_str(),
-            status.as_str(),
-        ])
+        metrics.requests_of(route, service, status).inc();
     }
 }
 
@@ -312,6 +302,50 @@ impl Metrics {
             .inc();
     }
 
+    /// `tollgate_requests_total` of one route, service and status, by its
+    /// labels.
+    fn requests_of(&self, route: &str, service: &str, status: u16) -> IntCounter {
+        let status = status.to_string();
+        self.requests
+            .with_label_values(&[route, service, status.as_str()])
+    }
+
+    /// Counts one answer and its time, by the route's kept series when
+    /// there is a route (`meters`), else by the labels.
+    pub fn count_answer(
+        &self,
+        meters: Option<&RouteMeters>,
+        route: &str,
+        service: &str,
+        status: u16,
+        seconds: f64,
+    ) {
+        match meters.and_then(|m| m.get(self, route, service)) {
+            Some(series) => {
+                series.count_request(self, route, service, status);
+                series.request_duration.observe(seconds);
+            }
+            None => {
+                self.requests_of(route, service, status).inc();
+                self.request_duration
+                    .with_label_values(&[route])
+                    .observe(seconds);
+            }
+        }
+    }
+
+    /// The time from choosing an upstream to its response head, by the
+    /// route's kept series.
+    pub fn observe_upstream(&self, meters: &RouteMeters, route: &str, service: &str, seconds: f64) {
+        match meters.get(self, route, service) {
+            Some(series) => series.upstream_duration.observe(seconds),
+            None => self
+                .upstream_duration
+                .with_label_values(&[service])
+                .observe(seconds),
+        }
+    }
+
     pub fn auth_failure(&self, reason: &str) {
         self.auth_failures.with_label_values(&[reason]).inc();
     }
@@ -359,14 +393,16 @@ mod tests {
     fn a_route_counts_every_status_into_its_own_series() {
         let m = Metrics::new().unwrap();
         let meters = RouteMeters::default();
-        let series = meters.get(&m, "r", "svc").unwrap();
         // more statuses than slots: the rest are counted by their labels
         let statuses: Vec<u16> = (0..STATUS_SLOTS as u16 + 4).map(|i| 200 + i).collect();
+        let mut answers = 0;
         for (n, status) in statuses.iter().enumerate() {
             for _ in 0..=n {
-                series.count_request(&m, *status);
+                m.count_answer(Some(&meters), "r", "svc", *status, 0.5);
+                answers += 1;
             }
         }
+        assert!(meters.get(&m, "r", "svc").is_some(), "the series are kept");
         for (n, status) in statuses.iter().enumerate() {
             assert_eq!(
                 requests(&m, "r", &status.to_string()),
@@ -374,13 +410,12 @@ mod tests {
                 "{status}"
             );
         }
-        series.request_duration.observe(0.5);
-        series.upstream_duration.observe(0.25);
+        m.observe_upstream(&meters, "r", "svc", 0.25);
         assert_eq!(
             m.request_duration
                 .with_label_values(&["r"])
                 .get_sample_count(),
-            1
+            answers
         );
         assert_eq!(
             m.upstream_duration
@@ -394,16 +429,29 @@ mod tests {
     }
 
     #[test]
-    fn a_route_served_by_another_registry_resolves_nothing() {
+    fn a_route_served_by_another_registry_is_counted_there_by_its_labels() {
         let (first, second) = (Metrics::new().unwrap(), Metrics::new().unwrap());
         let meters = RouteMeters::default();
-        meters
-            .get(&first, "r", "svc")
-            .unwrap()
-            .count_request(&first, 200);
+        first.count_answer(Some(&meters), "r", "svc", 200, 0.1);
         assert!(meters.get(&second, "r", "svc").is_none());
+        second.count_answer(Some(&meters), "r", "svc", 200, 0.1);
+        second.observe_upstream(&meters, "r", "svc", 0.1);
         assert_eq!(requests(&first, "r", "200"), 1);
-        assert_eq!(requests(&second, "r", "200"), 0);
+        assert_eq!(requests(&second, "r", "200"), 1);
+        assert_eq!(
+            second
+                .upstream_duration
+                .with_label_values(&["svc"])
+                .get_sample_count(),
+            1
+        );
+        assert_eq!(
+            first
+                .upstream_duration
+                .with_label_values(&["svc"])
+                .get_sample_count(),
+            0
+        );
         // a copy of the route resolves afresh
         assert!(meters.clone().get(&second, "r", "svc").is_some());
     }
