@@ -44,17 +44,19 @@ impl ProxyHttp for Floor {
     }
 }
 
+const USAGE: &str = "usage: bench_pingora LISTEN UPSTREAM [TLS_LISTEN CERT KEY]";
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {
-        eprintln!("usage: bench_pingora LISTEN UPSTREAM [TLS_LISTEN CERT KEY]");
+        eprintln!("{USAGE}");
         std::process::exit(2);
     };
     let tls = match (args.next(), args.next(), args.next()) {
         (Some(addr), Some(cert), Some(key)) => Some((addr, cert, key)),
         (None, None, None) => None,
         _ => {
-            eprintln!("usage: bench_pingora LISTEN UPSTREAM [TLS_LISTEN CERT KEY]");
+            eprintln!("{USAGE}");
             std::process::exit(2);
         }
     };
