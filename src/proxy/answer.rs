@@ -88,7 +88,7 @@ impl Gateway {
             resp.insert_header(k.clone(), v.clone())?;
         }
         resp.insert_header(http::header::CONTENT_LENGTH, d.body.len())?;
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header("x-request-id", ctx.request_id.clone())?;
         let head_only = session.req_header().method == http::Method::HEAD || d.body.is_empty();
         session
             .write_response_header(Box::new(resp), head_only)
@@ -145,7 +145,7 @@ impl Gateway {
             resp.insert_header(*k, v.as_str())?;
         }
         resp.insert_header(http::header::CONTENT_LENGTH, answer.body.len())?;
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header("x-request-id", ctx.request_id.clone())?;
         let head_only = session.req_header().method == http::Method::HEAD;
         session
             .write_response_header(Box::new(resp), head_only)
@@ -240,7 +240,7 @@ impl Gateway {
             }
         }
         resp.insert_header(http::header::CONTENT_LENGTH, bytes.len())?;
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header("x-request-id", ctx.request_id.clone())?;
         let head_only = session.req_header().method == http::Method::HEAD || bytes.is_empty();
         session
             .write_response_header(Box::new(resp), head_only)

@@ -30,7 +30,7 @@ fn refusal(status: &str, code: &str, description: &str) -> Vec<u8> {
     let body = format!(r#"{{"error":"{code}","error_description":"{description}"}}"#);
     format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncache-control: no-store\r\nx-request-id: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        super::forward::new_request_id(),
+        super::forward::new_request_id().to_str().unwrap_or_default(),
         body.len()
     )
     .into_bytes()

@@ -32,7 +32,7 @@ const X_SUBSCRIPTION_ID: HeaderName = HeaderName::from_static("x-subscription-id
 pub struct ForwardContext<'a> {
     /// Normalized path plus the raw query, if any.
     pub path_and_query: &'a str,
-    pub request_id: &'a str,
+    pub request_id: &'a HeaderValue,
     pub peer: Option<IpAddr>,
     pub trusted_proxies: &'a [IpNet],
     pub api_key_header: &'a HeaderName,
@@ -181,10 +181,8 @@ fn rewrite_parts(req: &mut http::request::Parts, fx: &ForwardContext<'_>) -> Res
             .try_insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto))
             .map_err(too_many)?;
     }
-    let request_id =
-        HeaderValue::from_str(fx.request_id).map_err(|_| "invalid request id".to_string())?;
     headers
-        .try_insert(X_REQUEST_ID, request_id)
+        .try_insert(X_REQUEST_ID, fx.request_id.clone())
         .map_err(too_many)?;
 
     if let Some(id) = fx.identity {
@@ -222,11 +220,16 @@ fn ip_text(ip: IpAddr) -> String {
 }
 
 /// A new request id: a random (version 4) UUID. The bytes come from the
-/// thread's seeded generator, not from the kernel on every request.
-pub fn new_request_id() -> String {
+/// thread's seeded generator, not from the kernel on every request. The
+/// text is one shared allocation: the upstream's request and the answer
+/// take it by reference count, not by copy.
+pub fn new_request_id() -> HeaderValue {
     let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid.hyphenated().encode_lower(&mut text).to_owned()
+    uuid.hyphenated().encode_lower(&mut text);
+    // lower-case hex digits and hyphens are always a valid value
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+        .unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// A client's `X-Request-Id` is kept when it is short printable ASCII.
@@ -391,6 +394,8 @@ mod tests {
         }
     }
 
+    static RID: HeaderValue = HeaderValue::from_static("rid");
+
     fn ctx<'a>(
         h: &'a HeaderName,
         trusted: &'a [IpNet],
@@ -398,7 +403,7 @@ mod tests {
     ) -> ForwardContext<'a> {
         ForwardContext {
             path_and_query: "/a/b?x=1",
-            request_id: "rid",
+            request_id: &RID,
             peer: Some("10.1.1.1".parse().unwrap()),
             trusted_proxies: trusted,
             api_key_header: h,
@@ -579,9 +584,10 @@ mod tests {
         assert!(acceptable_request_id(b"abc-123"));
         let (a, b) = (new_request_id(), new_request_id());
         assert_ne!(a, b);
-        let parsed = uuid::Uuid::parse_str(&a).unwrap();
+        let text = a.to_str().unwrap();
+        let parsed = uuid::Uuid::parse_str(text).unwrap();
         assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
-        assert_eq!(a, parsed.hyphenated().to_string());
+        assert_eq!(text, parsed.hyphenated().to_string());
         assert!(acceptable_request_id(a.as_bytes()));
         assert!(!acceptable_request_id(b""));
         assert!(!acceptable_request_id(b"a b"));

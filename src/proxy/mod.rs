@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -76,7 +77,7 @@ pub struct Gateway {
 pub struct RequestCtx {
     start: Instant,
     snapshot: Arc<Snapshot>,
-    request_id: String,
+    request_id: HeaderValue,
     route: Option<Arc<Route>>,
     /// The host the route was chosen by (lower case, no port).
     host: Option<String>,
@@ -335,7 +336,7 @@ impl ProxyHttp for Gateway {
         RequestCtx {
             start: Instant::now(),
             snapshot: self.state.load_full(),
-            request_id: String::new(),
+            request_id: HeaderValue::from_static(""),
             route: None,
             host: None,
             path: String::new(),
@@ -376,12 +377,12 @@ impl ProxyHttp for Gateway {
             session.set_keepalive(None);
         }
         ctx.request_id = match session.req_header().headers.get(forward::X_REQUEST_ID) {
-            Some(v) if acceptable_request_id(v.as_bytes()) => {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            }
+            Some(v) if acceptable_request_id(v.as_bytes()) => v.clone(),
             _ => forward::new_request_id(),
         };
-        ctx.span.record("request_id", ctx.request_id.as_str());
+        // printable ASCII, whether the client's or the gateway's own
+        ctx.span
+            .record("request_id", ctx.request_id.to_str().unwrap_or_default());
         if let Err(rejection) = self.read_head(session, ctx) {
             return self.reject(session, ctx, rejection).await;
         }
@@ -591,7 +592,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        upstream_response.insert_header("x-request-id", ctx.request_id.clone())?;
         if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
             self.watch_upgrade(session, ctx);
         }

@@ -148,7 +148,10 @@ impl Rejection {
     }
 
     /// Status, headers and JSON body of the answer.
-    pub fn to_response(&self, request_id: &str) -> pingora::Result<(ResponseHeader, Bytes)> {
+    pub fn to_response(
+        &self,
+        request_id: &HeaderValue,
+    ) -> pingora::Result<(ResponseHeader, Bytes)> {
         let body = serde_json::to_vec(&Body {
             error: self.code(),
             error_description: self.description(),
@@ -191,14 +194,14 @@ impl Rejection {
         if self.closes_connection() {
             headers.push((http::header::CONNECTION, "close".into()));
         }
-        if !request_id.is_empty() {
-            headers.push((HeaderName::from_static("x-request-id"), request_id.into()));
-        }
-        let mut resp = ResponseHeader::build(self.status(), Some(headers.len() + 1))?;
+        let mut resp = ResponseHeader::build(self.status(), Some(headers.len() + 2))?;
         for (name, value) in headers {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 let _ = resp.insert_header(name, v);
             }
+        }
+        if !request_id.is_empty() {
+            resp.insert_header("x-request-id", request_id.clone())?;
         }
         resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
         Ok((resp, body))
@@ -240,7 +243,7 @@ mod tests {
     #[test]
     fn invalid_token_answer_matches_the_spec() {
         let (resp, body) = Rejection::InvalidToken("unknown key")
-            .to_response("rid-1")
+            .to_response(&HeaderValue::from_static("rid-1"))
             .unwrap();
         assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
         assert_eq!(
@@ -256,7 +259,7 @@ mod tests {
     #[test]
     fn method_not_allowed_lists_methods() {
         let (resp, _) = Rejection::MethodNotAllowed(vec![Method::GET, Method::POST])
-            .to_response("")
+            .to_response(&HeaderValue::from_static(""))
             .unwrap();
         assert_eq!(resp.headers.get("allow").unwrap(), "GET, POST");
     }
