@@ -6,9 +6,9 @@
 #   N=20000 benches/heap.sh
 #   TOLLGATE_BIN=/tmp/tollgate-sys benches/heap.sh   # built before (no build)
 #
-# The gateway is built with the `system-allocator` feature (heaptrack
-# watches the C library's allocator, not mimalloc) into target/heap, so the
-# release build is left alone. Prints the resident memory before and after
+# The gateway is built without its default `mimalloc` feature (heaptrack
+# watches the C library's allocator, which mimalloc otherwise replaces)
+# into target/heap, so the release build is left alone. Prints the resident memory before and after
 # and heaptrack's largest live call sites; KEEP=DIR keeps the data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,10 +21,10 @@ for t in wrk sqlite3; do
 done
 
 if [ -n "${TOLLGATE_BIN:-}" ]; then
-    # a binary built before with the feature, and the release helpers
+    # a binary built before without mimalloc, and the release helpers
     tollgate=$TOLLGATE_BIN examples=target/release/examples
 else
-    CARGO_TARGET_DIR=target/heap cargo build --release --quiet --features system-allocator \
+    CARGO_TARGET_DIR=target/heap cargo build --release --quiet --no-default-features \
         --bin tollgate --example bench_seed --example bench_upstream
     tollgate=target/heap/release/tollgate examples=target/heap/release/examples
 fi

@@ -18,8 +18,9 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::upstreams::peer::HttpPeer;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// the gateway's allocator, as the gateway links it (src/main.rs)
+#[cfg(feature = "mimalloc")]
+use mimalloc as _;
 
 struct Floor {
     upstream: String,
