@@ -15,7 +15,7 @@ use tollgate::config::{self, LogFormat};
 /// Rust's standard allocator reaches it through `malloc`, mimalloc's plain
 /// entry, for every alignment up to 16 bytes. (The crate's own global
 /// allocator would call its aligned entry for every allocation, which costs
-/// a request about a thousand instructions more: docs/performance.md.)
+/// a request about two thousand instructions more: docs/performance.md.)
 /// Its version 2 line, not 3: with the same work, 3 kept about 10 MiB more
 /// resident once a hundred thousand keys were cached. Built without the
 /// `mimalloc` feature (on by default), the process keeps the C library's
