@@ -8,8 +8,9 @@
 #
 # The gateway is built without its default `mimalloc` feature (heaptrack
 # watches the C library's allocator, which mimalloc otherwise replaces)
-# into target/heap, so the release build is left alone. Prints the resident memory before and after
-# and heaptrack's largest live call sites; KEEP=DIR keeps the data.
+# into target/heap, so the release build is left alone. Prints the
+# resident memory before and after and heaptrack's largest live call
+# sites; KEEP=DIR keeps the data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
