@@ -18,22 +18,43 @@ pub enum Authority<'a> {
     None,
 }
 
+/// `raw_head` is the head as an HTTP/1 client sent it. An HTTP/2 request
+/// has none (`None`): its size is what the same head takes in HTTP/1, and
+/// its fields are all there is, so it is not written out to be measured.
 pub fn check<'a>(
     req: &'a RequestHeader,
-    raw_head: &[u8],
+    raw_head: Option<&[u8]>,
     max_header_bytes: usize,
 ) -> Result<Authority<'a>, Rejection> {
-    if raw_head.len() > max_header_bytes {
+    let size = raw_head.map_or_else(|| h1_size(req), <[u8]>::len);
+    if size > max_header_bytes {
         return Err(Rejection::HeaderTooLarge);
     }
     check_framing(req, raw_head)?;
     authority(req)
 }
 
+/// The bytes of `req` written as an HTTP/1 head: `METHOD target VERSION`,
+/// a `name: value` line per field, and the blank line.
+fn h1_size(req: &RequestHeader) -> usize {
+    const CRLF: usize = 2;
+    let version = match req.version {
+        http::Version::HTTP_2 => "HTTP/2".len(),
+        _ => "HTTP/1.1".len(),
+    };
+    let line = req.method.as_str().len() + 1 + req.raw_path().len() + 1 + version + CRLF;
+    let fields: usize = req
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + ": ".len() + value.len() + CRLF)
+        .sum();
+    line + fields + CRLF
+}
+
 /// RFC 9112 §6: one framing, and a transfer coding list that is exactly
 /// `chunked` (the only coding the gateway decodes); anything else could be
 /// read one way here and another way upstream.
-fn check_framing(req: &RequestHeader, raw_head: &[u8]) -> Result<(), Rejection> {
+fn check_framing(req: &RequestHeader, raw_head: Option<&[u8]>) -> Result<(), Rejection> {
     let mut codings = 0usize;
     let mut chunked_only = true;
     for value in req.headers.get_all(http::header::TRANSFER_ENCODING) {
@@ -51,8 +72,13 @@ fn check_framing(req: &RequestHeader, raw_head: &[u8]) -> Result<(), Rejection> 
             return Err(Rejection::BadRequest("unsupported Transfer-Encoding"));
         }
         // Both framings at once may be request smuggling. Pingora drops
-        // Content-Length in that case, so look at the raw head.
-        if contains_ignore_case(raw_head, b"\ncontent-length:") {
+        // Content-Length from an HTTP/1 head in that case, so look at the
+        // raw head.
+        let content_length = match raw_head {
+            Some(raw) => contains_ignore_case(raw, b"\ncontent-length:"),
+            None => req.headers.contains_key(http::header::CONTENT_LENGTH),
+        };
+        if content_length {
             return Err(Rejection::BadRequest(
                 "conflicting Content-Length and Transfer-Encoding",
             ));
@@ -212,7 +238,7 @@ mod tests {
                 "/",
                 http::Version::HTTP_11,
             );
-            assert_eq!(check(&req, b"", 4096).is_ok(), ok, "{te}");
+            assert_eq!(check(&req, Some(b""), 4096).is_ok(), ok, "{te}");
         }
         let two = head(
             &[
@@ -223,7 +249,44 @@ mod tests {
             "/",
             http::Version::HTTP_11,
         );
-        assert!(check(&two, b"", 4096).is_err());
+        assert!(check(&two, Some(b""), 4096).is_err());
+    }
+
+    #[test]
+    fn an_http2_head_is_measured_as_its_http1_form() {
+        let mut parts = http::Request::get("https://api.example/v1/items?page=2")
+            .version(http::Version::HTTP_2)
+            .header("user-agent", "grpc-python/1.0")
+            .header("x-api-key", "k".repeat(100))
+            .header("accept", "a")
+            .header("accept", "b")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        parts
+            .headers
+            .insert("te", http::HeaderValue::from_static("trailers"));
+        let req = RequestHeader::from(parts);
+        let wire = pingora::protocols::http::v1::client::http_req_header_to_wire(&req).unwrap();
+        assert_eq!(h1_size(&req), wire.len());
+        assert!(check(&req, None, wire.len()).is_ok());
+        assert_eq!(
+            check(&req, None, wire.len() - 1),
+            Err(Rejection::HeaderTooLarge)
+        );
+    }
+
+    #[test]
+    fn http2_framing_conflicts_are_seen_in_the_fields() {
+        let mut req = head(
+            &[("transfer-encoding", "chunked"), ("content-length", "3")],
+            "https://t/",
+            http::Version::HTTP_2,
+        );
+        assert!(check(&req, None, 4096).is_err());
+        req.remove_header("content-length");
+        assert!(check(&req, None, 4096).is_ok());
     }
 
     #[test]
@@ -233,16 +296,22 @@ mod tests {
             "http://api.example/x",
             http::Version::HTTP_11,
         );
-        assert_eq!(check(&req, b"", 4096), Ok(Authority::Target("api.example")));
+        assert_eq!(
+            check(&req, Some(b""), 4096),
+            Ok(Authority::Target("api.example"))
+        );
         let req = head(&[], "http://api.example/x", http::Version::HTTP_11);
-        assert_eq!(check(&req, b"", 4096), Ok(Authority::Target("api.example")));
+        assert_eq!(
+            check(&req, Some(b""), 4096),
+            Ok(Authority::Target("api.example"))
+        );
         let req = head(&[("host", "h:1")], "/x", http::Version::HTTP_11);
-        assert_eq!(check(&req, b"", 4096), Ok(Authority::Header("h:1")));
+        assert_eq!(check(&req, Some(b""), 4096), Ok(Authority::Header("h:1")));
         let req = head(&[], "/x", http::Version::HTTP_11);
-        assert!(check(&req, b"", 4096).is_err());
+        assert!(check(&req, Some(b""), 4096).is_err());
         let req = head(&[], "/x", http::Version::HTTP_10);
-        assert_eq!(check(&req, b"", 4096), Ok(Authority::None));
+        assert_eq!(check(&req, Some(b""), 4096), Ok(Authority::None));
         let req = head(&[("host", "a@b")], "/x", http::Version::HTTP_11);
-        assert!(check(&req, b"", 4096).is_err());
+        assert!(check(&req, Some(b""), 4096).is_err());
     }
 }

@@ -105,9 +105,12 @@ impl Gateway {
     /// by in `ctx`.
     fn read_head(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Rejection> {
         let config = &ctx.snapshot.config;
-        let raw_head = session.as_downstream().to_h1_raw();
+        // an HTTP/1 head as it came; HTTP/2 has none to hand, and Pingora
+        // would write one out for every request
+        let downstream = session.as_downstream();
+        let raw_head = (!downstream.is_http2()).then(|| downstream.to_h1_raw());
         let req = session.req_header();
-        let target = match head::check(req, &raw_head, config.server.max_header_bytes)? {
+        let target = match head::check(req, raw_head.as_deref(), config.server.max_header_bytes)? {
             head::Authority::Target(t) => Some(t.to_owned()),
             head::Authority::Header(h) => {
                 ctx.host = Some(request_host(h));
