@@ -2,8 +2,10 @@
 //! algorithm. What a token seen for the first time costs, and what each
 //! forged token of a flood costs, is mostly its signature check:
 //!
-//! - ES256, ES384: graviola (formally verified assembly) where the CPU has
-//!   what it needs, ring elsewhere;
+//! - ES256: a table of the issuer's key over RustCrypto's P-256 arithmetic
+//!   (`comb`), on every CPU;
+//! - ES384: graviola (formally verified assembly) where the CPU has what it
+//!   needs, ring elsewhere;
 //! - RS256..RS512, PS256..PS512 with a modulus of 2,048 to 8,192 bits: ring;
 //! - EdDSA, and RSA keys outside those sizes: RustCrypto.
 //!
@@ -18,7 +20,7 @@ use jsonwebtoken::signature::{Error, Verifier};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 use ring::signature::{self as rs, RsaPublicKeyComponents, UnparsedPublicKey};
 
-/// Which library checks ECDSA signatures.
+/// Which library checks ES384 signatures (ES256 has its own tables).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum EcBackend {
     /// Needs x86_64 with AES-NI, CLMUL, AVX2, BMI1/2 and ADX, or aarch64
@@ -66,59 +68,40 @@ pub(super) fn graviola_runs_here() -> bool {
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod fast_ec {
-    //! ECDSA with graviola. Loading a key builds a table of its multiples
-    //! (a few µs), so each thread keeps the last key it loaded per curve:
-    //! an issuer signs with one key at a time.
+    //! ES384 with graviola. Loading a key builds a table of its multiples
+    //! (a few µs), so each thread keeps the last key it loaded: an issuer
+    //! signs with one key at a time.
 
     use std::cell::RefCell;
     use std::sync::Arc;
-    use std::thread::LocalKey;
 
-    use graviola::hashing::{Sha256, Sha384};
-    use graviola::signing::ecdsa::{Curve, VerifyingKey, P256, P384};
+    use graviola::hashing::Sha384;
+    use graviola::signing::ecdsa::{VerifyingKey, P384};
 
-    type Last<C> = RefCell<Option<(Box<[u8]>, Arc<VerifyingKey<C>>)>>;
+    type Last = RefCell<Option<(Box<[u8]>, Arc<VerifyingKey<P384>>)>>;
 
     thread_local! {
-        static LAST_P256: Last<P256> = const { RefCell::new(None) };
-        static LAST_P384: Last<P384> = const { RefCell::new(None) };
+        static LAST: Last = const { RefCell::new(None) };
     }
 
-    fn load<C: Curve>(
-        last: &'static LocalKey<Last<C>>,
-        point: &[u8],
-    ) -> Option<Arc<VerifyingKey<C>>> {
-        last.with(|cell| {
-            if let Some((p, key)) = &*cell.borrow() {
-                if **p == *point {
-                    return Some(key.clone());
-                }
-            }
-            let key = Arc::new(VerifyingKey::<C>::from_x962_uncompressed(point).ok()?);
-            *cell.borrow_mut() = Some((point.into(), key.clone()));
-            Some(key)
-        })
-    }
-
-    pub(in crate::auth::jwt) enum Key {
-        P256(Arc<VerifyingKey<P256>>),
-        P384(Arc<VerifyingKey<P384>>),
-    }
+    pub(in crate::auth::jwt) struct Key(Arc<VerifyingKey<P384>>);
 
     impl Key {
-        pub(super) fn p256(point: &[u8]) -> Option<Self> {
-            load(&LAST_P256, point).map(Key::P256)
-        }
-
         pub(super) fn p384(point: &[u8]) -> Option<Self> {
-            load(&LAST_P384, point).map(Key::P384)
+            LAST.with(|cell| {
+                if let Some((p, key)) = &*cell.borrow() {
+                    if **p == *point {
+                        return Some(Key(key.clone()));
+                    }
+                }
+                let key = Arc::new(VerifyingKey::<P384>::from_x962_uncompressed(point).ok()?);
+                *cell.borrow_mut() = Some((point.into(), key.clone()));
+                Some(Key(key))
+            })
         }
 
         pub(super) fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-            match self {
-                Key::P256(k) => k.verify::<Sha256>(&[msg], sig).is_ok(),
-                Key::P384(k) => k.verify::<Sha384>(&[msg], sig).is_ok(),
-            }
+            self.0.verify::<Sha384>(&[msg], sig).is_ok()
         }
     }
 }
@@ -128,10 +111,6 @@ mod fast_ec {
     pub(in crate::auth::jwt) enum Key {}
 
     impl Key {
-        pub(super) fn p256(_: &[u8]) -> Option<Self> {
-            None
-        }
-
         pub(super) fn p384(_: &[u8]) -> Option<Self> {
             None
         }
@@ -143,6 +122,8 @@ mod fast_ec {
 }
 
 pub(super) enum Check {
+    /// ES256: the issuer's key with its table.
+    P256(std::sync::Arc<super::comb::Key>),
     FastEc(fast_ec::Key),
     /// A fixed-length signature and an uncompressed point.
     RingEc(&'static rs::EcdsaVerificationAlgorithm, Box<[u8]>),
@@ -158,6 +139,7 @@ struct Ours {
 impl Verifier<Vec<u8>> for Ours {
     fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> std::result::Result<(), Error> {
         let ok = match &self.check {
+            Check::P256(key) => key.verify(msg, signature),
             Check::FastEc(key) => key.verify(msg, signature),
             Check::RingEc(alg, point) => UnparsedPublicKey::new(*alg, &point[..])
                 .verify(msg, signature)
@@ -201,21 +183,17 @@ fn strip_zeros(bytes: &[u8]) -> &[u8] {
 pub(super) fn faster_check(alg: Algorithm, key: &DecodingKey, ec: EcBackend) -> Option<Check> {
     match (key.family(), key.kind()) {
         (AlgorithmFamily::Ec, DecodingKeyKind::SecretOrDer(point)) => {
-            let (len, ring_alg) = match alg {
-                Algorithm::ES256 => (65, &rs::ECDSA_P256_SHA256_FIXED),
-                Algorithm::ES384 => (97, &rs::ECDSA_P384_SHA384_FIXED),
-                _ => return None,
-            };
-            if point.len() != len || point[0] != 4 {
-                return None;
-            }
-            match ec {
-                EcBackend::Graviola => match alg {
-                    Algorithm::ES256 => fast_ec::Key::p256(point),
-                    _ => fast_ec::Key::p384(point),
-                }
-                .map(Check::FastEc),
-                EcBackend::Ring => Some(Check::RingEc(ring_alg, point[..].into())),
+            let uncompressed = |len: usize| point.len() == len && point[0] == 4;
+            match alg {
+                Algorithm::ES256 if uncompressed(65) => super::comb::key(point).map(Check::P256),
+                Algorithm::ES384 if uncompressed(97) => match ec {
+                    EcBackend::Graviola => fast_ec::Key::p384(point).map(Check::FastEc),
+                    EcBackend::Ring => Some(Check::RingEc(
+                        &rs::ECDSA_P384_SHA384_FIXED,
+                        point[..].into(),
+                    )),
+                },
+                _ => None,
             }
         }
         (AlgorithmFamily::Rsa, DecodingKeyKind::RsaModulusExponent { n, e }) => {
