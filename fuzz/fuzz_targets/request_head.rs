@@ -1,5 +1,6 @@
 //! The checks every request head passes before routing: framing and Host.
-//! A head they accept has one valid authority to route by.
+//! A head they accept has one valid authority to route by, whether it comes
+//! with its raw bytes (HTTP/1) or as fields alone (HTTP/2).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -28,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     }
-    if let Ok(authority) = check(&req, data, 32 * 1024) {
+    for raw in [Some(data), None] {
+        let Ok(authority) = check(&req, raw, 32 * 1024) else {
+            continue;
+        };
         match authority {
             Authority::Target(h) | Authority::Header(h) => assert!(valid_host(h.as_bytes())),
             Authority::None => assert_eq!(req.version, http::Version::HTTP_10),
