@@ -8,7 +8,8 @@
 # go to the public route, the API-key route and the JWT route (built-in
 # issuer), after a warm-up; the counters are reset between routes. The
 # route `jwt_new` sends the JWT route N tokens it has not seen (ES256, each
-# its own `jti`), so every request verifies a signature. The
+# its own `jti`), so every request verifies a signature; `public_h2c` is
+# the public route over HTTP/2 without TLS (h2load, where installed). The
 # report gives instructions per request, the ratio to the public route, and
 # where the difference goes (inclusive counts of the gateway's parts); then
 # the same public requests through a bare Pingora proxy built like the
@@ -109,6 +110,21 @@ callgrind_control -i on "$GWPID" >/dev/null 2>&1
 for route in $ROUTES; do
     count "$GWPID" "$route" "$work/$route.k"
 done
+# The public route over HTTP/2 without TLS (h2c, prior knowledge), when
+# h2load is installed: N requests on one connection, 10 streams at a time.
+if command -v h2load >/dev/null; then
+    h2() { h2load -n "$1" -c 1 -m 10 "http://127.0.0.1:$GW$PUBLIC_PATH" | grep -o '[0-9]* succeeded'; }
+    # (the first HTTP/2 connection under valgrind can miss the head timeout
+    # while valgrind translates the code it runs for the first time)
+    h2 100 > /dev/null || true
+    [ "$(h2 "$N")" = "$N succeeded" ] || { echo "public_h2c: not every request succeeded" >&2; exit 1; }
+    callgrind_control -z "$GWPID" >/dev/null 2>&1
+    h2 "$N" > /dev/null
+    callgrind_control -d public_h2c "$GWPID" >/dev/null 2>&1
+    ROUTES="$ROUTES public_h2c"
+else
+    echo "h2load is not installed: HTTP/2 not counted (apt-get install nghttp2-client)" >&2
+fi
 
 # The same public requests through other proxies, one process each with a
 # keep-alive pool to the same upstream: what a proxied request costs them,
