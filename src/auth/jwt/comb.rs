@@ -36,10 +36,13 @@ struct Affine {
 }
 
 /// `table[i·64 + j] = (j+1)·2^(7i)·P`.
-pub struct Table(Box<[Affine]>);
+struct Table(Box<[Affine]>);
 
 impl Table {
-    fn of(point: Affine) -> Table {
+    /// `None` only if a multiple came out as the identity, which a point of
+    /// the curve's prime order never gives: the key is refused rather than
+    /// checked against a wrong table.
+    fn of(point: Affine) -> Option<Table> {
         let mut table = Vec::with_capacity(WINDOWS * MULTIPLES);
         let mut base = point;
         let mut window = Vec::with_capacity(MULTIPLES + 1);
@@ -52,11 +55,11 @@ impl Table {
             }
             // the next window's base, 2^7 times this one's: 2·(64·base)
             window.push(window[MULTIPLES - 1].double());
-            let affine = normalize(&window);
+            let affine = normalize(&window)?;
             table.extend_from_slice(&affine[..MULTIPLES]);
             base = affine[MULTIPLES];
         }
-        Table(table.into_boxed_slice())
+        Some(Table(table.into_boxed_slice()))
     }
 
     /// `digit`·2^(7·`window`)·P, for a digit other than 0.
@@ -74,17 +77,20 @@ impl Table {
 }
 
 /// Jacobian points as affine ones, with one inversion for all of them
-/// (Montgomery's trick). None of them may be the identity: a table's
-/// multiples never are (P has prime order n, and no (j+1)·2^(7i) here is a
-/// multiple of n).
-fn normalize(points: &[Jacobian]) -> Vec<Affine> {
+/// (Montgomery's trick); `None` if one is the identity. A table's multiples
+/// never are: P has prime order n, and no (j+1)·2^(7i) here is a multiple
+/// of n.
+fn normalize(points: &[Jacobian]) -> Option<Vec<Affine>> {
+    if points.iter().any(|p| p.identity) {
+        return None;
+    }
     let mut prefix = Vec::with_capacity(points.len());
     let mut product = FieldElement::ONE;
     for p in points {
         prefix.push(product);
         product = product.multiply(&p.z);
     }
-    let mut inverse = Option::<FieldElement>::from(product.invert()).unwrap_or(FieldElement::ZERO);
+    let mut inverse = Option::<FieldElement>::from(product.invert())?;
     let mut out = vec![
         Affine {
             x: FieldElement::ZERO,
@@ -102,7 +108,7 @@ fn normalize(points: &[Jacobian]) -> Vec<Affine> {
             y: p.y.multiply(&zz.multiply(&z_inv)),
         };
     }
-    out
+    Some(out)
 }
 
 fn coordinates(point: &AffinePoint) -> Affine {
@@ -118,9 +124,11 @@ fn coordinates(point: &AffinePoint) -> Affine {
     }
 }
 
-fn generator_table() -> &'static Table {
-    static TABLE: OnceLock<Table> = OnceLock::new();
-    TABLE.get_or_init(|| Table::of(coordinates(&AffinePoint::GENERATOR)))
+fn generator_table() -> Option<&'static Table> {
+    static TABLE: OnceLock<Option<Table>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| Table::of(coordinates(&AffinePoint::GENERATOR)))
+        .as_ref()
 }
 
 /// A scalar as 37 signed digits `d_i` in `-64..=64`, `k = Σ d_i·2^(7i)`.
@@ -253,7 +261,7 @@ impl Key {
         }
         let affine = Option::<AffinePoint>::from(AffinePoint::from_encoded_point(&encoded))?;
         Some(Key {
-            table: Table::of(coordinates(&affine)),
+            table: Table::of(coordinates(&affine))?,
         })
     }
 
@@ -274,11 +282,14 @@ impl Key {
         let digest = ring::digest::digest(&ring::digest::SHA256, msg);
         let digest: [u8; 32] = digest.as_ref().try_into().unwrap_or_default();
         let e = <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(digest));
-        let Some(w) = Option::<Scalar>::from(s.invert_vartime()) else {
+        let (Some(w), Some(generator)) = (
+            Option::<Scalar>::from(s.invert_vartime()),
+            generator_table(),
+        ) else {
             return false;
         };
         let sum = Jacobian::IDENTITY
-            .add_multiple(generator_table(), &(e * w))
+            .add_multiple(generator, &(e * w))
             .add_multiple(&self.table, &(r * w));
         if sum.identity {
             return false;
@@ -368,7 +379,7 @@ mod tests {
     #[test]
     fn table_entries_are_the_multiples() {
         let g = ProjectivePoint::GENERATOR;
-        let table = generator_table();
+        let table = generator_table().unwrap();
         for (window, digit) in [
             (0usize, 1i8),
             (0, 2),
@@ -393,16 +404,18 @@ mod tests {
         let p = affine_of(ProjectivePoint::GENERATOR * scalar(7));
         let twice = Jacobian::IDENTITY.add(&p).add(&p);
         let expected = affine_of(ProjectivePoint::GENERATOR * scalar(7).double());
-        assert!(same(normalize(&[twice])[0], expected));
+        assert!(same(normalize(&[twice]).unwrap()[0], expected));
         let minus = Affine { x: p.x, y: -p.y };
         assert!(Jacobian::IDENTITY.add(&p).add(&minus).identity);
         // a multiple sum matches p256's own scalar multiplication
         let k = scalar(9);
-        let sum = Jacobian::IDENTITY.add_multiple(generator_table(), &k);
+        let sum = Jacobian::IDENTITY.add_multiple(generator_table().unwrap(), &k);
         assert!(same(
-            normalize(&[sum])[0],
+            normalize(&[sum]).unwrap()[0],
             affine_of(ProjectivePoint::GENERATOR * k)
         ));
+        // the identity has no affine form: a table with one is refused
+        assert!(normalize(&[sum, Jacobian::IDENTITY]).is_none());
     }
 
     #[test]
