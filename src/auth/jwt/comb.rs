@@ -124,6 +124,12 @@ fn coordinates(point: &AffinePoint) -> Affine {
     }
 }
 
+/// Builds the generator's table now if it is not yet built (about a
+/// millisecond, once a process); whether it is there.
+pub fn generator_ready() -> bool {
+    generator_table().is_some()
+}
+
 fn generator_table() -> Option<&'static Table> {
     static TABLE: OnceLock<Option<Table>> = OnceLock::new();
     TABLE

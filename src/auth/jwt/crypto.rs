@@ -208,6 +208,15 @@ pub(super) fn faster_check(alg: Algorithm, key: &DecodingKey, ec: EcBackend) -> 
     }
 }
 
+/// An ES256 key's table (from the shared cache of tables, or built now),
+/// with the generator's table built too; `None` for any other key.
+pub(super) fn es256_table(key: &DecodingKey) -> Option<std::sync::Arc<super::comb::Key>> {
+    match faster_check(Algorithm::ES256, key, EcBackend::Ring) {
+        Some(Check::P256(table)) => super::comb::generator_ready().then_some(table),
+        _ => None,
+    }
+}
+
 pub(super) fn new_verifier_with(
     alg: &Algorithm,
     key: &DecodingKey,

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
-use super::{JwtAuth, MAX_JWKS_BYTES, REFETCH_COOLDOWN};
+use super::{comb, crypto, JwtAuth, MAX_JWKS_BYTES, REFETCH_COOLDOWN};
 use crate::auth::keys::jwt_algorithm;
 use crate::config::Config;
 use crate::store::SigningKey;
@@ -22,7 +22,37 @@ pub(super) struct VerifyKey {
     pub(super) key: DecodingKey,
     /// Algorithms this key may verify: its JWK `alg` if pinned, else its family.
     pub(super) algorithms: Vec<Algorithm>,
+    /// An ES256 key's table, built when the key is published rather than
+    /// at its first token, and kept as long as the key is.
+    pub(super) es256: Option<Arc<comb::Key>>,
 }
+
+impl VerifyKey {
+    /// `prepare`: build an ES256 key's table now.
+    fn new(key: DecodingKey, algorithms: Vec<Algorithm>, prepare: bool) -> VerifyKey {
+        let es256 = (prepare && algorithms.contains(&Algorithm::ES256))
+            .then(|| crypto::es256_table(&key))
+            .flatten();
+        VerifyKey {
+            key,
+            algorithms,
+            es256,
+        }
+    }
+
+    /// Checks `signature` of `signing_input` with this key, for `alg`.
+    pub(super) fn verify(&self, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> bool {
+        match &self.es256 {
+            Some(table) if alg == Algorithm::ES256 => table.verify(signing_input, signature),
+            _ => super::verify_signature(alg, &self.key, signing_input, signature),
+        }
+    }
+}
+
+/// ES256 keys of one key set whose tables are built when it is published
+/// (151 KB each). Keys past these get theirs at their first token, from
+/// the shared cache of tables.
+pub(super) const PREPARED_PER_SET: usize = 16;
 
 impl fmt::Debug for VerifyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -115,6 +145,7 @@ pub(super) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>,
     }
     let set: Set = serde_json::from_slice(body).map_err(|e| format!("not a JWK set: {e}"))?;
     let mut out = HashMap::new();
+    let mut prepared = 0;
     for raw in set.keys {
         if raw
             .get("use")
@@ -142,7 +173,10 @@ pub(super) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>,
         let Ok(key) = DecodingKey::from_jwk(&jwk) else {
             continue;
         };
-        out.insert(kid, Arc::new(VerifyKey { key, algorithms }));
+        let prepare = prepared < PREPARED_PER_SET;
+        let key = VerifyKey::new(key, algorithms, prepare);
+        prepared += usize::from(key.es256.is_some());
+        out.insert(kid, Arc::new(key));
     }
     Ok(out)
 }
@@ -223,12 +257,10 @@ impl JwtAuth {
             else {
                 continue;
             };
+            let prepare = map.len() < PREPARED_PER_SET;
             map.insert(
                 k.kid.clone(),
-                Arc::new(VerifyKey {
-                    key,
-                    algorithms: vec![alg],
-                }),
+                Arc::new(VerifyKey::new(key, vec![alg], prepare)),
             );
         }
         builtin.keys.store(Arc::new(map));
@@ -279,7 +311,11 @@ impl JwtAuth {
         if body.len() > MAX_JWKS_BYTES {
             return Err("JWKS too large".into());
         }
-        parse_jwks(&body)
+        // ES256 tables take about a millisecond each: built beside the
+        // threads that serve requests
+        tokio::task::spawn_blocking(move || parse_jwks(&body))
+            .await
+            .map_err(|e| format!("reading the JWKS failed: {e}"))?
     }
 
     /// An unknown kid: refetch once per cooldown, one fetch at a time.

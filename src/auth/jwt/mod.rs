@@ -390,7 +390,7 @@ impl JwtAuth {
             return Err(TokenError::AlgorithmNotAllowed);
         }
         let sig = token::signature(sig)?;
-        if !verify_signature(alg, &key.key, signed.as_bytes(), &sig) {
+        if !key.verify(alg, signed.as_bytes(), &sig) {
             return Err(TokenError::BadSignature);
         }
         let checked = claims.check(&token::Expect {
@@ -704,7 +704,41 @@ mod tests {
         let keys = parse_jwks(body.to_string().as_bytes()).unwrap();
         assert_eq!(keys.keys().collect::<Vec<_>>(), vec![&ec.kid]);
         assert_eq!(keys[&ec.kid].algorithms, vec![Algorithm::ES256]);
+        assert!(
+            keys[&ec.kid].es256.is_some(),
+            "the table is built with the set"
+        );
         assert!(parse_jwks(b"<html>").is_err());
+    }
+
+    /// ES256 keys get their tables when the set is read, up to a bound;
+    /// keys past it verify as well, through the shared cache.
+    #[test]
+    fn jwks_es256_keys_are_prepared_up_to_a_bound() {
+        use crate::auth::keys::{generate, Signer};
+        let keys: Vec<_> = (0..issuers::PREPARED_PER_SET + 4)
+            .map(|_| generate(crate::config::SigningAlgorithm::Es256).unwrap())
+            .collect();
+        let body =
+            serde_json::json!({"keys": keys.iter().map(|k| &k.public_jwk).collect::<Vec<_>>()});
+        let set = parse_jwks(body.to_string().as_bytes()).unwrap();
+        assert_eq!(set.len(), keys.len());
+        let prepared = set.values().filter(|k| k.es256.is_some()).count();
+        assert_eq!(prepared, issuers::PREPARED_PER_SET);
+        for key in &keys {
+            let token = Signer::load(key).unwrap().sign(
+                &serde_json::json!({"alg": "ES256", "kid": key.kid}),
+                &serde_json::json!({"sub": "c"}),
+            );
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+            let published = &set[&key.kid];
+            assert!(published.verify(Algorithm::ES256, input.as_bytes(), &sig));
+            let mut tampered = sig.clone();
+            tampered[10] ^= 1;
+            assert!(!published.verify(Algorithm::ES256, input.as_bytes(), &tampered));
+            assert!(!published.verify(Algorithm::ES256, b"other", &sig));
+        }
     }
 
     /// A token refused for its bytes is remembered and refused again
