@@ -383,6 +383,11 @@ impl ProxyHttp for Gateway {
             Some(v) if acceptable_request_id(v.as_bytes()) => v.clone(),
             _ => forward::new_request_id(),
         };
+        // A new value on every request: HPACK would add each one to the
+        // connection's table, after comparing it with every id already
+        // there, and never find it again. Marked sensitive, it is sent as
+        // a literal that is never indexed (HTTP/1 ignores the mark).
+        ctx.request_id.set_sensitive(true);
         // printable ASCII, whether the client's or the gateway's own
         ctx.span
             .record("request_id", ctx.request_id.to_str().unwrap_or_default());

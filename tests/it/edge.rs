@@ -594,3 +594,50 @@ fn http2_floods_end_in_a_closed_connection_and_others_are_still_served() {
         "floods logged as the gateway's errors: {errors:#?}"
     );
 }
+
+/// Over HTTP/2 each answer's X-Request-Id, a new value every time, is sent
+/// as a literal never indexed, so that HPACK does not fill the connection's
+/// table with values it will never see again; the ids stay one per answer,
+/// distinct, and the upstream's.
+#[test]
+fn http2_request_ids_are_sent_never_indexed() {
+    let up = Upstream::start("u");
+    let gw = gateway(&up);
+    let run = |path: &str| -> Vec<serde_json::Value> {
+        let out = std::process::Command::new("python3")
+            .arg(crate::harness::repo_path("tests/h2/request_ids.py"))
+            .args(["127.0.0.1", &gw.proxy.port().to_string(), path, "5"])
+            .output()
+            .expect("request_ids.py");
+        let answers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "{path}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        answers.as_array().expect("a list of answers").clone()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (path, status) in [("/ids", "200"), ("/locked", "401")] {
+        let answers = run(path);
+        assert_eq!(answers.len(), 5, "{path}: {answers:?}");
+        for a in &answers {
+            assert_eq!(a["status"], status, "{path}: {a}");
+            let ids = a["request_id"].as_array().expect("ids");
+            assert_eq!(ids.len(), 1, "{path}: one X-Request-Id per answer: {a}");
+            assert_eq!(a["never_indexed"], serde_json::json!([true]), "{path}: {a}");
+            assert!(
+                seen.insert(ids[0].as_str().unwrap().to_string()),
+                "{path}: ids repeat: {a}"
+            );
+        }
+    }
+    let upstream_ids: Vec<String> = up
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("x-request-id"))
+        .collect();
+    assert_eq!(upstream_ids.len(), 5);
+    assert!(upstream_ids.iter().all(|id| seen.contains(id)));
+}
