@@ -17,7 +17,7 @@
 use std::sync::{Arc, OnceLock};
 
 use p256::elliptic_curve::bigint::{ArrayEncoding, Limb};
-use p256::elliptic_curve::ops::{Invert, Reduce};
+use p256::elliptic_curve::ops::Reduce;
 use p256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
 use p256::elliptic_curve::{Field, PrimeField};
 use p256::{AffinePoint, EncodedPoint, FieldBytes, FieldElement, Scalar, U256};
@@ -288,10 +288,7 @@ impl Key {
         let digest = ring::digest::digest(&ring::digest::SHA256, msg);
         let digest: [u8; 32] = digest.as_ref().try_into().unwrap_or_default();
         let e = <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(digest));
-        let (Some(w), Some(generator)) = (
-            Option::<Scalar>::from(s.invert_vartime()),
-            generator_table(),
-        ) else {
+        let (Some(w), Some(generator)) = (invert(&s), generator_table()) else {
             return false;
         };
         let sum = Jacobian::IDENTITY
@@ -317,6 +314,21 @@ impl Key {
 /// n, the order of the group.
 const ORDER: U256 =
     U256::from_be_hex("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+const ODD_ORDER: crypto_bigint::Odd<crypto_bigint::U256> =
+    crypto_bigint::Odd::<crypto_bigint::U256>::from_be_hex(
+        "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551",
+    );
+
+/// `s⁻¹ mod n` for a public `s` in `1..n`: crypto-bigint's safegcd in
+/// variable time, about 2.5 times as fast as p256's own variable-time
+/// inversion.
+fn invert(s: &Scalar) -> Option<Scalar> {
+    let value = crypto_bigint::U256::from_words(U256::from(*s).to_words());
+    let inverse = Option::<crypto_bigint::U256>::from(value.invert_odd_mod_vartime(&ODD_ORDER))?;
+    Option::from(Scalar::from_repr(
+        U256::from_words(inverse.to_words()).to_be_byte_array(),
+    ))
+}
 
 /// Tables by key, shared by all threads: building one takes about a
 /// millisecond, and an issuer publishes a few keys at a time. Keys left
@@ -379,6 +391,25 @@ mod tests {
             });
             assert_eq!(sum, k);
             assert!(digits(&k).iter().all(|d| (-64..=64).contains(d)));
+        }
+    }
+
+    #[test]
+    fn inverses_are_p256s() {
+        use p256::elliptic_curve::ops::Invert;
+        let mut rng = p256::elliptic_curve::rand_core::OsRng;
+        let edges = [
+            Scalar::ONE,
+            Scalar::from(2u64),
+            -Scalar::ONE,
+            -Scalar::from(2u64),
+            Scalar::from(u64::MAX),
+        ];
+        let random = (0..200).map(|_| Scalar::random(&mut rng));
+        for s in edges.into_iter().chain(random) {
+            let ours = invert(&s).expect("an inverse");
+            assert_eq!(ours, Option::<Scalar>::from(s.invert_vartime()).unwrap());
+            assert_eq!(ours * s, Scalar::ONE);
         }
     }
 
