@@ -545,6 +545,23 @@ fn a_token_request_with_a_repeated_parameter_is_invalid() {
     assert_eq!(r.json()["scope"], "a");
 }
 
+/// Runs one of the HTTP/2 client scripts of `tests/h2` and reads the JSON
+/// it prints.
+fn h2_script(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .arg(crate::harness::repo_path(&format!("tests/h2/{script}")))
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{script} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 #[test]
 fn http2_floods_end_in_a_closed_connection_and_others_are_still_served() {
     let probe = std::process::Command::new("python3")
@@ -558,18 +575,8 @@ fn http2_floods_end_in_a_closed_connection_and_others_are_still_served() {
     let up = Upstream::start("u");
     let gw = gateway(&up);
     for kind in ["rapid_reset", "continuation", "settings", "ping"] {
-        let out = std::process::Command::new("python3")
-            .arg(crate::harness::repo_path("tests/h2/flood.py"))
-            .args([kind, "127.0.0.1", &gw.proxy.port().to_string()])
-            .output()
-            .expect("flood.py");
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-            panic!(
-                "{kind}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+        let port = gw.proxy.port().to_string();
+        let report = h2_script("flood.py", &[kind, "127.0.0.1", &port]);
         assert!(
             report["ended"].is_string(),
             "{kind}: the gateway let the flood go on: {report}"
@@ -603,19 +610,9 @@ fn http2_floods_end_in_a_closed_connection_and_others_are_still_served() {
 fn http2_request_ids_are_sent_never_indexed() {
     let up = Upstream::start("u");
     let gw = gateway(&up);
+    let port = gw.proxy.port().to_string();
     let run = |path: &str| -> Vec<serde_json::Value> {
-        let out = std::process::Command::new("python3")
-            .arg(crate::harness::repo_path("tests/h2/request_ids.py"))
-            .args(["127.0.0.1", &gw.proxy.port().to_string(), path, "5"])
-            .output()
-            .expect("request_ids.py");
-        let answers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-            panic!(
-                "{path}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+        let answers = h2_script("request_ids.py", &["127.0.0.1", &port, path, "5"]);
         answers.as_array().expect("a list of answers").clone()
     };
     let mut seen = std::collections::HashSet::new();
