@@ -311,13 +311,12 @@ impl Key {
     }
 }
 
-/// n, the order of the group.
-const ORDER: U256 =
-    U256::from_be_hex("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+/// n, the order of the group: as p256's integer, and as crypto-bigint's
+/// odd modulus for the inversion.
+const ORDER_HEX: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+const ORDER: U256 = U256::from_be_hex(ORDER_HEX);
 const ODD_ORDER: crypto_bigint::Odd<crypto_bigint::U256> =
-    crypto_bigint::Odd::<crypto_bigint::U256>::from_be_hex(
-        "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551",
-    );
+    crypto_bigint::Odd::<crypto_bigint::U256>::from_be_hex(ORDER_HEX);
 
 /// `s⁻¹ mod n` for a public `s` in `1..n`: crypto-bigint's safegcd in
 /// variable time, about 2.5 times as fast as p256's own variable-time

@@ -28,11 +28,14 @@ pub(super) struct VerifyKey {
 }
 
 impl VerifyKey {
-    /// `prepare`: build an ES256 key's table now.
-    fn new(key: DecodingKey, algorithms: Vec<Algorithm>, prepare: bool) -> VerifyKey {
-        let es256 = (prepare && algorithms.contains(&Algorithm::ES256))
+    /// An ES256 key gets its table now while fewer than
+    /// [`PREPARED_PER_SET`] keys of its set have one (`prepared` counts
+    /// them).
+    fn new(key: DecodingKey, algorithms: Vec<Algorithm>, prepared: &mut usize) -> VerifyKey {
+        let es256 = (*prepared < PREPARED_PER_SET && algorithms.contains(&Algorithm::ES256))
             .then(|| crypto::es256_table(&key))
             .flatten();
+        *prepared += usize::from(es256.is_some());
         VerifyKey {
             key,
             algorithms,
@@ -173,10 +176,10 @@ pub(super) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>,
         let Ok(key) = DecodingKey::from_jwk(&jwk) else {
             continue;
         };
-        let prepare = prepared < PREPARED_PER_SET;
-        let key = VerifyKey::new(key, algorithms, prepare);
-        prepared += usize::from(key.es256.is_some());
-        out.insert(kid, Arc::new(key));
+        out.insert(
+            kid,
+            Arc::new(VerifyKey::new(key, algorithms, &mut prepared)),
+        );
     }
     Ok(out)
 }
@@ -248,6 +251,7 @@ impl JwtAuth {
             return;
         };
         let mut map = HashMap::new();
+        let mut prepared = 0;
         for k in keys {
             let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(k.public_jwk.clone())
             else {
@@ -257,10 +261,9 @@ impl JwtAuth {
             else {
                 continue;
             };
-            let prepare = map.len() < PREPARED_PER_SET;
             map.insert(
                 k.kid.clone(),
-                Arc::new(VerifyKey::new(key, vec![alg], prepare)),
+                Arc::new(VerifyKey::new(key, vec![alg], &mut prepared)),
             );
         }
         builtin.keys.store(Arc::new(map));
